@@ -1,0 +1,3 @@
+from llm_inference.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""POST /api/chat and /api/chat/stream: answer a conversation, rendered by the model's own chat template."""
+
+from __future__ import annotations
+
+from litestar import Controller, post
+from litestar.datastructures import State
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION
+from llm_inference.api.inference import complete, open_stream, outcome_finish, prepare
+from llm_inference.api.schemas import AssistantMessage, ChatRequest, ChatResponse
+from llm_inference.api.streaming import sse_response
+from llm_inference.engines.base import ChatMessage
+
+
+def _messages(data: ChatRequest) -> list[ChatMessage]:
+    return [ChatMessage(role=m.role, content=m.content) for m in data.messages]
+
+
+class ChatController(Controller):
+    path = "/api/chat"
+    tags = ["inference"]
+
+    @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Answer a conversation")
+    async def chat(self, data: JSONBody[ChatRequest], state: State) -> ChatResponse:
+        prepared = await prepare(state.service, data, messages=_messages(data))
+        outcome = await complete(state.service, prepared)
+        return ChatResponse(
+            model=prepared.model,
+            message=AssistantMessage(content=outcome.text),
+            finish_reason=outcome_finish(outcome),  # type: ignore[arg-type]
+            usage=outcome.usage,
+            timings=outcome.timings,
+        )
+
+    @post(
+        "/stream",
+        status_code=200,
+        responses=ERROR_RESPONSES,
+        summary="Answer a conversation, streamed as Server-Sent Events",
+        description=STREAM_DESCRIPTION,
+        response_description="text/event-stream of delta events, one done event, then `data: [DONE]`",
+    )
+    async def chat_stream(self, data: JSONBody[ChatRequest], state: State) -> Stream:
+        prepared = await prepare(state.service, data, messages=_messages(data))
+        return sse_response(await open_stream(state.service, prepared))

@@ -1,0 +1,42 @@
+"""POST /api/generate and /api/generate/stream: continue a prompt."""
+
+from __future__ import annotations
+
+from litestar import Controller, post
+from litestar.datastructures import State
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION
+from llm_inference.api.inference import complete, open_stream, outcome_finish, prepare
+from llm_inference.api.schemas import GenerateRequest, GenerateResponse
+from llm_inference.api.streaming import sse_response
+
+
+class GenerateController(Controller):
+    path = "/api/generate"
+    tags = ["inference"]
+
+    @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Generate text from a prompt")
+    async def generate(self, data: JSONBody[GenerateRequest], state: State) -> GenerateResponse:
+        prepared = await prepare(state.service, data, prompt=data.prompt)
+        outcome = await complete(state.service, prepared)
+        return GenerateResponse(
+            model=prepared.model,
+            text=outcome.text,
+            finish_reason=outcome_finish(outcome),  # type: ignore[arg-type]
+            usage=outcome.usage,
+            timings=outcome.timings,
+        )
+
+    @post(
+        "/stream",
+        status_code=200,
+        responses=ERROR_RESPONSES,
+        summary="Generate text from a prompt, streamed as Server-Sent Events",
+        description=STREAM_DESCRIPTION,
+        response_description="text/event-stream of delta events, one done event, then `data: [DONE]`",
+    )
+    async def generate_stream(self, data: JSONBody[GenerateRequest], state: State) -> Stream:
+        prepared = await prepare(state.service, data, prompt=data.prompt)
+        return sse_response(await open_stream(state.service, prepared))

@@ -1,0 +1,27 @@
+"""Kubernetes probes: /health/live (the process serves) and /health/ready (the default model answers)."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.datastructures import State
+from litestar.response import Response
+
+from llm_inference.api.schemas import HealthStatus
+
+
+@get("/health/live", tags=["health"], summary="Liveness: 200 while the process serves")
+async def live() -> HealthStatus:
+    return HealthStatus(status="alive")
+
+
+@get(
+    "/health/ready",
+    tags=["health"],
+    summary="Readiness: 200 once the default model has loaded and answered a warm-up generation",
+    responses={},
+)
+async def ready(state: State) -> Response[HealthStatus]:
+    is_ready, reason = state.service.readiness()
+    if is_ready:
+        return Response(HealthStatus(status="ready"), status_code=200)
+    return Response(HealthStatus(status="not_ready", reason=reason), status_code=503, headers={"Retry-After": "5"})

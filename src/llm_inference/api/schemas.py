@@ -1,0 +1,127 @@
+"""Every request, response, stream event and error body of the HTTP API, as msgspec Structs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Temperature = Annotated[float, Meta(ge=0, le=2, description="Sampling temperature; 0 is greedy.")]
+TopP = Annotated[float, Meta(gt=0, le=1, description="Nucleus sampling probability mass.")]
+TopK = Annotated[int, Meta(ge=0, le=1000, description="Sample from the k most likely tokens; 0 disables.")]
+MaxTokens = Annotated[int, Meta(ge=1, description="Upper bound on generated tokens (<= LLM_MAX_TOKENS_LIMIT).")]
+Seed = Annotated[int, Meta(ge=0, le=2**32 - 1, description="Makes sampling reproducible.")]
+Stop = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=256)]] | Annotated[str, Meta(min_length=1, max_length=256)],
+    Meta(description="Generation ends before the first occurrence of any of these strings."),
+]
+ModelId = Annotated[str, Meta(min_length=1, max_length=512, description="An allowed model id; default if omitted.")]
+
+
+class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    model: ModelId | None = None
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
+    seed: Seed | None = None
+    stop: Stop | None = None
+
+
+class GenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
+    prompt: Annotated[str, Meta(min_length=1, description="The text to continue.")]
+
+
+class Message(msgspec.Struct, forbid_unknown_fields=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
+    messages: Annotated[list[Message], Meta(min_length=1, description="The conversation so far.")]
+
+
+FinishReasonName = Literal["stop", "length"]
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Timings(msgspec.Struct):
+    time_to_first_token_seconds: float
+    total_seconds: float
+    output_tokens_per_second: float
+
+
+class GenerateResponse(msgspec.Struct):
+    model: str
+    text: str
+    finish_reason: FinishReasonName
+    usage: Usage
+    timings: Timings
+
+
+class AssistantMessage(msgspec.Struct):
+    content: str
+    role: Literal["assistant"] = "assistant"
+
+
+class ChatResponse(msgspec.Struct):
+    model: str
+    message: AssistantMessage
+    finish_reason: FinishReasonName
+    usage: Usage
+    timings: Timings
+
+
+class ErrorDetail(msgspec.Struct):
+    type: str
+    message: str
+    param: str | None = None
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorDetail
+
+
+# Server-Sent Events: every event is `data: <json>\n\n`; the stream ends with `data: [DONE]\n\n`.
+class DeltaEvent(msgspec.Struct, tag_field="type", tag="delta"):
+    text: str
+
+
+class DoneEvent(msgspec.Struct, tag_field="type", tag="done"):
+    model: str
+    finish_reason: FinishReasonName
+    usage: Usage
+    timings: Timings
+
+
+class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
+    error: ErrorDetail
+
+
+StreamEvent = DeltaEvent | DoneEvent | ErrorEvent
+
+
+class ModelCard(msgspec.Struct):
+    id: str
+    backend: str | None
+    backend_reason: str | None
+    format: str | None
+    context_length: int | None
+    state: Literal["loading", "loaded", "failed"]
+    default: bool
+    error: str | None = None
+
+
+class ModelList(msgspec.Struct):
+    models: list[ModelCard]
+
+
+class HealthStatus(msgspec.Struct):
+    status: str
+    reason: str | None = None

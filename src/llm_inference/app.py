@@ -1,0 +1,82 @@
+"""create_app(settings): the Litestar application with its routes, middleware, docs and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+
+from llm_inference.api.chat import ChatController
+from llm_inference.api.errors import exception_handlers
+from llm_inference.api.generate import GenerateController
+from llm_inference.api.health import live, ready
+from llm_inference.api.inference import InferenceService
+from llm_inference.api.models import list_models
+from llm_inference.models.registry import ModelRegistry
+from llm_inference.settings import Settings
+from llm_inference.telemetry.metrics import Metrics, http_metrics_middleware, metrics_endpoint
+
+log = logging.getLogger(__name__)
+
+SWAGGER_ASSETS = Path(__file__).parent / "api" / "static" / "swagger-ui"
+SWAGGER_ASSETS_URL = "/swagger-ui/assets"
+
+
+def _openapi_config() -> OpenAPIConfig:
+    # Swagger UI 5.x, served from the package: no CDN, so the docs work in an air-gapped cluster.
+    swagger = SwaggerRenderPlugin(
+        path="/swagger-ui",
+        js_url=f"{SWAGGER_ASSETS_URL}/swagger-ui-bundle.js",
+        css_url=f"{SWAGGER_ASSETS_URL}/swagger-ui.css",
+        standalone_preset_js_url=f"{SWAGGER_ASSETS_URL}/swagger-ui-standalone-preset.js",
+        favicon=f'<link rel="icon" type="image/png" href="{SWAGGER_ASSETS_URL}/favicon-32x32.png">',
+    )
+    return OpenAPIConfig(
+        title="llm-inference",
+        version=version("llm-inference"),
+        description="LLM inference over HTTP: generate and chat, whole or streamed as Server-Sent Events.",
+        path="/",
+        render_plugins=[swagger],
+    )
+
+
+def create_app(settings: Settings) -> Litestar:
+    service = InferenceService(settings=settings, registry=ModelRegistry(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        service.registry.start()
+        try:
+            yield
+        finally:
+            await service.registry.aclose()
+
+    return Litestar(
+        route_handlers=[
+            GenerateController,
+            ChatController,
+            list_models,
+            live,
+            ready,
+            metrics_endpoint,
+            create_static_files_router(SWAGGER_ASSETS_URL, directories=[SWAGGER_ASSETS], include_in_schema=False),
+        ],
+        state=State({"service": service, "metrics": Metrics()}),
+        lifespan=[lifespan],
+        middleware=[http_metrics_middleware],
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins)),
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=_openapi_config(),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,84 @@
+"""Command line: `serve` (Granian), `check-config` (validate and print settings), `fetch-model` (init container)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from llm_inference.settings import Settings, SettingsError, load_settings, masked
+
+log = logging.getLogger("llm_inference")
+
+EXIT_BAD_CONFIG = 2
+
+
+def settings_or_exit() -> Settings:
+    try:
+        settings, warnings = load_settings()
+    except SettingsError as exc:
+        print("invalid configuration:", file=sys.stderr)
+        for line in exc.lines:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+    from llm_inference.telemetry.logging import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    for warning in warnings:
+        log.warning(warning)
+    return settings
+
+
+def serve(settings: Settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    scheme = "https" if settings.tls_enabled else "http"
+    log.info("starting", extra={"url": f"{scheme}://{settings.inference_hostname}:{settings.inference_port}"})
+    server = Granian(
+        "llm_inference.asgi:app",
+        address=settings.inference_hostname,
+        port=settings.inference_port,
+        interface=Interfaces.ASGI,
+        # One worker: the model lives in the process, and a second worker would load a second copy.
+        workers=1,
+        ssl_cert=Path(settings.tls_cert_path) if settings.tls_enabled and settings.tls_cert_path else None,
+        ssl_key=Path(settings.tls_key_path) if settings.tls_enabled and settings.tls_key_path else None,
+        log_access=False,
+    )
+    server.serve()
+
+
+def check_config(settings: Settings) -> None:
+    print(json.dumps(masked(settings), indent=2, default=str))
+
+
+def fetch_models(settings: Settings) -> None:
+    from llm_inference.models.fetch import fetch
+    from llm_inference.models.spec import parse_spec
+
+    failed = False
+    for text in settings.allowed_models:
+        spec = parse_spec(text, settings.model_path)
+        try:
+            path, tokenizer = fetch(spec)
+        except Exception as exc:  # report every model, then fail the init container once
+            log.error("model unavailable", extra={"model": spec.id, "error": f"{type(exc).__name__}: {exc}"})
+            failed = True
+            continue
+        print(f"{spec.id}\t{path}" + (f"\t{tokenizer}" if tokenizer else ""))
+    if failed:
+        raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="llm-inference", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve the HTTP API (Granian)")
+    commands.add_parser("check-config", help="validate LLM_* variables and print the effective settings")
+    commands.add_parser("fetch-model", help="download/prepare every allowed model, then exit")
+    args = parser.parse_args(argv)
+    settings = settings_or_exit()
+    {"serve": serve, "check-config": check_config, "fetch-model": fetch_models}[args.command](settings)

@@ -1,0 +1,1 @@
+"""Inference backends behind the small protocol in engines.base."""

@@ -1,0 +1,91 @@
+"""The small engine protocol every inference backend implements, and the types that cross it."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class FinishReason(enum.StrEnum):
+    STOP = "stop"  # EOS token or a stop sequence
+    LENGTH = "length"  # max_tokens reached or the context is full
+    CANCELLED = "cancelled"  # aborted (client gone, timeout, shutdown)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Fully resolved sampling parameters: every default and limit has been applied."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int = 0  # 0 disables top-k
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    request_id: str
+    prompt: str  # already rendered (chat template applied for chat requests)
+    sampling: SamplingParams
+    prompt_token_ids: tuple[int, ...] | None = None  # pre-tokenized prompt, when the caller has it
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One step of a generation: a text delta and, on the last chunk, the finish reason."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    backend: str  # "llamacpp" | "vllm"
+    model_format: str  # "gguf" | "safetensors" ...
+    context_length: int
+    quantization: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    running: int  # sequences being decoded
+    waiting: int  # admitted requests not yet decoding
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One loaded model. Implementations never block the event loop."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Yield chunks until one carries a finish_reason. Closing the iterator aborts the request."""
+        ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def check_health(self) -> None:
+        """Raise EngineDead if the engine can no longer serve."""
+        ...
+
+    async def tokenize(self, text: str) -> list[int]: ...
+
+    async def render_chat(self, messages: Sequence[ChatMessage]) -> str: ...
+
+    def info(self) -> EngineInfo: ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,180 @@
+"""llama.cpp engine: one model, one context with a slot per concurrent request, one decode thread.
+
+All decoding happens on the DecodeLoop's own thread (llama.cpp contexts are not thread-safe, and hopping
+between pool threads costs throughput). Tokenizing only reads the vocabulary, so it runs beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence as Seq
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from llama_cpp._internals import LlamaModel
+
+from llm_inference.engines.base import ChatMessage, Chunk, EngineInfo, EngineStats, FinishReason, GenerationRequest
+from llm_inference.engines.chat_template import ChatTemplate, template_from_tokenizer_dir
+from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
+from llm_inference.errors import EngineDead
+from llm_inference.settings import Settings
+
+log = logging.getLogger(__name__)
+_native_log = logging.getLogger("llama_cpp.native")
+
+
+@llama_cpp.llama_log_callback
+def _route_native_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
+    # llama.cpp would print its own lines to stderr; route them through our logging instead, errors
+    # (ggml level 3) as warnings and everything else at debug level.
+    if level == 3:
+        _native_log.warning(text.decode(errors="replace").rstrip())
+    elif _native_log.isEnabledFor(logging.DEBUG):
+        _native_log.debug(text.decode(errors="replace").rstrip())
+
+
+llama_cpp.llama_log_set(_route_native_log, ctypes.c_void_p(0))
+
+BATCH_SIZE = 512  # tokens per llama_decode: decode tokens of every sequence plus prompt chunks
+# GGUF general.file_type (llama.cpp's LLAMA_FTYPE) as the names operators know.
+FILE_TYPES = {"0": "F32", "1": "F16", "2": "Q4_0", "3": "Q4_1", "7": "Q8_0", "8": "Q5_0", "9": "Q5_1",
+              "10": "Q2_K", "12": "Q3_K_M", "15": "Q4_K_M", "17": "Q5_K_M", "18": "Q6_K", "32": "BF16"}
+
+
+def _token_text(model: LlamaModel, token: int) -> str:
+    buffer = ctypes.create_string_buffer(256)
+    n = llama_cpp.llama_token_to_piece(model.vocab, token, buffer, len(buffer), 0, True)
+    return buffer.raw[: max(n, 0)].decode(errors="replace")
+
+
+class LlamaCppEngine:
+    def __init__(self, model: LlamaModel, ctx: Any, loop: DecodeLoop, template: ChatTemplate, info: EngineInfo,
+                 context_per_slot: int) -> None:
+        self._model, self._ctx, self._loop = model, ctx, loop
+        self._template, self._info = template, info
+        self._context_per_slot = context_per_slot
+        self._sequences: dict[str, Sequence] = {}
+        self._closed = False
+
+    @classmethod
+    async def load(cls, model_path: Path, *, settings: Settings, tokenizer_path: Path | None = None) -> LlamaCppEngine:
+        return await asyncio.to_thread(cls._load_blocking, model_path, settings, tokenizer_path)
+
+    @classmethod
+    def _load_blocking(cls, model_path: Path, settings: Settings, tokenizer_path: Path | None) -> LlamaCppEngine:
+        model_params = llama_cpp.llama_model_default_params()
+        # llama.cpp's extra CPU buffer types (AMX tiles / repacked weights) crash in llama_decode on any
+        # multi-token batch on this project's CPU machines (SIGSEGV seen with Q4_1 on an AMX-capable Xeon);
+        # the plain CPU buffers are safe everywhere.
+        model_params.use_extra_bufts = False
+        model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
+        slots = settings.max_concurrent_requests
+        context_per_slot = min(settings.context_length or model.n_ctx_train(), model.n_ctx_train())
+        threads = settings.threads or os.cpu_count() or 1
+        params = llama_cpp.llama_context_default_params()
+        # One KV pool shared by all slots, sized so every slot can hold a full context at once.
+        params.n_ctx = context_per_slot * slots
+        params.n_seq_max = slots
+        params.kv_unified = True
+        params.n_batch = params.n_ubatch = BATCH_SIZE
+        params.n_threads = params.n_threads_batch = threads
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model.model, params)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
+        loop = DecodeLoop(model, ctx, slots=slots, context_per_slot=context_per_slot, batch_size=BATCH_SIZE)
+        loop.start()
+        metadata = model.metadata()
+        template = template_from_tokenizer_dir(tokenizer_path) if tokenizer_path else None
+        if template is None:
+            template = ChatTemplate(
+                metadata.get("tokenizer.chat_template"),
+                _token_text(model, model.token_bos()),
+                _token_text(model, model.token_eos()),
+            )
+        file_type = metadata.get("general.file_type")
+        info = EngineInfo(
+            backend="llamacpp",
+            model_format="gguf",
+            context_length=context_per_slot,
+            quantization=FILE_TYPES.get(file_type, f"ftype {file_type}") if file_type else None,
+            extra={"threads": str(threads), "slots": str(slots)},
+        )
+        log.info("llama.cpp model loaded",
+                 extra={"path": str(model_path), "context_length": context_per_slot, "slots": slots, "threads": threads})
+        return cls(model, ctx, loop, template, info, context_per_slot)
+
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def stats(self) -> EngineStats:
+        return EngineStats(running=self._loop.running, waiting=self._loop.waiting)
+
+    @property
+    def decode_steps(self) -> int:
+        return self._loop.steps
+
+    async def check_health(self) -> None:
+        if self._closed:
+            raise EngineDead("the llama.cpp engine is closed")
+        if self._loop.fatal is not None or not self._loop.is_alive():
+            raise EngineDead("the llama.cpp decode loop stopped")
+
+    def _tokenize(self, text: str) -> list[int]:
+        # parse_special: chat templates write control tokens (<|im_start|>) as text that must map to their ids.
+        return self._model.tokenize(text.encode(), add_bos=True, special=True)
+
+    async def tokenize(self, text: str) -> list[int]:
+        return await asyncio.to_thread(self._tokenize, text)
+
+    async def render_chat(self, messages: Seq[ChatMessage]) -> str:
+        return self._template.render(messages)
+
+    async def abort(self, request_id: str) -> None:
+        sequence = self._sequences.get(request_id)
+        if sequence is not None:
+            self._loop.cancel(sequence)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        await self.check_health()
+        prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
+        room = self._context_per_slot - len(prompt)
+        if room <= 0:
+            yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk | BaseException] = asyncio.Queue()
+
+        def emit(item: Chunk | BaseException) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        sequence = Sequence(request, prompt, emit, max_new_tokens=min(request.sampling.max_tokens, room))
+        self._sequences[request.request_id] = sequence
+        self._loop.submit(sequence)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            # Runs on normal end, client disconnect (aclose) and cancellation alike: the loop frees the
+            # sequence's slot and KV cells at its next step.
+            self._sequences.pop(request.request_id, None)
+            if not sequence.cancelled:
+                self._loop.cancel(sequence)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.stop()
+        await asyncio.to_thread(self._loop.join)
+        llama_cpp.llama_free(self._ctx)
+        self._model.close()

@@ -1,0 +1,257 @@
+"""The batched decode loop: one thread owns a llama.cpp context with several sequences (slots) in its KV cache.
+
+Each step it admits waiting requests into free slots, then builds one batch holding the next token of every
+decoding sequence plus as much pending prompt as fits (chunked prefill, so a long prompt never stalls the
+others' next token), runs a single llama_decode, and samples one token for every sequence that has logits.
+A finished sequence's KV cells stay in its slot so a later prompt with the same prefix can skip that part of
+its prefill (prefix caching); a cancelled sequence's cells are freed at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+
+from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest
+from llm_inference.engines.llamacpp.sampler import build_sampler, free_sampler
+from llm_inference.engines.text import IncrementalText, StopMatcher
+from llm_inference.errors import EngineFailure
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Chunk | BaseException], None]
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request's life in the decode loop. Only the loop thread mutates it, except `cancelled`."""
+
+    request: GenerationRequest
+    prompt: list[int]
+    emit: Emit
+    max_new_tokens: int  # max_tokens, clipped to the room left in the sequence's context
+    cancelled: bool = False
+    slot: int = -1
+    n_past: int = 0  # tokens of this sequence already in the KV cache
+    next_token: int | None = None  # sampled but not yet decoded
+    generated: int = 0
+    sampler: Any = None
+    text: IncrementalText = field(default_factory=IncrementalText)
+    stops: StopMatcher | None = None
+    admitted: int = 0  # admission order: older prompts prefill first
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_past < len(self.prompt)
+
+
+@dataclass
+class Slot:
+    cached: list[int] = field(default_factory=list)  # tokens whose KV cells this slot still holds
+    sequence: Sequence | None = None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class DecodeLoop(threading.Thread):
+    def __init__(self, model: Any, ctx: Any, *, slots: int, context_per_slot: int, batch_size: int) -> None:
+        super().__init__(name="llamacpp-decode", daemon=True)
+        self._model, self._ctx = model, ctx
+        self._vocab = model.vocab
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._slots = [Slot() for _ in range(slots)]
+        self._context_per_slot = context_per_slot
+        self._batch_size = batch_size
+        self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
+        self._piece = ctypes.create_string_buffer(256)
+        self._waiting: collections.deque[Sequence] = collections.deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._admissions = 0
+        self.steps = 0  # decode steps done: progress that a watchdog can read
+        self.fatal: BaseException | None = None
+
+    # -- called from the event loop ---------------------------------------------------------------------------
+    def submit(self, sequence: Sequence) -> None:
+        with self._wake:
+            self._waiting.append(sequence)
+            self._wake.notify()
+
+    def cancel(self, sequence: Sequence) -> None:
+        sequence.cancelled = True
+        with self._wake:
+            self._wake.notify()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self._slots if s.sequence is not None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while self._next_step():
+                pass
+        except BaseException as exc:  # a bug here must not leave clients waiting forever
+            log.exception("llama.cpp decode loop died")
+            self.fatal = exc
+            for sequence in [s.sequence for s in self._slots if s.sequence] + list(self._waiting):
+                sequence.emit(EngineFailure("the llama.cpp decode loop stopped"))
+        finally:
+            llama_cpp.llama_batch_free(self._batch)
+
+    def _next_step(self) -> bool:
+        with self._wake:
+            while not self._stopping and not self._waiting and all(s.sequence is None for s in self._slots):
+                self._wake.wait()
+            if self._stopping:
+                return False
+        self._drop_cancelled()
+        self._admit()
+        batch_rows = self._fill_batch()
+        if not batch_rows:
+            return True
+        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        self.steps += 1
+        if status != 0:
+            self._fail({seq for seq, _ in batch_rows}, f"llama_decode returned {status}")
+            return True
+        for sequence, row in batch_rows:
+            if row >= 0:
+                self._sample(sequence, row)
+        return True
+
+    def _drop_cancelled(self) -> None:
+        for slot_index, slot in enumerate(self._slots):
+            if slot.sequence is not None and slot.sequence.cancelled:
+                self._release(slot_index, keep_cache=False)
+        if any(s.cancelled for s in self._waiting):
+            with self._wake:
+                self._waiting = collections.deque(s for s in self._waiting if not s.cancelled)
+
+    def _admit(self) -> None:
+        while True:
+            free = [i for i, slot in enumerate(self._slots) if slot.sequence is None]
+            with self._wake:
+                if not free or not self._waiting:
+                    return
+                sequence = self._waiting.popleft()
+            # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
+            reuse, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
+            reuse = min(reuse, len(sequence.prompt) - 1)  # the last prompt token must be decoded for logits
+            llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
+            slot = self._slots[slot_index]
+            slot.cached, slot.sequence = sequence.prompt[:reuse], sequence
+            sequence.slot, sequence.n_past = slot_index, reuse
+            self._admissions += 1
+            sequence.admitted = self._admissions
+            sequence.sampler = build_sampler(sequence.request.sampling)
+            sequence.stops = StopMatcher(sequence.request.sampling.stop)
+
+    def _fill_batch(self) -> list[tuple[Sequence, int]]:
+        """Put every decoding sequence's next token in the batch, then as much pending prompt as fits.
+
+        Returns (sequence, row whose logits to sample); the row is -1 when the step only advanced a
+        prompt that is not complete yet.
+        """
+        n = 0
+        rows: list[tuple[Sequence, int]] = []
+        active = [slot.sequence for slot in self._slots if slot.sequence is not None]
+        for sequence in active:
+            if sequence.next_token is not None:
+                self._put(n, sequence.next_token, sequence.n_past, sequence.slot, True)
+                self._slots[sequence.slot].cached.append(sequence.next_token)
+                sequence.n_past += 1
+                sequence.next_token = None
+                rows.append((sequence, n))
+                n += 1
+        for sequence in sorted((s for s in active if s.prefilling), key=lambda s: s.admitted):
+            room = self._batch_size - n
+            if room <= 0:
+                break
+            start = sequence.n_past
+            take = min(room, len(sequence.prompt) - start)
+            for pos in range(start, start + take):
+                self._put(n, sequence.prompt[pos], pos, sequence.slot, pos == len(sequence.prompt) - 1)
+                n += 1
+            self._slots[sequence.slot].cached.extend(sequence.prompt[start : start + take])
+            sequence.n_past += take
+            rows.append((sequence, -1 if sequence.prefilling else n - 1))
+        self._batch.n_tokens = n
+        return rows
+
+    def _put(self, row: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        batch = self._batch
+        batch.token[row] = token
+        batch.pos[row] = pos
+        batch.n_seq_id[row] = 1
+        batch.seq_id[row][0] = seq_id
+        batch.logits[row] = logits
+
+    def _piece_of(self, token: int) -> bytes:
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        return self._piece.raw[:n] if n > 0 else b""
+
+    def _sample(self, sequence: Sequence, row: int) -> None:
+        if sequence.cancelled:
+            return
+        token = llama_cpp.llama_sampler_sample(sequence.sampler, self._ctx, row)
+        params = sequence.request.sampling
+        prompt_tokens = len(sequence.prompt)
+        assert sequence.stops is not None
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token) and not params.ignore_eos:
+            tail = sequence.stops.push(sequence.text.flush())[0] + sequence.stops.flush()
+            self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.STOP))
+            return
+        sequence.generated += 1
+        piece, stopped = sequence.stops.push(sequence.text.push(self._piece_of(token)))
+        if stopped:
+            self._finish(sequence, Chunk(piece, prompt_tokens, sequence.generated, FinishReason.STOP))
+        elif sequence.generated >= sequence.max_new_tokens:
+            tail = piece + sequence.stops.flush() + sequence.text.flush()
+            self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.LENGTH))
+        else:
+            sequence.next_token = token
+            sequence.emit(Chunk(piece, prompt_tokens, sequence.generated))
+
+    def _finish(self, sequence: Sequence, last: Chunk) -> None:
+        sequence.emit(last)
+        self._release(sequence.slot, keep_cache=True)
+
+    def _release(self, slot_index: int, *, keep_cache: bool) -> None:
+        slot = self._slots[slot_index]
+        if slot.sequence is not None and slot.sequence.sampler is not None:
+            free_sampler(slot.sequence.sampler)
+            slot.sequence.sampler = None
+        slot.sequence = None
+        if not keep_cache:
+            llama_cpp.llama_memory_seq_rm(self._memory, slot_index, -1, -1)
+            slot.cached = []
+
+    def _fail(self, sequences: set[Sequence], reason: str) -> None:
+        log.error("llama.cpp decode failed", extra={"reason": reason, "sequences": len(sequences)})
+        for sequence in sequences:
+            sequence.emit(EngineFailure(f"generation failed in llama.cpp: {reason}"))
+            self._release(sequence.slot, keep_cache=False)

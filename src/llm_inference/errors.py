@@ -1,0 +1,75 @@
+"""Domain errors raised by the service's layers; api/errors.py maps each to a status code and JSON body."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class: `type` is the machine-readable error type, `param` the offending field if any."""
+
+    status_code = 500
+    type = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidParameter(ServiceError):
+    status_code = 422
+    type = "invalid_parameter"
+
+
+class ModelNotFound(ServiceError):
+    status_code = 404
+    type = "model_not_found"
+
+
+class ContextOverflow(ServiceError):
+    status_code = 400
+    type = "context_length_exceeded"
+
+    def __init__(self, prompt_tokens: int, context_length: int) -> None:
+        super().__init__(
+            f"prompt is {prompt_tokens} tokens but the model's context is {context_length} tokens",
+            param="prompt",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+
+
+class Overloaded(ServiceError):
+    status_code = 429
+    type = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class NotReady(ServiceError):
+    """The model is loading, failed to load, or the service is draining."""
+
+    status_code = 503
+    type = "not_ready"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class EngineDead(ServiceError):
+    status_code = 503
+    type = "engine_unavailable"
+
+
+class EngineFailure(ServiceError):
+    """One request failed inside the engine; the engine itself still serves."""
+
+    status_code = 500
+    type = "engine_error"
+
+
+class RequestTimeout(ServiceError):
+    status_code = 504
+    type = "timeout"

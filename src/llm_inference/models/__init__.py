@@ -1,0 +1,1 @@
+"""What may be served, where it comes from, and which engine serves it."""

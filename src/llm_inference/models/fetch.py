@@ -1,0 +1,49 @@
+"""Resolve a model spec to files on disk, downloading hub models with huggingface-hub into HF_HOME."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from llm_inference.models.spec import ModelSpec, embedded_model_path
+
+log = logging.getLogger(__name__)
+
+# A tokenizer repo only needs its tokenizer and config files, never its weights.
+_TOKENIZER_FILES = ["*.json", "*.model", "*.txt", "*.jinja"]
+
+
+def resolve_local(spec: ModelSpec) -> Path:
+    if spec.source == "embedded":
+        return embedded_model_path()
+    assert spec.path is not None
+    if not spec.path.exists():
+        raise FileNotFoundError(f"model {spec.id!r}: local path {spec.path} does not exist")
+    return spec.path
+
+
+def fetch(spec: ModelSpec) -> tuple[Path, Path | None]:
+    """Return (model file or directory, tokenizer directory or None). Blocking: call off the event loop.
+
+    huggingface-hub itself honours HF_HOME, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE.
+    """
+    if spec.source != "hub":
+        return resolve_local(spec), None
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    assert spec.repo is not None
+    started = time.monotonic()
+    log.info("downloading model", extra={"model": spec.id, "repo": spec.repo, "file": spec.filename})
+    if spec.filename:
+        path = Path(hf_hub_download(spec.repo, spec.filename))
+    else:
+        path = Path(snapshot_download(spec.repo))
+    tokenizer = None
+    if spec.tokenizer_repo:
+        tokenizer = Path(snapshot_download(spec.tokenizer_repo, allow_patterns=_TOKENIZER_FILES))
+    log.info(
+        "model ready on disk",
+        extra={"model": spec.id, "path": str(path), "seconds": round(time.monotonic() - started, 1)},
+    )
+    return path, tokenizer

@@ -1,0 +1,170 @@
+"""The service's settings: read once from LLM_* environment variables into one frozen, validated object."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from llm_inference.models.spec import EMBEDDED_MODEL, InvalidModelSpec, parse_spec
+
+ENV_PREFIX = "LLM_"
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every field is read from LLM_<FIELD NAME IN UPPER CASE>; .env.example documents each one."""
+
+    allowed_models: tuple[str, ...] = (EMBEDDED_MODEL,)
+    default_model: str | None = None
+    inference_hostname: str = "0.0.0.0"
+    inference_port: Port = 8091
+    cors_allowed_origins: tuple[str, ...] = ("*",)
+    default_temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.7
+    default_top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
+    default_max_tokens: PositiveInt = 512
+    max_tokens_limit: PositiveInt = 4096
+    max_stop_sequences: Annotated[int, msgspec.Meta(ge=0, le=64)] = 8
+    max_concurrent_requests: PositiveInt = 10
+    max_queued_requests: Annotated[int, msgspec.Meta(ge=0)] = 32
+    request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    shutdown_grace_seconds: NonNegativeFloat = 30.0
+    model_path: str | None = None
+    backend: Literal["auto", "llamacpp", "vllm"] = "auto"
+    context_length: PositiveInt | None = None
+    threads: PositiveInt | None = None
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    log_format: Literal["json", "pretty"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"
+    tls_enabled: bool = False
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
+
+    @property
+    def effective_default_model(self) -> str:
+        return self.default_model or self.allowed_models[0]
+
+
+DEFAULTS = Settings()
+
+
+# Constraints that msgspec.Meta cannot express, as (field, check, rule) triples checked after types.
+def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    allowed = values.get("allowed_models", DEFAULTS.allowed_models)
+    if not allowed:
+        errors.append(("allowed_models", "at least one model spec, comma-separated"))
+    for spec in allowed:
+        try:
+            parse_spec(spec, values.get("model_path"))
+        except InvalidModelSpec as exc:
+            errors.append(("allowed_models", str(exc)))
+    default = values.get("default_model")
+    if default and default not in allowed:
+        errors.append(("default_model", f"one of LLM_ALLOWED_MODELS ({', '.join(allowed)})"))
+    limit = values.get("max_tokens_limit", DEFAULTS.max_tokens_limit)
+    if values.get("default_max_tokens", DEFAULTS.default_max_tokens) > limit:
+        errors.append(("default_max_tokens", f"an integer <= LLM_MAX_TOKENS_LIMIT ({limit})"))
+    if values.get("tls_enabled"):
+        for name in ("tls_cert_path", "tls_key_path"):
+            path = values.get(name)
+            if not path:
+                errors.append((name, "a readable PEM file path (required when LLM_TLS_ENABLED=true)"))
+            elif not os.access(path, os.R_OK) or not Path(path).is_file():
+                errors.append((name, "a readable PEM file path (file missing or unreadable)"))
+    return errors
+
+
+class SettingsError(Exception):
+    """Invalid settings; `lines` holds one human-readable line per bad variable."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def setting_names() -> list[str]:
+    return [env_name(f.name) for f in msgspec.structs.fields(Settings)]
+
+
+def _describe(field_type: Any) -> str:
+    """A short statement of what a field accepts, for error messages."""
+    schema = msgspec.json.schema(field_type)
+    if "anyOf" in schema:
+        schema = next((s for s in schema["anyOf"] if s.get("type") != "null"), schema)
+    if "enum" in schema:
+        return "one of " + " | ".join(str(v) for v in schema["enum"])
+    kind = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string"}
+    words = [kind.get(schema.get("type", ""), "a list of strings, comma-separated")]
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    words += [f"{op} {schema[key]}" for key, op in bounds.items() if key in schema]
+    if "minLength" in schema:
+        words.append("(not empty)")
+    return " ".join(words)
+
+
+def _parse(raw: str, field_type: Any) -> Any:
+    if field_type == tuple[str, ...]:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if isinstance(field_type, type) and issubclass(field_type, str) or field_type == str | None:
+        return raw
+    return msgspec.convert(raw, field_type, strict=False)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+    """Validate every LLM_* variable; return the settings and warnings, or raise SettingsError."""
+    environ = os.environ if environ is None else environ
+    fields = {f.name: f for f in msgspec.structs.fields(Settings)}
+    known = {env_name(name): name for name in fields}
+    values: dict[str, Any] = {}
+    errors: list[tuple[str, str, str]] = []  # (variable, value, rule)
+    for variable, name in known.items():
+        raw = environ.get(variable)
+        if raw is None or raw.strip() == "":
+            continue
+        raw = raw.strip()
+        field_type = fields[name].type
+        if name == "log_level":
+            raw = raw.upper()
+        try:
+            values[name] = _parse(raw, field_type)
+        except msgspec.ValidationError:
+            errors.append((variable, raw, _describe(field_type)))
+    if not errors:
+        for name, rule in _cross_field_errors(values):
+            errors.append((env_name(name), str(environ.get(env_name(name), "")), rule))
+    if errors:
+        raise SettingsError([f"{var}={value!r} is invalid: expected {rule}" for var, value, rule in errors])
+    warnings = []
+    for variable in sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known):
+        close = difflib.get_close_matches(variable, list(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"unknown setting {variable} is ignored{hint}")
+    return Settings(**values), warnings
+
+
+SECRET_MARKERS = ("key", "token", "secret", "password")
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """Effective settings keyed by variable name, with secret values replaced (key *paths* stay visible)."""
+    shown: dict[str, Any] = {}
+    for name in settings.__struct_fields__:
+        value = getattr(settings, name)
+        secret = any(m in name for m in SECRET_MARKERS) and not name.endswith("_path")
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        shown[env_name(name)] = "***" if secret and value else value
+    return shown

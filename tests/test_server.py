@@ -1,0 +1,97 @@
+"""The service as users run it: a real Granian process, its probes, hub downloads, TLS and SIGTERM."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from llm_inference.models.spec import embedded_model_path
+from tests.fake_hub import FakeHub
+from tests.server import ServerProcess
+
+HUB_REPO = "test-org/smollm2-gguf"
+
+
+def test_live_during_a_slow_download_ready_only_after_load(tmp_path: Path) -> None:
+    gguf = embedded_model_path()
+    spec = f"{HUB_REPO}:{gguf.name}"
+    with FakeHub(HUB_REPO, gguf) as hub:
+        env = {"LLM_ALLOWED_MODELS": spec, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
+               "HF_HUB_DISABLE_XET": "1"}
+        with ServerProcess(env, log_path=tmp_path / "server.log") as server:
+            server.wait_for("/health/live", 200)
+            not_ready = httpx.get(server.url + "/health/ready")
+            assert not_ready.status_code == 503
+            assert not_ready.json() == {"status": "not_ready", "reason": "loading"}
+            refused = httpx.post(server.url + "/api/generate", json={"prompt": "Hi"})
+            assert refused.status_code == 503 and refused.json()["error"]["type"] == "not_ready"
+            assert refused.headers["Retry-After"]
+
+            hub.release.set()
+            server.wait_for("/health/ready", 200)
+            answer = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 4}, timeout=60)
+            assert answer.status_code == 200 and answer.json()["model"] == spec
+            assert (tmp_path / "hf" / "hub").is_dir(), "the download must land in HF_HOME"
+
+            # A model outside the allow-list is refused without the hub being asked for anything.
+            asked_before = list(hub.requests)
+            unknown = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "model": "evil/model:x.gguf"})
+            assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "model_not_found"
+            assert hub.requests == asked_before
+            assert not any("evil" in request for request in hub.requests), hub.requests
+            assert server.stop() == 0
+
+
+def test_a_model_that_fails_to_load_turns_readiness_503_with_the_reason(tmp_path: Path) -> None:
+    env = {"LLM_ALLOWED_MODELS": str(tmp_path / "missing.gguf")}
+    with ServerProcess(env, log_path=tmp_path / "server.log") as server:
+        server.wait_for("/health/live", 200)
+        response = server.wait_for("/health/ready", 503)
+        for _ in range(100):
+            if response.json()["reason"] != "loading":
+                break
+            response = server.wait_for("/health/ready", 503)
+        assert response.json()["reason"].startswith("failed: FileNotFoundError")
+        llms = httpx.get(server.url + "/api/llms").json()["models"]
+        assert llms[0]["state"] == "failed"
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_serves_https_to_a_verifying_client(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    env = {"LLM_TLS_ENABLED": "true", "LLM_TLS_CERT_PATH": str(cert), "LLM_TLS_KEY_PATH": str(key)}
+    verify = ssl.create_default_context(cafile=str(cert))
+    with ServerProcess(env, log_path=tmp_path / "server.log", scheme="https") as server:
+        server.wait_for("/health/ready", 200, verify=verify)
+        answer = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 3}, verify=verify, timeout=60)
+        assert answer.status_code == 200
+        # plain HTTP to the TLS port does not get an answer
+        try:
+            plain = httpx.get(f"http://127.0.0.1:{server.port}/health/live", timeout=5)
+            assert plain.status_code >= 400
+        except httpx.TransportError:
+            pass

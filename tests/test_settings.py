@@ -1,0 +1,119 @@
+"""Settings come only from LLM_* variables; every bad value is reported by name, value and rule."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_inference.settings import SettingsError, load_settings, masked, setting_names
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults() -> None:
+    settings, warnings = load_settings({})
+    assert warnings == []
+    assert settings.allowed_models == ("smollm2-135m-instruct",)
+    assert settings.effective_default_model == "smollm2-135m-instruct"
+    assert (settings.inference_hostname, settings.inference_port) == ("0.0.0.0", 8091)
+    assert settings.default_temperature == 0.7 and settings.default_top_p == 0.9
+    assert settings.default_max_tokens == 512 and settings.max_tokens_limit == 4096
+    assert settings.max_concurrent_requests == 10
+    assert settings.backend == "auto" and settings.tls_enabled is False
+
+
+def test_values_are_parsed() -> None:
+    settings, _ = load_settings(
+        {"LLM_INFERENCE_PORT": "9000", "LLM_TLS_ENABLED": "false", "LLM_DEFAULT_TEMPERATURE": "0",
+         "LLM_CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example", "LLM_LOG_LEVEL": "debug"}
+    )
+    assert settings.inference_port == 9000
+    assert settings.default_temperature == 0.0
+    assert settings.cors_allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("LLM_INFERENCE_PORT", "http", "an integer >= 1 <= 65535"),
+        ("LLM_INFERENCE_PORT", "70000", "<= 65535"),
+        ("LLM_DEFAULT_TEMPERATURE", "3", "a number >= 0 <= 2"),
+        ("LLM_DEFAULT_TOP_P", "0", "> 0"),
+        ("LLM_BACKEND", "tpu", "one of auto | llamacpp | vllm"),
+        ("LLM_LOG_FORMAT", "xml", "one of json | pretty"),
+        ("LLM_TLS_ENABLED", "maybe", "true or false"),
+        ("LLM_MAX_CONCURRENT_REQUESTS", "0", ">= 1"),
+        ("LLM_DEFAULT_MODEL", "other/model", "one of LLM_ALLOWED_MODELS"),
+        ("LLM_ALLOWED_MODELS", "not a spec!", "is not a model spec"),
+        ("LLM_DEFAULT_MAX_TOKENS", "5000", "<= LLM_MAX_TOKENS_LIMIT (4096)"),
+    ],
+)
+def test_bad_value_names_variable_value_and_rule(variable: str, value: str, rule: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({variable: value})
+    [line] = caught.value.lines
+    assert line.startswith(f"{variable}={value!r}"), line
+    assert rule in line, line
+
+
+def test_every_bad_variable_gets_its_own_line() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LLM_INFERENCE_PORT": "x", "LLM_BACKEND": "y", "LLM_DEFAULT_TOP_P": "2"})
+    assert [line.split("=")[0] for line in caught.value.lines] == sorted(
+        ["LLM_INFERENCE_PORT", "LLM_BACKEND", "LLM_DEFAULT_TOP_P"], key=setting_names().index
+    )
+
+
+def test_tls_needs_readable_files(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LLM_TLS_ENABLED": "true", "LLM_TLS_KEY_PATH": str(tmp_path / "missing.pem")})
+    text = "\n".join(caught.value.lines)
+    assert "LLM_TLS_CERT_PATH" in text and "required when LLM_TLS_ENABLED=true" in text
+    assert "LLM_TLS_KEY_PATH" in text and "missing or unreadable" in text
+
+
+def test_unknown_variable_warns_with_the_closest_name() -> None:
+    _, warnings = load_settings({"LLM_MAX_TOKEN_LIMIT": "10"})
+    assert warnings == ["unknown setting LLM_MAX_TOKEN_LIMIT is ignored; did you mean LLM_MAX_TOKENS_LIMIT?"]
+
+
+def test_masked_hides_secrets_but_not_paths() -> None:
+    settings, _ = load_settings({})
+    shown = masked(settings)
+    assert set(shown) == set(setting_names())
+    assert shown["LLM_INFERENCE_PORT"] == 8091
+
+
+def test_env_example_lists_exactly_the_settings() -> None:
+    text = (ROOT / ".env.example").read_text()
+    names = re.findall(r"^(LLM_[A-Z0-9_]+)=", text, flags=re.M)
+    assert sorted(names) == sorted(setting_names())
+    # and each default written there is one the service accepts
+    values = dict(re.findall(r"^(LLM_[A-Z0-9_]+)=(.*)$", text, flags=re.M))
+    load_settings(values)
+
+
+def test_bad_config_stops_start_up_with_exit_code_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_inference", "serve"],
+        env={"PATH": "/usr/bin:/bin", "LLM_INFERENCE_PORT": "abc", "LLM_DEFAULT_TOP_P": "7"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "LLM_INFERENCE_PORT='abc' is invalid: expected an integer" in result.stderr
+    assert "LLM_DEFAULT_TOP_P='7' is invalid" in result.stderr
+
+
+def test_check_config_prints_effective_settings() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_inference", "check-config"],
+        env={"PATH": "/usr/bin:/bin", "LLM_INFERENCE_PORT": "9001", "LLM_LOG_FORMAT": "pretty"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"LLM_INFERENCE_PORT": 9001' in result.stdout
