@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence as Seq
@@ -118,6 +119,10 @@ class LlamaCppEngine:
     def decode_steps(self) -> int:
         return self._loop.steps
 
+    @property
+    def prefix_tokens_reused(self) -> int:
+        return self._loop.prefix_tokens_reused
+
     async def check_health(self) -> None:
         if self._closed:
             raise EngineDead("the llama.cpp engine is closed")
@@ -156,10 +161,14 @@ class LlamaCppEngine:
         self._sequences[request.request_id] = sequence
         self._loop.submit(sequence)
         try:
+            first = True
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                if first and sequence.started_at is not None:
+                    item = dataclasses.replace(item, queued_seconds=sequence.started_at - sequence.submitted_at)
+                first = False
                 yield item
                 if item.finish_reason is not None:
                     return

@@ -13,6 +13,7 @@ import collections
 import ctypes
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ class Sequence:
     text: IncrementalText = field(default_factory=IncrementalText)
     stops: StopMatcher | None = None
     admitted: int = 0  # admission order: older prompts prefill first
+    submitted_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None  # when it got a slot: the end of its queue time
 
     @property
     def prefilling(self) -> bool:
@@ -83,6 +86,7 @@ class DecodeLoop(threading.Thread):
         self._stopping = False
         self._admissions = 0
         self.steps = 0  # decode steps done: progress that a watchdog can read
+        self.prefix_tokens_reused = 0  # prompt tokens whose KV cells came from the prefix cache
         self.fatal: BaseException | None = None
 
     # -- called from the event loop ---------------------------------------------------------------------------
@@ -162,11 +166,13 @@ class DecodeLoop(threading.Thread):
             reuse, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
             reuse = min(reuse, len(sequence.prompt) - 1)  # the last prompt token must be decoded for logits
             llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
+            self.prefix_tokens_reused += reuse
             slot = self._slots[slot_index]
             slot.cached, slot.sequence = sequence.prompt[:reuse], sequence
             sequence.slot, sequence.n_past = slot_index, reuse
             self._admissions += 1
             sequence.admitted = self._admissions
+            sequence.started_at = time.monotonic()
             sequence.sampler = build_sampler(sequence.request.sampling)
             sequence.stops = StopMatcher(sequence.request.sampling.stop)
 

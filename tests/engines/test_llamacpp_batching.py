@@ -1,0 +1,117 @@
+"""The llama.cpp decode loop batches concurrent requests, and batching changes no request's output."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import llama_cpp
+import pytest
+
+from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, SamplingParams
+from llm_inference.engines.llamacpp.engine import LlamaCppEngine
+from llm_inference.models.spec import embedded_model_path
+from tests.conftest import make_settings
+
+PROMPTS = [
+    "The capital of France is",
+    "Write a haiku about the sea:",
+    "def fibonacci(n):",
+    "The three primary colours are",
+    "Once upon a time, in a small village,",
+    "To make a cup of tea, first",
+    "The largest planet in the solar system is",
+    "Here is a list of fruits: apple, banana,",
+]
+
+
+@pytest.fixture(scope="module")
+async def engine():
+    loaded = await LlamaCppEngine.load(embedded_model_path(), settings=make_settings(LLM_MAX_CONCURRENT_REQUESTS="8"))
+    yield loaded
+    await loaded.aclose()
+
+
+def request(prompt: str, max_tokens: int = 32, **sampling) -> GenerationRequest:
+    params = SamplingParams(max_tokens=max_tokens, temperature=sampling.pop("temperature", 0.0), top_p=1.0, **sampling)
+    return GenerationRequest(request_id=uuid.uuid4().hex, prompt=prompt, sampling=params)
+
+
+async def run(engine: LlamaCppEngine, req: GenerationRequest) -> tuple[str, Chunk]:
+    chunks = [chunk async for chunk in engine.generate(req)]
+    return "".join(c.text for c in chunks), chunks[-1]
+
+
+async def test_concurrent_greedy_outputs_equal_each_prompt_alone(engine) -> None:
+    # Alone: one after another, so each is the only sequence in its batches; distinct prompts defeat the
+    # prefix cache differently, which is part of what is being checked.
+    alone = [await run(engine, request(p)) for p in PROMPTS]
+    steps_before = engine.decode_steps
+    together = await asyncio.gather(*(run(engine, request(p)) for p in PROMPTS))
+    steps = engine.decode_steps - steps_before
+    for prompt, (text_alone, last_alone), (text_together, last_together) in zip(PROMPTS, alone, together):
+        assert text_together == text_alone, prompt
+        assert last_together.completion_tokens == last_alone.completion_tokens
+    generated = sum(last.completion_tokens for _, last in together)
+    # Batched for real: 8 sequences decoded in far fewer steps than one step per token.
+    assert steps < generated / 3, (steps, generated)
+
+
+async def test_seeded_sampling_is_unaffected_by_batch_neighbours(engine) -> None:
+    seeded = request("My favourite animal is", max_tokens=24, temperature=1.2, seed=77)
+    alone, _ = await run(engine, seeded)
+    noise = [run(engine, request(p, max_tokens=24, temperature=1.0)) for p in PROMPTS[:5]]
+    results = await asyncio.gather(run(engine, seeded), *noise)
+    assert results[0][0] == alone
+
+
+async def test_cancelled_sequence_leaves_within_one_step_and_frees_its_cells(engine) -> None:
+    neighbour_alone, _ = await run(engine, request(PROMPTS[0], max_tokens=40))
+    neighbour = asyncio.create_task(run(engine, request(PROMPTS[0], max_tokens=40)))
+    long_request = request("Count to one thousand: 1, 2, 3,", max_tokens=400, ignore_eos=True)
+    stream = engine.generate(long_request)
+    for _ in range(5):
+        await anext(stream)
+    slot = engine._sequences[long_request.request_id].slot
+    steps_at_cancel = engine.decode_steps
+    await stream.aclose()
+    while engine.stats().running > (0 if neighbour.done() else 1):
+        await asyncio.sleep(0.001)
+    # The loop may be inside the step it was running when we cancelled, plus the next one at most.
+    assert engine.decode_steps - steps_at_cancel <= 2
+    memory = llama_cpp.llama_get_memory(engine._ctx)
+    assert llama_cpp.llama_memory_seq_pos_max(memory, slot) == -1, "the cancelled sequence's KV cells are freed"
+    text, _ = await neighbour
+    assert text == neighbour_alone, "the other sequence is unaffected"
+    assert engine.stats().running == 0 and engine.stats().waiting == 0
+
+
+async def test_requests_beyond_the_slots_wait_then_run(engine) -> None:
+    requests = [request(p, max_tokens=16) for p in PROMPTS + PROMPTS[:4]]  # 12 requests, 8 slots
+    tasks = [asyncio.create_task(run(engine, r)) for r in requests]
+    peak_waiting = 0
+    while not all(t.done() for t in tasks):
+        stats = engine.stats()
+        assert stats.running <= 8
+        peak_waiting = max(peak_waiting, stats.waiting)
+        await asyncio.sleep(0.002)
+    assert peak_waiting > 0
+    assert all(t.result()[1].finish_reason is not None for t in tasks)
+
+
+async def test_prefix_cache_reuses_a_finished_prompt(engine) -> None:
+    shared = "You are a careful assistant. Answer in one sentence. Question: " * 4
+    first, _ = await run(engine, request(shared + "What colour is the sky?"))
+    reused_before = engine.prefix_tokens_reused
+    second, _ = await run(engine, request(shared + "What colour is the sky?"))
+    assert engine.prefix_tokens_reused - reused_before > 40
+    assert second == first
+
+
+async def test_generation_stops_at_the_context_end(engine) -> None:
+    # Settings give each sequence 1024 tokens; a prompt of ~1000 leaves room for a few tokens only.
+    prompt = "word " * 1015
+    tokens = await engine.tokenize(prompt)
+    text, last = await run(engine, request(prompt, max_tokens=100, ignore_eos=True))
+    assert last.finish_reason is FinishReason.LENGTH
+    assert last.completion_tokens == 1024 - len(tokens)
