@@ -38,24 +38,27 @@ class ContextOverflow(ServiceError):
         self.context_length = context_length
 
 
-class Overloaded(ServiceError):
+class RetryLater(ServiceError):
+    """A refusal the client should retry: answered with a Retry-After header."""
+
+    default_retry_after_seconds = 1
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds or self.default_retry_after_seconds
+
+
+class Overloaded(RetryLater):
     status_code = 429
     type = "overloaded"
 
-    def __init__(self, message: str, *, retry_after_seconds: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
 
-
-class NotReady(ServiceError):
+class NotReady(RetryLater):
     """The model is loading, failed to load, or the service is draining."""
 
     status_code = 503
     type = "not_ready"
-
-    def __init__(self, message: str, *, retry_after_seconds: int = 5) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
+    default_retry_after_seconds = 5
 
 
 class EngineDead(ServiceError):

@@ -27,6 +27,9 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     top_k: TopK | None = None
     seed: Seed | None = None
     stop: Stop | None = None
+    ignore_eos: Annotated[
+        bool, Meta(description="Keep generating past the end-of-sequence token (benchmarks: exactly max_tokens).")
+    ] = False
 
 
 class GenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
