@@ -1,0 +1,44 @@
+"""`llm-inference fetch-model` (the init container's command) prepares every allowed model, then exits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from llm_inference.models.spec import embedded_model_path
+from tests.fake_hub import FakeHub
+
+
+def fetch_model(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "HF_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "llm_inference", "fetch-model"],
+        env={**clean, "LLM_LOG_FORMAT": "json", **env}, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_embedded_model_needs_no_download() -> None:
+    result = fetch_model({})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"smollm2-135m-instruct\t{embedded_model_path()}"
+
+
+def test_hub_model_is_downloaded_into_hf_home(tmp_path: Path) -> None:
+    gguf = embedded_model_path()
+    with FakeHub("org/smol", gguf) as hub:
+        hub.release.set()
+        result = fetch_model({"LLM_ALLOWED_MODELS": f"org/smol:{gguf.name}", "HF_ENDPOINT": hub.url,
+                              "HF_HOME": str(tmp_path), "HF_HUB_DISABLE_XET": "1"})
+    assert result.returncode == 0, result.stderr
+    model_id, path = result.stdout.strip().split("\t")
+    assert model_id == f"org/smol:{gguf.name}"
+    assert Path(path).is_relative_to(tmp_path) and Path(path).stat().st_size == gguf.stat().st_size
+    assert '"message": "model ready on disk"' in result.stderr.replace('":"', '": "')
+
+
+def test_unavailable_model_fails_the_init_container(tmp_path: Path) -> None:
+    result = fetch_model({"LLM_ALLOWED_MODELS": str(tmp_path / "absent.gguf")})
+    assert result.returncode == 1
+    assert "model unavailable" in result.stderr and "absent.gguf" in result.stderr
