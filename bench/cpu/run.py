@@ -1,0 +1,158 @@
+"""CPU benchmark: this service vs llama.cpp's llama-server vs llama-cpp-python's server, in one run.
+
+Same model (the embedded SmolLM2-135M-Instruct Q4_1), same prompts (~100 tokens), 128 output tokens with EOS
+ignored, temperature 0, same load client. The servers' runs are interleaved round by round (the machines
+drift) and each figure is the median over the rounds. Prints a table, writes bench/results/cpu-<date>.json
+and a PNG plot of throughput against concurrency.
+
+    make bench-cpu                        # or: .venv/bin/python -m bench.cpu.run --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from bench.loadgen import OPENAI, OURS, Dialect, make_prompts, run_level
+from bench.servers import RunningServer, ServerSpec, free_port
+from llm_inference.models.spec import embedded_model_path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+METRICS = ("output_tokens_per_second", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")
+
+
+def server_specs(llama_server: str, slots: int, threads: int, context_per_slot: int) -> list[tuple[ServerSpec, Dialect]]:
+    model = str(embedded_model_path())
+    python = sys.executable
+    ours = ServerSpec(
+        "llm-inference",
+        [python, "-m", "llm_inference", "serve"],
+        "/health/ready",
+        {"LLM_INFERENCE_HOSTNAME": "127.0.0.1", "LLM_INFERENCE_PORT": "{port}", "LLM_THREADS": str(threads),
+         "LLM_MAX_CONCURRENT_REQUESTS": str(slots), "LLM_CONTEXT_LENGTH": str(context_per_slot),
+         "LLM_LOG_LEVEL": "WARNING"},
+    )
+    peer = ServerSpec(
+        "llama-server",
+        [llama_server, "-m", model, "--host", "127.0.0.1", "--port", "{port}", "-np", str(slots), "-t", str(threads),
+         "-tb", str(threads), "-c", str(context_per_slot * slots), "--kv-unified", "--no-repack", "--no-webui"],
+        "/health",
+    )
+    python_server = ServerSpec(
+        "llama_cpp.server",
+        [python, "-m", "bench.cpu.llama_cpp_server_no_repack", "--model", model, "--host", "127.0.0.1",
+         "--port", "{port}", "--n_threads", str(threads), "--n_threads_batch", str(threads),
+         "--n_ctx", str(context_per_slot),
+         # By default a new request interrupts the stream in progress; queue them instead (its lock).
+         "--interrupt_requests", "False"],
+        "/v1/models",
+    )
+    # llama_cpp.server has no ignore_eos: ban SmolLM2's end tokens (<|endoftext|> 0, <|im_end|> 2) instead.
+    return [(ours, OURS), (peer, OPENAI), (python_server, Dialect(OPENAI.path, eos_token_ids=(0, 2)))]
+
+
+async def measure(server: RunningServer, dialect: Dialect, levels: list[int], requests_per_client: int,
+                  max_tokens: int, seed: int) -> dict[int, dict[str, float]]:
+    await run_level(server.url, dialect, make_prompts(2, 90, seed=-1), 1, 8)  # warm-up
+    figures = {}
+    for level in levels:
+        # New prompts per level and round: no server gets a prefix-cache hit from an earlier level.
+        prompts = make_prompts(max(level * requests_per_client, 4), 90, seed=seed * 1000 + level)
+        figures[level] = await run_level(server.url, dialect, prompts, level, max_tokens)
+        row = figures[level]
+        print(f"  {server.spec.name:17} c={level:<3} {row['output_tokens_per_second']:7.1f} tok/s  "
+              f"TTFT p50 {row['ttft_p50_ms']:7.0f} ms  ITL p50 {row['itl_p50_ms']:6.1f} ms  "
+              f"failed {row['failed']}", flush=True)
+    return figures
+
+
+def median_table(runs: dict[str, list[dict[int, dict[str, float]]]], levels: list[int]) -> dict[str, dict[int, dict[str, float]]]:
+    return {
+        name: {level: {m: statistics.median(r[level][m] for r in rounds) for m in METRICS} for level in levels}
+        for name, rounds in runs.items()
+    }
+
+
+def print_table(table: dict[str, dict[int, dict[str, float]]], levels: list[int]) -> None:
+    print(f"\n{'server':18} {'conc':>4} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8}")
+    for name, by_level in table.items():
+        for level in levels:
+            row = by_level[level]
+            print(f"{name:18} {level:>4} {row['output_tokens_per_second']:8.1f} {row['ttft_p50_ms']:8.0f}ms "
+                  f"{row['ttft_p99_ms']:8.0f}ms {row['itl_p50_ms']:6.1f}ms {row['itl_p99_ms']:6.1f}ms")
+    ours, peer, python_server = (table[n] for n in ("llm-inference", "llama-server", "llama_cpp.server"))
+    print("\nratios (ours / peer), output tok/s:")
+    for level in levels:
+        mine = ours[level]["output_tokens_per_second"]
+        print(f"  c={level:<3} vs llama-server {mine / peer[level]['output_tokens_per_second']:.2f}x   "
+              f"vs llama_cpp.server {mine / python_server[level]['output_tokens_per_second']:.2f}x   "
+              f"TTFT p50 vs llama-server {ours[level]['ttft_p50_ms'] / peer[level]['ttft_p50_ms']:.2f}x")
+
+
+def plot(table: dict[str, dict[int, dict[str, float]]], levels: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, by_level in table.items():
+        axis.plot(levels, [by_level[level]["output_tokens_per_second"] for level in levels], marker="o", label=name)
+    axis.set_xlabel("concurrent clients")
+    axis.set_ylabel("aggregate output tokens/s (median)")
+    axis.set_xticks(levels)
+    axis.set_title("SmolLM2-135M Q4_1 on CPU, ~100-token prompts, 128 output tokens")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--llama-server", required=True, help="path to the llama-server binary")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--levels", default="1,4,8,16")
+    parser.add_argument("--requests-per-client", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    specs = server_specs(args.llama_server, args.slots, args.threads, context_per_slot=512)
+    runs: dict[str, list[dict[int, dict[str, float]]]] = {spec.name: [] for spec, _ in specs}
+    log_dir = RESULTS / "logs"
+    for round_index in range(args.rounds):
+        # Rotate the order each round so no server always runs first (or last) in a drift.
+        order = specs[round_index % len(specs):] + specs[: round_index % len(specs)]
+        print(f"round {round_index + 1}/{args.rounds}", flush=True)
+        for spec, dialect in order:
+            server = RunningServer(spec, free_port(), log_dir)
+            try:
+                server.wait_ready()
+                runs[spec.name].append(asyncio.run(measure(server, dialect, levels, args.requests_per_client,
+                                                           args.max_tokens, seed=round_index)))
+            finally:
+                server.stop()
+    table = median_table(runs, levels)
+    print_table(table, levels)
+    stamp = datetime.date.today().isoformat()
+    RESULTS.mkdir(exist_ok=True)
+    result = {
+        "date": stamp, "machine": {"cpus": os.cpu_count()}, "settings": vars(args),
+        "median": table, "rounds": runs,
+        "note": "llama.cpp extra CPU buffer types off in all three servers (they crash multi-token batches here)",
+    }
+    (RESULTS / f"cpu-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
+    plot(table, levels, RESULTS / f"cpu-{stamp}.png")
+    print(f"\nwrote {RESULTS / f'cpu-{stamp}.json'} and .png")
+
+
+if __name__ == "__main__":
+    main()

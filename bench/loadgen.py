@@ -1,0 +1,124 @@
+"""A streaming load client for LLM servers: N concurrent clients, per-request TTFT and inter-token latency.
+
+Speaks two dialects over SSE: this service's /api/generate/stream and the OpenAI-style /v1/completions that
+llama-server, llama-cpp-python's server and vLLM's server share. Only ever sends to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+WORDS = (
+    "river mountain cloud window garden silver music paper engine candle forest harbor planet lantern "
+    "market winter bridge thunder valley meadow ocean signal castle pocket shadow circle orange yellow "
+    "teacher doctor farmer baker pilot sailor writer painter dancer singer hunter driver"
+).split()
+
+
+def make_prompts(count: int, words: int, seed: int) -> list[str]:
+    """Distinct prompts (no shared prefix beyond a few words), so prefix caches cannot help any server."""
+    rng = random.Random(seed)
+    return [
+        f"Story {i}: " + " ".join(rng.choice(WORDS) for _ in range(words)) + ". Continue the story:"
+        for i in range(count)
+    ]
+
+
+@dataclass
+class Dialect:
+    path: str
+    eos_token_ids: tuple[int, ...] = ()  # for servers without ignore_eos: ban EOS through logit_bias
+
+    def body(self, prompt: str, max_tokens: int) -> dict[str, object]:
+        if self.path == "/api/generate/stream":
+            return {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+        body: dict[str, object] = {
+            "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True, "ignore_eos": True,
+        }
+        if self.eos_token_ids:
+            body["logit_bias"] = {str(t): -100.0 for t in self.eos_token_ids}
+        return body
+
+    def text_of(self, event: dict[str, object]) -> str:
+        if self.path == "/api/generate/stream":
+            return str(event.get("text", "")) if event.get("type") == "delta" else ""
+        choices = event.get("choices") or [{}]
+        return str(choices[0].get("text") or "")  # type: ignore[index, union-attr]
+
+
+OURS = Dialect("/api/generate/stream")
+OPENAI = Dialect("/v1/completions")
+
+
+@dataclass
+class RequestResult:
+    ok: bool
+    time_to_first_token: float = 0.0
+    inter_token_latencies: list[float] = field(default_factory=list)
+    output_chunks: int = 0
+    latency: float = 0.0
+    error: str = ""
+
+
+async def one_request(client: httpx.AsyncClient, url: str, dialect: Dialect, prompt: str, max_tokens: int) -> RequestResult:
+    started = time.perf_counter()
+    arrivals: list[float] = []
+    try:
+        async with client.stream("POST", url + dialect.path, json=dialect.body(prompt, max_tokens)) as response:
+            if response.status_code != 200:
+                return RequestResult(ok=False, error=f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                if dialect.text_of(json.loads(line[6:])):
+                    arrivals.append(time.perf_counter())
+    except httpx.HTTPError as exc:
+        return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+    if not arrivals:
+        return RequestResult(ok=False, error="no tokens")
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    return RequestResult(True, arrivals[0] - started, gaps, len(arrivals), time.perf_counter() - started)
+
+
+async def run_level(url: str, dialect: Dialect, prompts: list[str], concurrency: int, max_tokens: int) -> dict[str, float]:
+    """Send every prompt, `concurrency` at a time; aggregate throughput counts max_tokens per request
+    (EOS is ignored, and each server's chunk count is checked against it)."""
+    queue = list(prompts)
+    results: list[RequestResult] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600), limits=limits) as client:
+
+        async def worker() -> None:
+            while queue:
+                results.append(await one_request(client, url, dialect, queue.pop(), max_tokens))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    good = [r for r in results if r.ok]
+    ttfts = sorted(r.time_to_first_token for r in good)
+    gaps = sorted(g for r in good for g in r.inter_token_latencies)
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+    return {
+        "concurrency": concurrency,
+        "requests": len(results),
+        "failed": len(results) - len(good),
+        "errors": sorted({r.error for r in results if not r.ok})[:3],  # type: ignore[dict-item]
+        "output_tokens_per_second": len(good) * max_tokens / wall,
+        "chunks_per_request": statistics.mean(r.output_chunks for r in good) if good else 0,
+        "ttft_p50_ms": pct(ttfts, 0.5) * 1000,
+        "ttft_p99_ms": pct(ttfts, 0.99) * 1000,
+        "itl_p50_ms": pct(gaps, 0.5) * 1000,
+        "itl_p99_ms": pct(gaps, 0.99) * 1000,
+        "wall_seconds": wall,
+    }
