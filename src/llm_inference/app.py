@@ -23,7 +23,8 @@ from llm_inference.api.inference import InferenceService
 from llm_inference.api.models import list_models
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.settings import Settings
-from llm_inference.telemetry.metrics import Metrics, http_metrics_middleware, metrics_endpoint
+from llm_inference.telemetry.instrument import Telemetry
+from llm_inference.telemetry.metrics import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ def _openapi_config() -> OpenAPIConfig:
 
 
 def create_app(settings: Settings) -> Litestar:
-    service = InferenceService(settings=settings, registry=ModelRegistry(settings))
+    telemetry = Telemetry(settings)
+    service = InferenceService(settings=settings, registry=ModelRegistry(settings), observer=telemetry.inference)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -59,8 +61,9 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await service.registry.aclose()
+            await telemetry.aclose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             GenerateController,
             ChatController,
@@ -70,9 +73,8 @@ def create_app(settings: Settings) -> Litestar:
             metrics_endpoint,
             create_static_files_router(SWAGGER_ASSETS_URL, directories=[SWAGGER_ASSETS], include_in_schema=False),
         ],
-        state=State({"service": service, "metrics": Metrics()}),
+        state=State({"service": service, "telemetry": telemetry}),
         lifespan=[lifespan],
-        middleware=[http_metrics_middleware],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins)),
         request_max_body_size=settings.max_request_bytes,
@@ -80,3 +82,5 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    telemetry.instrument(app, service.registry)
+    return app

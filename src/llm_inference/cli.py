@@ -34,6 +34,9 @@ def settings_or_exit() -> Settings:
 def serve(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    from llm_inference.telemetry.logging import granian_log_config
 
     scheme = "https" if settings.tls_enabled else "http"
     log.info("starting", extra={"url": f"{scheme}://{settings.inference_hostname}:{settings.inference_port}"})
@@ -46,7 +49,9 @@ def serve(settings: Settings) -> None:
         workers=1,
         ssl_cert=Path(settings.tls_cert_path) if settings.tls_enabled and settings.tls_cert_path else None,
         ssl_key=Path(settings.tls_key_path) if settings.tls_enabled and settings.tls_key_path else None,
-        log_access=False,
+        log_access=False,  # the app writes its own access log (telemetry/http.py)
+        log_dictconfig=granian_log_config(settings.log_format),
+        log_level=LogLevels(settings.log_level.lower()),
     )
     server.serve()
 

@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_format: Literal["json", "pretty"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"
+    # Record prompt and completion text in trace spans (never in logs or metrics).
+    trace_content: bool = False
     tls_enabled: bool = False
     tls_cert_path: str | None = None
     tls_key_path: str | None = None

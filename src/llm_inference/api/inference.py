@@ -27,6 +27,7 @@ from llm_inference.engines.base import ChatMessage, Chunk, Engine, FinishReason,
 from llm_inference.errors import ContextOverflow, InvalidParameter, Overloaded, RequestTimeout, ServiceError
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.settings import Settings
+from llm_inference.telemetry.inference import InferenceObserver
 
 
 class Admission:
@@ -57,6 +58,11 @@ class InferenceService:
     admission: Admission = field(init=False)
 
     draining: bool = False
+    observer: InferenceObserver | None = None  # metrics, traces and the access log's inference fields
+
+    def generation(self, prepared: Prepared) -> AsyncIterator[Chunk]:
+        chunks = prepared.engine.generate(prepared.request)
+        return chunks if self.observer is None else self.observer.watch(prepared, chunks)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queued_requests)
@@ -75,6 +81,7 @@ class Prepared:
     engine: Engine
     request: GenerationRequest
     operation: str  # "chat" | "text_completion" (GenAI operation names)
+    messages: list[ChatMessage] | None = None  # a chat's messages before the template rendered them
 
 
 @dataclass
@@ -138,7 +145,7 @@ async def prepare(
     request = GenerationRequest(
         request_id=uuid.uuid4().hex, prompt=prompt, sampling=sampling, prompt_token_ids=tuple(tokens)
     )
-    return Prepared(model=model, engine=engine, request=request, operation=operation)
+    return Prepared(model=model, engine=engine, request=request, operation=operation, messages=messages)
 
 
 class _Clock:
@@ -178,7 +185,7 @@ async def complete(service: InferenceService, prepared: Prepared) -> Outcome:
     with service.admission.slot():
         try:
             async with asyncio.timeout(service.settings.request_timeout_seconds):
-                async with contextlib.aclosing(prepared.engine.generate(prepared.request)) as chunks:
+                async with contextlib.aclosing(service.generation(prepared)) as chunks:
                     async for last in chunks:
                         clock.mark(last)
                         parts.append(last.text)
@@ -205,7 +212,7 @@ async def open_stream(service: InferenceService, prepared: Prepared) -> AsyncIte
     slot = service.admission.slot()
     slot.__enter__()
     clock = _Clock()
-    chunks = prepared.engine.generate(prepared.request)
+    chunks = service.generation(prepared)
     deadline = asyncio.get_running_loop().time() + service.settings.request_timeout_seconds
     try:
         async with asyncio.timeout_at(deadline):

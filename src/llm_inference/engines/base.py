@@ -43,6 +43,9 @@ class Chunk:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason | None = None
+    # On a request's first chunk, from engines that know it: how long the request waited before the engine
+    # started on it (the queue-time metric).
+    queued_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,30 @@
-"""Log setup: one JSON object per line (LLM_LOG_FORMAT=json) or readable lines (pretty)."""
+"""Log setup: one JSON object per line (LLM_LOG_FORMAT=json) or readable lines (pretty).
+
+Inside a traced request every line carries the current trace_id and span_id, so a log search can jump to the
+trace and back. Prompts, completions and credentials are never logged: callers pass ids and counts only.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
+from opentelemetry import trace
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is structured context.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def _context(record: logging.LogRecord) -> dict[str, object]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    context = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        context["trace_id"] = trace.format_trace_id(span.trace_id)
+        context["span_id"] = trace.format_span_id(span.span_id)
+    return context
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,3 +62,13 @@ def configure_logging(log_format: str, level: str) -> None:
     for name in ("_granian", "granian.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+def granian_log_config(log_format: str) -> dict[str, Any]:
+    """Granian's logging dictConfig: its main process never runs configure_logging, yet must log alike."""
+    formatter = JsonFormatter if log_format == "json" else PrettyFormatter
+    return {
+        "formatters": {"service": {"()": f"{__name__}.{formatter.__name__}"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "service", "stream": "ext://sys.stderr"}},
+        "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    }

@@ -1,0 +1,75 @@
+"""The service as an operator runs it, observed: a real Granian process exporting traces to a real OTLP/gRPC
+receiver in this process, JSON logs at DEBUG level captured to a file, its model downloaded through the real
+huggingface-hub path with an HF token set. The tests of this package read its traces, logs and /metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llm_inference.models.spec import embedded_model_path
+from tests.fake_hub import FakeHub
+from tests.otlp_receiver import GrpcReceiver
+from tests.server import ServerProcess
+from tests.telemetry.scrape import Scrape
+
+HUB_REPO = "test-org/smollm2-observed"
+HF_TOKEN = "hf_ObservabilityTestToken0123456789abcdef"
+SERVICE_NAME = "llm-under-observation"
+
+
+@dataclass
+class Observed:
+    server: ServerProcess
+    receiver: GrpcReceiver
+    model: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def log_text(self) -> str:
+        return self.server.logs()
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """Every log line, each parsed as the one JSON object it must be."""
+        return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
+
+    def scrape(self) -> Scrape:
+        response = httpx.get(self.url + "/metrics", timeout=30)
+        assert response.status_code == 200
+        return Scrape(response.text)
+
+
+@pytest.fixture(scope="package")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+    tmp = tmp_path_factory.mktemp("observed")
+    gguf = embedded_model_path()
+    with GrpcReceiver() as receiver, FakeHub(HUB_REPO, gguf) as hub:
+        hub.release.set()
+        env = {
+            "LLM_ALLOWED_MODELS": f"{HUB_REPO}:{gguf.name}",
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp / "hf"),
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_TOKEN": HF_TOKEN,
+            "LLM_LOG_FORMAT": "json",
+            "LLM_LOG_LEVEL": "DEBUG",
+            "LLM_SERVICE_NAME": SERVICE_NAME,
+            "LLM_DEFAULT_MAX_TOKENS": "8",
+            # One decode slot, so that concurrent requests visibly queue.
+            "LLM_MAX_CONCURRENT_REQUESTS": "1",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-collector-tenant=team-a",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",  # export within 0.2 s instead of 5 s
+        }
+        with ServerProcess(env, log_path=tmp / "server.log") as server:
+            server.wait_for("/health/ready", 200, timeout=300)
+            yield Observed(server, receiver, model=f"{HUB_REPO}:{gguf.name}")

@@ -1,0 +1,110 @@
+"""Structured logs: one JSON object per line, trace ids inside requests, one access line per request, and
+no prompt, completion or credential in any line at DEBUG level."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+
+import httpx
+from opentelemetry.sdk.trace import TracerProvider
+
+from llm_inference.telemetry.logging import JsonFormatter, PrettyFormatter
+from tests.api.sse import joined_text, parse_events
+from tests.telemetry.conftest import HF_TOKEN, Observed
+
+
+def _access_lines(observed: Observed, path: str) -> list[dict]:
+    return [e for e in observed.log_entries() if e["logger"] == "llm_inference.access" and e.get("route") == path]
+
+
+def _wait_for_access_line(observed: Observed, path: str, count: int) -> list[dict]:
+    deadline = time.monotonic() + 30
+    while len(lines := _access_lines(observed, path)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(lines) >= count, f"no access line for {path}"
+    return lines
+
+
+def test_every_line_is_one_json_object_with_the_required_fields(observed: Observed) -> None:
+    entries = observed.log_entries()  # fails on any line that is not JSON, Granian's own included
+    assert entries
+    for entry in entries:
+        assert {"timestamp", "level", "logger", "message"} <= set(entry), entry
+    loggers = {entry["logger"] for entry in entries}
+    assert "_granian" in loggers and "llm_inference.access" in loggers
+
+
+def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Observed) -> None:
+    traceparent_trace = secrets.token_hex(16)
+    before = len(_access_lines(observed, "/api/generate"))
+    answer = httpx.post(observed.url + "/api/generate", json={"prompt": "Two plus two is", "max_tokens": 3},
+                        headers={"traceparent": f"00-{traceparent_trace}-{secrets.token_hex(8)}-01"}, timeout=300)
+    assert answer.status_code == 200
+    line = _wait_for_access_line(observed, "/api/generate", before + 1)[-1]
+    assert line["message"] == "POST /api/generate 200"
+    assert line["level"] == "INFO" and line["method"] == "POST" and line["status"] == 200
+    assert 0 < line["duration_seconds"] < 300
+    assert line["model"] == observed.model
+    assert line["prompt_tokens"] == answer.json()["usage"]["prompt_tokens"]
+    assert line["completion_tokens"] == answer.json()["usage"]["completion_tokens"]
+    assert line["finish_reason"] == answer.json()["finish_reason"]
+    # The line is written inside the server span: its ids are that span's, in the caller's trace.
+    [server_span] = [s for s in observed.receiver.wait_for(
+        lambda spans: any(s.trace_id == traceparent_trace and s.name == "POST /api/generate" for s in spans))
+        if s.trace_id == traceparent_trace and s.name == "POST /api/generate"]
+    assert line["trace_id"] == traceparent_trace and line["span_id"] == server_span.span_id
+
+
+def test_errors_and_probes_are_logged_too(observed: Observed) -> None:
+    before_404 = len(_access_lines(observed, "unmatched"))
+    assert httpx.get(observed.url + "/no/such/route", timeout=30).status_code == 404
+    [*_, line] = _wait_for_access_line(observed, "unmatched", before_404 + 1)
+    assert line["status"] == 404 and line["level"] == "INFO" and "model" not in line
+    probes = [e for e in observed.log_entries() if e["logger"] == "llm_inference.access"
+              and e.get("route") == "/health/ready"]
+    assert probes and all(e["level"] == "DEBUG" for e in probes)  # probes every few seconds: debug only
+
+
+def test_no_prompt_completion_or_secret_in_any_log_line(observed: Observed) -> None:
+    prompt = "Violet-narwhal-cipher 4417 asks about the weather"
+    api_key = "sk-observability-" + secrets.token_hex(12)
+    headers = {"Authorization": f"Bearer {api_key}", "X-API-Key": api_key}
+    completions = []
+    answer = httpx.post(observed.url + "/api/generate", json={"prompt": prompt, "max_tokens": 12},
+                        headers=headers, timeout=300)
+    completions.append(answer.json()["text"])
+    chat = httpx.post(observed.url + "/api/chat", json={"messages": [
+        {"role": "system", "content": "You are terse."}, {"role": "user", "content": prompt}], "max_tokens": 12},
+        headers=headers, timeout=300)
+    completions.append(chat.json()["message"]["content"])
+    stream = httpx.post(observed.url + "/api/chat/stream", json={"messages": [
+        {"role": "user", "content": prompt}], "max_tokens": 12}, headers=headers, timeout=300)
+    completions.append(joined_text(parse_events(stream.text)))
+    _wait_for_access_line(observed, "/api/chat/stream", 1)
+
+    logs = observed.log_text()
+    assert "Violet-narwhal" not in logs and "narwhal" not in logs
+    assert api_key not in logs and "sk-observability" not in logs
+    assert HF_TOKEN not in logs and HF_TOKEN[:12] not in logs
+    for completion in completions:
+        if len(completion.strip()) >= 12:  # long enough not to occur in a log line by chance
+            assert completion not in logs, completion
+
+
+def test_formatters_add_the_current_trace_and_span_ids() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    record = logging.LogRecord("llm_inference.test", logging.INFO, __file__, 1, "inside %s", ("a span",), None)
+    record.model = "m"  # structured context passed with extra=
+    outside = json.loads(JsonFormatter().format(record))
+    assert "trace_id" not in outside and outside["model"] == "m"
+    with tracer.start_as_current_span("request") as span:
+        context = span.get_span_context()
+        inside = json.loads(JsonFormatter().format(record))
+        pretty = PrettyFormatter().format(record)
+    assert inside["message"] == "inside a span" and inside["level"] == "INFO"
+    assert inside["logger"] == "llm_inference.test" and inside["timestamp"].endswith("+00:00")
+    assert inside["trace_id"] == f"{context.trace_id:032x}" and inside["span_id"] == f"{context.span_id:016x}"
+    assert f"trace_id={context.trace_id:032x}" in pretty
