@@ -114,7 +114,7 @@ async def test_running_and_waiting_follow_the_engine(observed: Observed) -> None
     """One decode slot (the observed service's) and three streams: one runs while two wait in its queue."""
     labels = {"model": observed.model, "backend": "llamacpp"}
     before = observed.scrape()
-    body = {"prompt": "List the numbers from one to one hundred in words:", "max_tokens": 16, "temperature": 0}
+    body = {"prompt": "List the numbers from one to one hundred in words:", "max_tokens": 32, "temperature": 0}
     async with httpx.AsyncClient(base_url=observed.url, timeout=300) as client:
         streams = [asyncio.create_task(client.post("/api/generate/stream", json=body)) for _ in range(3)]
         seen = set()
@@ -147,10 +147,12 @@ def test_a_client_leaving_mid_stream_is_counted_as_cancelled(observed: Observed)
         for line in response.iter_lines():
             if line.startswith("data: "):
                 break  # one event, then hang up
+    # Counted as soon as the stream closes; the engine frees the slot at its next decode step.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         scraped = observed.scrape()
-        if scraped.value("llm_requests_finished_total", **labels, finish_reason="cancelled") == before + 1:
+        cancelled = scraped.value("llm_requests_finished_total", **labels, finish_reason="cancelled")
+        if cancelled == before + 1 and scraped.value("llm_num_requests_running", **labels) == 0:
             break
         time.sleep(0.1)
     assert scraped.value("llm_requests_finished_total", **labels, finish_reason="cancelled") == before + 1
