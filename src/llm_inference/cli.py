@@ -31,6 +31,19 @@ def settings_or_exit() -> Settings:
     return settings
 
 
+def exit_if_no_backend(settings: Settings) -> None:
+    """A model no backend can run here (LLM_BACKEND=vllm without vLLM or a GPU) stops start-up at once."""
+    from llm_inference.engines.selection import unavailable_backends
+    from llm_inference.models.spec import parse_spec
+
+    problems = unavailable_backends(settings, [parse_spec(s, settings.model_path) for s in settings.allowed_models])
+    if problems:
+        print("cannot serve the allowed models on this machine:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG)
+
+
 def serve(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
@@ -38,6 +51,7 @@ def serve(settings: Settings) -> None:
 
     from llm_inference.telemetry.logging import granian_log_config
 
+    exit_if_no_backend(settings)
     scheme = "https" if settings.tls_enabled else "http"
     log.info("starting", extra={"url": f"{scheme}://{settings.inference_hostname}:{settings.inference_port}"})
     server = Granian(

@@ -40,6 +40,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     backend: Literal["auto", "llamacpp", "vllm"] = "auto"
     context_length: PositiveInt | None = None
     threads: PositiveInt | None = None
+    # vLLM only (llama.cpp ignores them); see .env.example.
+    gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
+    max_model_len: PositiveInt | None = None
+    tensor_parallel_size: PositiveInt = 1
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    max_num_seqs: PositiveInt | None = None
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+    enable_isq: bool = False
+    # In-situ quantization: the types vLLM can quantize an unquantized checkpoint to while loading it.
+    isq_type: Literal["fp8"] = "fp8"
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    log_format: Literal["json", "pretty"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
     log_format: Literal["json", "pretty"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

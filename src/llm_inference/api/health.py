@@ -21,7 +21,7 @@ async def live() -> HealthStatus:
     responses={},
 )
 async def ready(state: State) -> Response[HealthStatus]:
-    is_ready, reason = state.service.readiness()
+    is_ready, reason = await state.service.readiness()
     if is_ready:
         return Response(HealthStatus(status="ready"), status_code=200)
     return Response(HealthStatus(status="not_ready", reason=reason), status_code=503, headers={"Retry-After": "5"})

@@ -67,10 +67,10 @@ class InferenceService:
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queued_requests)
 
-    def readiness(self) -> tuple[bool, str]:
+    async def readiness(self) -> tuple[bool, str]:
         if self.draining:
             return False, "draining: the service is shutting down"
-        return self.registry.readiness()
+        return await self.registry.readiness()
 
 
 @dataclass

