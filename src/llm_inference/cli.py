@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from llm_inference.settings import Settings, SettingsError, load_settings, maske
 log = logging.getLogger("llm_inference")
 
 EXIT_BAD_CONFIG = 2
+# Time Granian's worker gets after the drain to stop and close the engine before it is killed. The Helm
+# chart's terminationGracePeriodSeconds leaves room for it (helm/llm-inference/templates/_helpers.tpl).
+WORKER_KILL_MARGIN_SECONDS = 5
 
 
 def settings_or_exit() -> Settings:
@@ -66,6 +70,8 @@ def serve(settings: Settings) -> None:
         log_access=False,  # the app writes its own access log (telemetry/http.py)
         log_dictconfig=granian_log_config(settings.log_format),
         log_level=LogLevels(settings.log_level.lower()),
+        # Backstop for the drain (drain.py), which ends by itself after LLM_SHUTDOWN_GRACE_SECONDS.
+        workers_kill_timeout=math.ceil(settings.shutdown_grace_seconds) + WORKER_KILL_MARGIN_SECONDS,
     )
     server.serve()
 

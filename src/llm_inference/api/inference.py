@@ -24,7 +24,14 @@ from llm_inference.api.schemas import (
     Usage,
 )
 from llm_inference.engines.base import ChatMessage, Chunk, Engine, FinishReason, GenerationRequest, SamplingParams
-from llm_inference.errors import ContextOverflow, InvalidParameter, Overloaded, RequestTimeout, ServiceError
+from llm_inference.errors import (
+    ContextOverflow,
+    InvalidParameter,
+    NotReady,
+    Overloaded,
+    RequestTimeout,
+    ServiceError,
+)
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.settings import Settings
 from llm_inference.telemetry.inference import InferenceObserver
@@ -127,6 +134,8 @@ async def prepare(
     prompt: str | None = None,
     messages: list[ChatMessage] | None = None,
 ) -> Prepared:
+    if service.draining:
+        raise NotReady("the service is shutting down; retry on another replica")
     sampling = resolve_sampling(service.settings, body)
     model, engine = service.registry.engine_for(body.model)
     if messages is not None:

@@ -1,0 +1,139 @@
+"""Dockerfile and Dockerfile.cuda: docker cannot run here, so their steps are scripts that this test runs.
+
+The CPU image's build step (scripts/image/build-venv.sh) runs in a clean virtual environment and the result
+serves the embedded model with the image's own environment. The CUDA image's requirement set (vLLM 0.26.0
+with the service's pins) is resolved by pip against the package index: that downloads several GB of CUDA
+wheels, so it runs in CI (CI=true) or with LLM_TEST_CUDA_RESOLVE=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from llm_inference.settings import DEFAULTS
+from tests.deploy.chart import CHART, load_values
+from tests.server import ServerProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = {"Dockerfile": ROOT / "Dockerfile", "Dockerfile.cuda": ROOT / "Dockerfile.cuda"}
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", "\n".join(
+        line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
+
+
+def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    steps = instructions(dockerfile)
+    last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    return steps[last_from:]
+
+
+def image_env(dockerfile: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for op, args in final_stage(dockerfile):
+        if op == "ENV":
+            env.update(dict(item.split("=", 1) for item in shlex.split(args)))
+    return env
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_every_build_step_is_a_script_of_the_repository(name: str) -> None:
+    for op, args in instructions(IMAGES[name]):
+        if op != "RUN":
+            continue
+        for command in re.split(r"&&|;", args):
+            words = [w for w in shlex.split(command) if not re.match(r"^[A-Z_]+=", w)]
+            program = words[0]
+            assert program == "rm" or re.match(r"^(/tmp/image|scripts/image)/[\w.-]+\.sh$", program), (
+                f"{name}: `{command.strip()}` is a build step outside scripts/image/ (tests cannot run it)")
+            script = ROOT / "scripts" / "image" / Path(program).name
+            if program != "rm":
+                assert script.is_file() and os.access(script, os.X_OK), script
+                assert subprocess.run(["sh", "-n", str(script)]).returncode == 0, f"{script}: syntax error"
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_image_runs_as_the_chart_expects(name: str) -> None:
+    values = load_values(CHART / "values.yaml")
+    stage = dict(final_stage(IMAGES[name]))
+    env = image_env(IMAGES[name])
+    assert stage["USER"] == f"{values['podSecurityContext']['runAsUser']}:{values['podSecurityContext']['runAsGroup']}"
+    assert stage["EXPOSE"] == str(values["containerPort"]) == str(DEFAULTS.inference_port)
+    assert json.loads(stage["CMD"]) == ["llm-inference", "serve"]
+    assert env["HF_HOME"] == values["modelCache"]["path"]
+    assert env["LLM_INFERENCE_HOSTNAME"] == "0.0.0.0"
+    if name == "Dockerfile.cuda":
+        assert env["LLM_BACKEND"] == "vllm"
+
+
+def test_cuda_image_pins_the_vllm_that_runs_on_the_lent_gpu() -> None:
+    constraints = [Requirement(line) for line in (ROOT / "scripts/image/cuda-constraints.txt").read_text().splitlines()
+                   if line.strip() and not line.startswith("#")]
+    vllm = next(r for r in constraints if r.name == "vllm")
+    assert str(vllm.specifier) == "==0.26.0"
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    gpu_vllm = next(Requirement(r) for r in extra if Requirement(r).name == "vllm")
+    assert gpu_vllm.specifier.contains("0.26.0"), "the gpu extra must allow the image's vLLM"
+    build = next(args for op, args in instructions(IMAGES["Dockerfile.cuda"]) if op == "RUN" and "build-venv" in args)
+    assert "EXTRAS=gpu" in build and "CONSTRAINTS=scripts/image/cuda-constraints.txt" in build
+
+
+def test_cpu_image_build_step_in_a_clean_virtual_environment(tmp_path: Path) -> None:
+    """Run the Dockerfile's build step, then serve from its result with the image's environment."""
+    venv = tmp_path / "opt-llm-inference"
+    build = subprocess.run(["scripts/image/build-venv.sh", str(venv)], cwd=ROOT, capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "VIRTUAL_ENV"))})
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert "smollm2-135m-instruct\t" in build.stdout  # fetch-model found the embedded model
+
+    # A copy of the project, not the source tree, with bytecode compiled for a read-only root filesystem.
+    located = subprocess.run([str(venv / "bin/python"), "-c", "import llm_inference; print(llm_inference.__file__)"],
+                             cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    package = Path(located).parent
+    assert package.is_relative_to(venv), located
+    assert list((package / "__pycache__").glob("app.cpython-*.pyc"))
+
+    env = image_env(IMAGES["Dockerfile"]) | {"HF_HOME": str(tmp_path / "hf-home")}
+    env["PATH"] = env["PATH"].replace("/opt/llm-inference", str(venv)).replace("$PATH", os.environ["PATH"])
+    port = free_port()  # the image's 8091 may be taken on a shared machine
+    with ServerProcess(env | {"LLM_INFERENCE_PORT": str(port)}, log_path=tmp_path / "server.log", port=port,
+                       command=[str(venv / "bin/llm-inference"), "serve"]) as server:
+        server.wait_for("/health/ready", 200)
+        answer = httpx.post(server.url + "/api/generate", timeout=120,
+                            json={"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0})
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] >= 1
+        assert server.stop() == 0
+
+
+@pytest.mark.skipif(not (os.environ.get("CI") or os.environ.get("LLM_TEST_CUDA_RESOLVE")),
+                    reason="downloads several GB of CUDA wheels; runs in CI or with LLM_TEST_CUDA_RESOLVE=1")
+def test_cuda_image_requirements_resolve_with_the_pinned_vllm(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    report = tmp_path / "report.json"
+    resolve = subprocess.run(
+        [str(venv / "bin/pip"), "install", "--dry-run", "--quiet", "--report", str(report),
+         "--constraint", "scripts/image/cuda-constraints.txt", ".[gpu]"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert resolve.returncode == 0, resolve.stderr[-3000:]
+    resolved = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+                for item in json.loads(report.read_text())["install"]}
+    assert resolved["vllm"] == "0.26.0" and resolved["torch"] == "2.11.0"
+    service = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in map(Requirement, service):
+        assert requirement.specifier.contains(resolved[canonicalize_name(requirement.name)]), requirement
