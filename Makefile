@@ -56,3 +56,9 @@ test-vllm: vllm-install vllm-model
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) build dist .pytest_cache
+
+# Benchmarks (not tests): timings go to bench/results/, never into the test suite.
+.PHONY: bench-cpu
+bench-cpu: model
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.cpu.run --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)

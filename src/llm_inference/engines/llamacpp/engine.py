@@ -77,10 +77,11 @@ class LlamaCppEngine:
         context_per_slot = min(settings.context_length or model.n_ctx_train(), model.n_ctx_train())
         threads = settings.threads or os.cpu_count() or 1
         params = llama_cpp.llama_context_default_params()
-        # One KV pool shared by all slots, sized so every slot can hold a full context at once.
+        # One KV stream per slot, each a full context. Not one unified pool: there a sequence's attention
+        # spans a window that depends on its neighbours, which changed a greedy output under concurrency.
         params.n_ctx = context_per_slot * slots
         params.n_seq_max = slots
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_batch = params.n_ubatch = BATCH_SIZE
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True

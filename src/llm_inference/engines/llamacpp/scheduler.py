@@ -49,6 +49,8 @@ class Sequence:
     admitted: int = 0  # admission order: older prompts prefill first
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None  # when it got a slot: the end of its queue time
+    cancelled_at_step: int | None = None  # the loop's step count when cancellation was asked for
+    released_at_step: int | None = None  # the loop's step count when its slot was freed
 
     @property
     def prefilling(self) -> bool:
@@ -96,6 +98,7 @@ class DecodeLoop(threading.Thread):
             self._wake.notify()
 
     def cancel(self, sequence: Sequence) -> None:
+        sequence.cancelled_at_step = self.steps
         sequence.cancelled = True
         with self._wake:
             self._wake.notify()
@@ -243,14 +246,17 @@ class DecodeLoop(threading.Thread):
             sequence.emit(Chunk(piece, prompt_tokens, sequence.generated))
 
     def _finish(self, sequence: Sequence, last: Chunk) -> None:
-        sequence.emit(last)
+        # Free the slot first: a client that has its last chunk must find the engine's counts already down.
         self._release(sequence.slot, keep_cache=True)
+        sequence.emit(last)
 
     def _release(self, slot_index: int, *, keep_cache: bool) -> None:
         slot = self._slots[slot_index]
-        if slot.sequence is not None and slot.sequence.sampler is not None:
-            free_sampler(slot.sequence.sampler)
-            slot.sequence.sampler = None
+        if slot.sequence is not None:
+            slot.sequence.released_at_step = self.steps
+            if slot.sequence.sampler is not None:
+                free_sampler(slot.sequence.sampler)
+                slot.sequence.sampler = None
         slot.sequence = None
         if not keep_cache:
             llama_cpp.llama_memory_seq_rm(self._memory, slot_index, -1, -1)
