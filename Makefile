@@ -62,3 +62,10 @@ clean:
 bench-cpu: model
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.cpu.run --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)
+
+# Soak (not a test): streams, abandoned streams, bad input and bursts against one process for SOAK_SECONDS
+# (at most 600); prints the figures and writes bench/results/soak-<date>.json.
+.PHONY: soak
+SOAK_SECONDS ?= 300
+soak: model
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)

@@ -9,18 +9,22 @@ from importlib.metadata import version
 from pathlib import Path
 
 from litestar import Litestar
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
+from llm_inference.api.access import access_middleware
 from llm_inference.api.chat import ChatController
+from llm_inference.api.cors import cors
+from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.errors import exception_handlers
 from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
 from llm_inference.api.inference import InferenceService
 from llm_inference.api.models import list_models
+from llm_inference.api.openapi import correct_openapi
+from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.settings import Settings
 from llm_inference.telemetry.instrument import Telemetry
@@ -63,6 +67,7 @@ def create_app(settings: Settings) -> Litestar:
             await service.registry.aclose()
             await telemetry.aclose()
 
+    keys = ApiKeys(settings.api_keys, settings.api_keys_file)
     app = Litestar(
         route_handlers=[
             GenerateController,
@@ -75,12 +80,16 @@ def create_app(settings: Settings) -> Litestar:
         ],
         state=State({"service": service, "telemetry": telemetry}),
         lifespan=[lifespan],
+        middleware=access_middleware(settings, keys),
+        guards=[require_json_body],
+        request_class=JsonBodyRequest,
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins)),
         request_max_body_size=settings.max_request_bytes,
         openapi_config=_openapi_config(),
         logging_config=None,
         debug=False,
     )
+    app.asgi_handler = cors(app.asgi_handler, settings.cors_allowed_origins)
     telemetry.instrument(app, service.registry)
+    correct_openapi(app, settings, auth=keys.enabled)
     return app

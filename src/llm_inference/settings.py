@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from llm_inference.auth_keys import key_problems, parse_keys
 from llm_inference.models.spec import EMBEDDED_MODEL, InvalidModelSpec, parse_spec
 
 ENV_PREFIX = "LLM_"
@@ -55,15 +57,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_format: Literal["json", "pretty"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"
-    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
-    log_format: Literal["json", "pretty"] = "json"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"
     # Record prompt and completion text in trace spans (never in logs or metrics).
     trace_content: bool = False
     tls_enabled: bool = False
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
+    # Access control and hardening (README "Hardening").
+    api_keys: tuple[str, ...] = ()
+    api_keys_file: str | None = None
+    auth_exempt_paths: tuple[str, ...] = (
+        "/health/live", "/health/ready", "/metrics", "/openapi.json", "/swagger-ui"
+    )
+    rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
+    sse_ping_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
     @property
     def effective_default_model(self) -> str:
@@ -97,6 +104,37 @@ def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
                 errors.append((name, "a readable PEM file path (required when LLM_TLS_ENABLED=true)"))
             elif not os.access(path, os.R_OK) or not Path(path).is_file():
                 errors.append((name, "a readable PEM file path (file missing or unreadable)"))
+        if not errors:
+            errors.extend(_tls_pair_errors(values["tls_cert_path"], values["tls_key_path"]))
+    errors.extend(_api_key_errors(values))
+    return errors
+
+
+def _tls_pair_errors(cert: str, key: str) -> list[tuple[str, str]]:
+    """Load the pair as Granian will, so a bad file stops start-up here with its name, not in a worker."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_verify_locations(cafile=cert)
+    except (ssl.SSLError, OSError) as exc:
+        return [("tls_cert_path", f"a PEM certificate ({exc})")]
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return [("tls_key_path", f"a PEM private key, unencrypted, matching LLM_TLS_CERT_PATH ({exc})")]
+    return []
+
+
+def _api_key_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    problems = key_problems(list(values.get("api_keys", ())))
+    errors = [("api_keys", f"keys separated by commas ({p})") for p in problems]
+    path = values.get("api_keys_file")
+    if path:
+        try:
+            keys = parse_keys(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            return [*errors, ("api_keys_file", f"a readable UTF-8 file of API keys ({type(exc).__name__})")]
+        problems = key_problems(keys) or ([] if keys else ["no key in the file"])
+        errors += [("api_keys_file", f"a file of API keys, one per line ({p})") for p in problems]
     return errors
 
 
@@ -163,7 +201,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, l
         for name, rule in _cross_field_errors(values):
             errors.append((env_name(name), str(environ.get(env_name(name), "")), rule))
     if errors:
-        raise SettingsError([f"{var}={value!r} is invalid: expected {rule}" for var, value, rule in errors])
+        raise SettingsError(
+            [f"{var}={_shown(var, value)!r} is invalid: expected {rule}" for var, value, rule in errors]
+        )
     warnings = []
     for variable in sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known):
         close = difflib.get_close_matches(variable, list(known), n=1)
@@ -172,7 +212,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, l
     return Settings(**values), warnings
 
 
-SECRET_MARKERS = ("key", "token", "secret", "password")
+SECRET_MARKERS = ("key", "keys", "token", "secret", "password")
+
+
+def is_secret(name: str) -> bool:
+    """Whether a setting holds a secret value. Markers are whole words of the name (max_tokens is no token),
+    and a *path* to a key or a key file is not itself secret."""
+    words = name.lower().split("_")
+    return any(m in words for m in SECRET_MARKERS) and words[-1] not in ("path", "file", "paths")
+
+
+def _shown(variable: str, value: str) -> str:
+    # An error line must not print an API key that was only mistyped.
+    return "***" if is_secret(variable) and value else value
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -180,7 +232,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     shown: dict[str, Any] = {}
     for name in settings.__struct_fields__:
         value = getattr(settings, name)
-        secret = any(m in name for m in SECRET_MARKERS) and not name.endswith("_path")
+        secret = is_secret(name)
         if isinstance(value, tuple):
             value = ",".join(value)
         shown[env_name(name)] = "***" if secret and value else value

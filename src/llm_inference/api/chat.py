@@ -41,7 +41,8 @@ class ChatController(Controller):
         summary="Answer a conversation, streamed as Server-Sent Events",
         description=STREAM_DESCRIPTION,
         response_description="text/event-stream of delta events, one done event, then `data: [DONE]`",
+        media_type="text/event-stream",
     )
     async def chat_stream(self, data: JSONBody[ChatRequest], state: State) -> Stream:
         prepared = await prepare(state.service, data, messages=_messages(data))
-        return sse_response(await open_stream(state.service, prepared))
+        return sse_response(await open_stream(state.service, prepared), state.service.settings.sse_ping_seconds)

@@ -6,12 +6,14 @@ import logging
 import re
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import Send
 
 from llm_inference.api.schemas import ErrorDetail, ErrorResponse
-from llm_inference.errors import NotReady, Overloaded, ServiceError
+from llm_inference.errors import RetryLater, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,18 @@ def error_response(
     )
 
 
+async def send_error(send: Send, status: int, type_: str, message: str, headers: dict[str, str]) -> None:
+    """Answer with the JSON error body from ASGI middleware, which runs outside the exception handlers."""
+    body = msgspec.json.encode(ErrorResponse(ErrorDetail(type=type_, message=message)))
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 def service_error_handler(_: Request[Any, Any, Any], exc: ServiceError) -> Response[ErrorResponse]:
     headers = None
-    if isinstance(exc, Overloaded | NotReady):
+    if isinstance(exc, RetryLater):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     if exc.status_code >= 500:
         log.warning("request failed", extra={"error_type": exc.type, "error": exc.message})

@@ -36,7 +36,8 @@ class GenerateController(Controller):
         summary="Generate text from a prompt, streamed as Server-Sent Events",
         description=STREAM_DESCRIPTION,
         response_description="text/event-stream of delta events, one done event, then `data: [DONE]`",
+        media_type="text/event-stream",
     )
     async def generate_stream(self, data: JSONBody[GenerateRequest], state: State) -> Stream:
         prepared = await prepare(state.service, data, prompt=data.prompt)
-        return sse_response(await open_stream(state.service, prepared))
+        return sse_response(await open_stream(state.service, prepared), state.service.settings.sse_ping_seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 
 from llm_inference.api.schemas import HealthStatus
@@ -18,7 +19,7 @@ async def live() -> HealthStatus:
     "/health/ready",
     tags=["health"],
     summary="Readiness: 200 once the default model has loaded and answered a warm-up generation",
-    responses={},
+    responses={503: ResponseSpec(HealthStatus, description="Not ready: loading, failed, stalled or draining")},
 )
 async def ready(state: State) -> Response[HealthStatus]:
     is_ready, reason = await state.service.readiness()

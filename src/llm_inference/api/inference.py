@@ -32,6 +32,7 @@ from llm_inference.errors import (
     RequestTimeout,
     ServiceError,
 )
+from llm_inference.engines.watchdog import StallWatch
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.settings import Settings
 from llm_inference.telemetry.inference import InferenceObserver
@@ -63,6 +64,7 @@ class InferenceService:
     settings: Settings
     registry: ModelRegistry
     admission: Admission = field(init=False)
+    stall_watch: StallWatch = field(init=False)
 
     draining: bool = False
     observer: InferenceObserver | None = None  # metrics, traces and the access log's inference fields
@@ -73,11 +75,17 @@ class InferenceService:
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queued_requests)
+        self.stall_watch = StallWatch(self.settings.engine_stall_seconds)
 
     async def readiness(self) -> tuple[bool, str]:
         if self.draining:
             return False, "draining: the service is shutting down"
-        return await self.registry.readiness()
+        ready, reason = await self.registry.readiness()
+        if ready:
+            stalled = self.stall_watch.stalled(self.registry.engine_for(None)[1])
+            if stalled:
+                return False, stalled
+        return ready, reason
 
 
 @dataclass
@@ -119,6 +127,7 @@ def resolve_sampling(settings: Settings, body: SamplingFields) -> SamplingParams
         top_k=body.top_k or 0,
         seed=body.seed,
         stop=stop,
+        ignore_eos=body.ignore_eos,
     )
 
 
@@ -148,6 +157,8 @@ async def prepare(
         _reject_nul(prompt, "prompt")
         operation = "text_completion"
     tokens = await engine.tokenize(prompt)
+    if not tokens:  # an engine cannot start a sequence from nothing
+        raise InvalidParameter("the prompt has no tokens for this model", param="prompt")
     context_length = engine.info().context_length
     if len(tokens) >= context_length:
         raise ContextOverflow(len(tokens), context_length)

@@ -132,7 +132,11 @@ class LlamaCppEngine:
 
     def _tokenize(self, text: str) -> list[int]:
         # parse_special: chat templates write control tokens (<|im_start|>) as text that must map to their ids.
-        return self._model.tokenize(text.encode(), add_bos=True, special=True)
+        tokens = self._model.tokenize(text.encode(), add_bos=True, special=True)
+        # A text of only characters the tokenizer drops ("\x13") has no token, and a sequence needs one to
+        # decode (with none, the decode loop would fail): start it as an empty document starts, from BOS.
+        bos = self._model.token_bos()
+        return tokens or [bos if bos >= 0 else self._model.token_eos()]
 
     async def tokenize(self, text: str) -> list[int]:
         return await asyncio.to_thread(self._tokenize, text)

@@ -1,0 +1,105 @@
+"""Makes the served OpenAPI document say exactly what the service accepts and answers (schemathesis checks).
+
+Litestar's generator drops every bound equal to 0 (`minimum: 0`, `exclusiveMinimum: 0`) and the bounds of
+items inside a union, so its schemas accept requests the service refuses. msgspec validates the requests,
+and its own JSON Schema of the same Structs is exact; it replaces Litestar's. Limits that come from settings
+(max_tokens, stop sequences), API keys and rate limits are added here because they vary by deployment.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+
+from llm_inference.api import schemas
+from llm_inference.api.auth import is_exempt
+from llm_inference.settings import Settings
+
+SECURITY_SCHEME = "apiKey"
+NO_NUL = "^[^\\x00]*$"
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+# One Server-Sent Event as OpenAPI 3.1 tools read a text/event-stream schema (3.2 calls it itemSchema): its
+# data is a JSON object (a delta, done or error event) or the terminator [DONE]; `: ping` comments are no
+# event.
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"const": "message"},
+        "data": {"anyOf": [
+            {"const": "[DONE]"},
+            {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"oneOf": [{"$ref": f"#/components/schemas/{name}"}
+                                            for name in ("DeltaEvent", "DoneEvent", "ErrorEvent")]},
+            },
+        ]},
+    },
+}
+
+
+def _structs() -> list[type[msgspec.Struct]]:
+    return [t for _, t in inspect.getmembers(schemas, inspect.isclass)
+            if issubclass(t, msgspec.Struct) and t.__module__ == schemas.__name__]
+
+
+def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an optional field's value: msgspec writes `T | None` as anyOf [T, null]."""
+    return next(s for s in prop.get("anyOf", [prop]) if s.get("type") != "null")
+
+
+def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
+    # Text the engine is given may not hold NUL characters (api/inference.py refuses them with a clearer
+    # message than a pattern error would give, so the rule is stated here rather than in the Struct).
+    components["GenerateRequest"]["properties"]["prompt"]["pattern"] = NO_NUL
+    components["Message"]["properties"]["content"]["pattern"] = NO_NUL
+    for name in ("GenerateRequest", "ChatRequest"):
+        properties = components[name]["properties"]
+        _non_null(properties["max_tokens"])["maximum"] = settings.max_tokens_limit
+        stop_list = next(s for s in _non_null(properties["stop"])["anyOf"] if s["type"] == "array")
+        stop_list["maxItems"] = settings.max_stop_sequences
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, op) for path, item in document["paths"].items() for method, op in item.items()
+            if method in {"get", "post", "put", "patch", "delete"}]
+
+
+def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None:
+    for path, method, operation in _operations(document):
+        responses = operation.setdefault("responses", {})
+        if method == "post":
+            responses.setdefault("415", {"description": "The body is not declared as JSON (UTF-8)", **_ERROR})
+        if path.endswith("/stream"):
+            responses["200"]["content"] = {"text/event-stream": {"schema": SSE_EVENT}}
+        if is_exempt(path, settings.auth_exempt_paths):
+            continue
+        if auth:
+            operation["security"] = [{SECURITY_SCHEME: []}]
+            responses.setdefault("401", {"description": "Missing or invalid API key; see WWW-Authenticate",
+                                         **_ERROR})
+        if settings.rate_limit_per_minute:
+            responses.setdefault("429", {"description": "Rate limit (LLM_RATE_LIMIT_PER_MINUTE) or overload; "
+                                                        "see Retry-After", **_ERROR})
+
+
+def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:
+    """Correct the document before it is first served; /openapi.json and the Swagger UI both read it.
+
+    The corrected parts are put back as plain dicts, which Litestar's serializer passes through as they are.
+    """
+    openapi = app.openapi_schema
+    document = openapi.to_schema()
+    _, exact = msgspec.json.schema_components(_structs(), ref_template="#/components/schemas/{name}")
+    components = document.setdefault("components", {})
+    schemas_in_use = components.setdefault("schemas", {})
+    schemas_in_use.update(exact)  # the stream events come along: the SSE description refers to them
+    _settings_limits(schemas_in_use, settings)
+    if auth:
+        components["securitySchemes"] = {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
+    _responses(document, settings, auth)
+    openapi.paths, openapi.components = document["paths"], components  # type: ignore[assignment]

@@ -1,0 +1,207 @@
+"""Faults in the real engine: timeouts, a failing decode, a wedged decode loop, and keep-alive pings.
+
+Faults are injected into the real llama.cpp decode call (the decode thread calls `llama_cpp.llama_decode`),
+so everything around it, the decode loop included, is the code that runs in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import llama_cpp
+import pytest
+from litestar.testing import AsyncTestClient
+
+from llm_inference.app import create_app
+from tests.api.sse import parse_events
+from tests.conftest import make_settings, wait_ready
+
+TIMEOUT_SECONDS = 10
+STALL_SECONDS = 1
+PING_SECONDS = 0.1
+LONG = {"prompt": "Count: 1, 2, 3,", "max_tokens": 400, "ignore_eos": True, "temperature": 0}
+
+
+class DecodeFaults:
+    """Wraps llama_decode: after a given number of further calls, block (a wedged kernel) or fail once."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+        self.calls = 0
+        self.released = threading.Event()
+        self.released.set()
+        self.blocked = threading.Event()
+        self._block_at: int | None = None
+        self._fail_at: int | None = None
+
+    def block_after(self, calls: int) -> None:
+        self.released.clear()
+        self._block_at = self.calls + calls
+
+    def fail_after(self, calls: int) -> None:
+        self._fail_at = self.calls + calls
+
+    def release(self) -> None:
+        self._block_at = None
+        self.released.set()
+
+    def __call__(self, ctx, batch) -> int:  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self._fail_at is not None and self.calls > self._fail_at:
+            self._fail_at = None
+            return -3  # llama.cpp: "internal error during decode"
+        if self._block_at is not None and self.calls > self._block_at:
+            self.blocked.set()
+            self.released.wait(60)
+            self.blocked.clear()
+        return self.real(ctx, batch)
+
+
+@pytest.fixture(scope="module")
+async def tuned() -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    settings = make_settings(
+        LLM_MAX_CONCURRENT_REQUESTS="2", LLM_REQUEST_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+        LLM_ENGINE_STALL_SECONDS=str(STALL_SECONDS), LLM_SSE_PING_SECONDS=str(PING_SECONDS),
+        LLM_MAX_TOKENS_LIMIT="512",
+        # One thread: a decode step then never waits on a descheduled sibling thread on a busy test machine.
+        LLM_THREADS="1",
+    )
+    async with AsyncTestClient(create_app(settings), timeout=120) as client:
+        await wait_ready(client)
+        yield client
+
+
+@pytest.fixture
+def faults(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    injected = DecodeFaults(llama_cpp.llama_decode)
+    monkeypatch.setattr(llama_cpp, "llama_decode", injected)
+    yield injected
+    injected.release()
+
+
+def engine_of(client: AsyncTestClient):  # type: ignore[no-untyped-def,type-arg]
+    return client.app.state.service.registry.engine_for(None)[1]
+
+
+async def wait_idle(client: AsyncTestClient, timeout: float = 10) -> None:  # type: ignore[type-arg]
+    """The engine holds no request and the admission no slot: everything the request had is freed."""
+    engine, service = engine_of(client), client.app.state.service
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = engine.stats()
+        if stats.running == 0 and stats.waiting == 0 and service.admission.in_flight == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"engine still busy: {engine.stats()}, in flight {service.admission.in_flight}")
+
+
+async def assert_no_more_decoding(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    engine = engine_of(client)
+    steps = engine.decode_steps
+    await asyncio.sleep(0.5)
+    assert engine.decode_steps == steps, "the engine kept decoding a request that had ended"
+
+
+def in_background(client: AsyncTestClient, path: str, body: dict) -> concurrent.futures.Future:  # type: ignore[type-arg]
+    """POST on the app's own event loop, so the test can make other requests meanwhile: the test client's
+    requests block the test's loop until they are answered."""
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app", timeout=120) as direct:
+            return await direct.post(path, json=body)
+
+    return client.blocking_portal.start_task_soon(post)
+
+
+async def test_a_request_past_the_timeout_gets_504_and_its_generation_stops(tuned, faults) -> None:
+    faults.block_after(3)
+    started = time.monotonic()
+    response = await tuned.post("/api/generate", json=LONG)
+    assert TIMEOUT_SECONDS <= time.monotonic() - started < TIMEOUT_SECONDS + 5
+    assert response.status_code == 504, response.text
+    error = response.json()["error"]
+    assert error["type"] == "timeout" and "LLM_REQUEST_TIMEOUT_SECONDS" in error["message"]
+    faults.release()
+    await wait_idle(tuned)
+    await assert_no_more_decoding(tuned)
+
+
+async def test_a_stream_past_the_timeout_ends_with_an_error_event_and_pings_meanwhile(tuned, faults) -> None:
+    faults.block_after(5)  # a few tokens go out, then the engine goes silent until the deadline
+    response = await tuned.post("/api/generate/stream", json=LONG)
+    assert response.status_code == 200
+    events = parse_events(response.text)
+    assert [e["type"] for e in events][-1] == "error", events
+    assert events[-1]["error"]["type"] == "timeout"
+    assert any(e["type"] == "delta" for e in events)
+    # While no token came, the stream wrote keep-alive comments: that write is what reveals a gone client.
+    pings = response.text.count(": ping\n\n")
+    assert pings >= 5, response.text[-500:]
+    faults.release()
+    await wait_idle(tuned)
+    await assert_no_more_decoding(tuned)
+
+
+async def test_a_decode_failure_fails_that_request_with_500_and_a_log_line_not_the_process(
+    tuned, faults, caplog: pytest.LogCaptureFixture
+) -> None:
+    faults.fail_after(2)
+    with caplog.at_level(logging.WARNING):
+        response = await tuned.post("/api/generate", json=LONG)
+    assert response.status_code == 500, response.text
+    assert response.json()["error"]["type"] == "engine_error"
+    assert any(getattr(r, "reason", "") == "llama_decode returned -3" for r in caplog.records), caplog.records
+    assert "Count: 1, 2, 3" not in caplog.text and "Count: 1, 2, 3" not in response.text
+    await wait_idle(tuned)
+    # The engine still serves, and the service still counts itself ready.
+    again = await tuned.post("/api/generate", json={"prompt": "Hi", "max_tokens": 3})
+    assert again.status_code == 200, again.text
+    assert (await tuned.get("/health/ready")).status_code == 200
+
+
+async def test_a_decode_failure_mid_stream_ends_the_stream_with_an_error_event(tuned, faults) -> None:
+    faults.fail_after(6)
+    body = {"messages": [{"role": "user", "content": "Count to 100"}], "max_tokens": 400, "ignore_eos": True}
+    response = await tuned.post("/api/chat/stream", json=body)
+    assert response.status_code == 200
+    events = parse_events(response.text)
+    assert any(e["type"] == "delta" for e in events)
+    assert events[-1]["type"] == "error" and events[-1]["error"]["type"] == "engine_error", events[-1]
+    await wait_idle(tuned)
+
+
+async def test_a_wedged_engine_turns_readiness_503_with_the_reason_until_it_moves(tuned, faults) -> None:
+    assert (await tuned.get("/health/ready")).status_code == 200
+    faults.block_after(2)
+    request = in_background(tuned, "/api/generate", {**LONG, "max_tokens": 20})
+    assert await asyncio.to_thread(faults.blocked.wait, 30)
+    deadline = time.monotonic() + STALL_SECONDS + 3
+    ready = await tuned.get("/health/ready")
+    while ready.status_code == 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        ready = await tuned.get("/health/ready")
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["reason"].startswith("engine stalled: 1 request(s) waiting and no decode progress")
+    assert "LLM_ENGINE_STALL_SECONDS=1" in ready.json()["reason"]
+    # Liveness is another question: the process serves; restarting it is the orchestrator's call.
+    assert (await tuned.get("/health/live")).status_code == 200
+
+    faults.release()
+    assert (await asyncio.wrap_future(request)).status_code == 200
+    assert (await tuned.get("/health/ready")).status_code == 200
+
+
+async def test_a_prompt_the_tokenizer_reads_as_nothing_is_served_and_the_engine_survives(client) -> None:
+    """Found by fuzzing: "\\x13" tokenizes to no token, and a sequence without one killed the decode loop."""
+    for path in ("/api/generate", "/api/generate/stream"):
+        response = await client.post(path, json={"prompt": "\u0013", "max_tokens": 2})
+        assert response.status_code == 200, response.text
+    assert (await client.get("/health/ready")).status_code == 200
+    assert (await client.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2})).status_code == 200
