@@ -52,7 +52,7 @@ def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(t
             str(Path(sys.executable).parent / "schemathesis"), "run", server.url + "/openapi.json",
             "--checks", ",".join(CHECKS),
             "--header", f"Authorization: Bearer {KEY}",
-            "--max-examples", os.environ.get("FUZZ_MAX_EXAMPLES", "100"),
+            "--max-examples", os.environ.get("FUZZ_MAX_EXAMPLES", "120"),
             "--seed", os.environ.get("FUZZ_SEED", "20261122"),
             "--workers", "2",
             "--request-timeout", "120",
