@@ -15,6 +15,14 @@ import httpx
 BASE_ENV = {"LLM_LOG_FORMAT": "json", "LLM_CONTEXT_LENGTH": "1024", "LLM_INFERENCE_HOSTNAME": "127.0.0.1"}
 
 
+def run_cli(command: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m llm_inference <command>` to its end with `env` on top of this environment, minus any
+    LLM_* or HF_* variable of the caller's own."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "HF_"))}
+    return subprocess.run([sys.executable, "-m", "llm_inference", command], env={**clean, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from llm_inference.models.spec import embedded_model_path
 from tests.fake_hub import FakeHub
+from tests.server import run_cli
 
 
 def fetch_model(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "HF_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "llm_inference", "fetch-model"],
-        env={**clean, "LLM_LOG_FORMAT": "json", **env}, capture_output=True, text=True, timeout=300,
-    )
+    return run_cli("fetch-model", {"LLM_LOG_FORMAT": "json", **env}, timeout=300)
 
 
 def test_embedded_model_needs_no_download() -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.sse import joined_text, parse_events
-from tests.server import ServerProcess
+from tests.server import ServerProcess, run_cli
 from tests.test_server import _self_signed
 
 KEY = "k" * 24 + "-the-real-key"
@@ -71,9 +70,7 @@ def test_rate_limit_without_keys_is_per_client_address(tmp_path: Path) -> None:
 
 
 def serve_exit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}
-    return subprocess.run([sys.executable, "-m", "llm_inference", "serve"], env={**clean, **env},
-                          capture_output=True, text=True, timeout=60)
+    return run_cli("serve", env)
 
 
 def _written(path: Path, text: str) -> Path:
@@ -122,12 +119,7 @@ def test_a_bad_tls_file_stops_start_up_with_exit_code_2(tmp_path: Path, case: st
 
 def test_check_config_masks_api_keys_but_not_the_key_file_path(tmp_path: Path) -> None:
     (tmp_path / "keys").write_text(KEY)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_inference", "check-config"],
-        env={**clean, "LLM_API_KEYS": WRONG_KEY, "LLM_API_KEYS_FILE": str(tmp_path / "keys")},
-        capture_output=True, text=True, timeout=60,
-    )
+    result = run_cli("check-config", {"LLM_API_KEYS": WRONG_KEY, "LLM_API_KEYS_FILE": str(tmp_path / "keys")})
     assert result.returncode == 0, result.stderr
     assert WRONG_KEY not in result.stdout and KEY not in result.stdout
     assert '"LLM_API_KEYS": "***"' in result.stdout

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from llm_inference.settings import SettingsError, load_settings, masked, setting_names
+from tests.server import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,21 +98,13 @@ def test_env_example_lists_exactly_the_settings() -> None:
 
 
 def test_bad_config_stops_start_up_with_exit_code_2() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_inference", "serve"],
-        env={"PATH": "/usr/bin:/bin", "LLM_INFERENCE_PORT": "abc", "LLM_DEFAULT_TOP_P": "7"},
-        capture_output=True, text=True, timeout=60,
-    )
+    result = run_cli("serve", {"LLM_INFERENCE_PORT": "abc", "LLM_DEFAULT_TOP_P": "7"})
     assert result.returncode == 2
     assert "LLM_INFERENCE_PORT='abc' is invalid: expected an integer" in result.stderr
     assert "LLM_DEFAULT_TOP_P='7' is invalid" in result.stderr
 
 
 def test_check_config_prints_effective_settings() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_inference", "check-config"],
-        env={"PATH": "/usr/bin:/bin", "LLM_INFERENCE_PORT": "9001", "LLM_LOG_FORMAT": "pretty"},
-        capture_output=True, text=True, timeout=60,
-    )
+    result = run_cli("check-config", {"LLM_INFERENCE_PORT": "9001", "LLM_LOG_FORMAT": "pretty"})
     assert result.returncode == 0, result.stderr
     assert '"LLM_INFERENCE_PORT": 9001' in result.stdout

@@ -4,14 +4,13 @@ machine that cannot run what LLM_BACKEND asks for stops at start-up. tests/vllm 
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 
 import pytest
 
 from llm_inference.engines.selection import BackendUnavailable, choose_backend
 from llm_inference.models.spec import parse_spec
 from tests.conftest import make_settings
+from tests.server import run_cli
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 
@@ -24,10 +23,6 @@ def test_auto_serves_gguf_on_llamacpp_and_refuses_a_folder_without_vllm() -> Non
 
 
 def test_llm_backend_vllm_without_vllm_stops_start_up_with_exit_code_2() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_inference", "serve"],
-        env={"PATH": "/usr/bin:/bin", "LLM_BACKEND": "vllm", "LLM_ALLOWED_MODELS": "org/model"},
-        capture_output=True, text=True, timeout=60,
-    )
+    result = run_cli("serve", {"LLM_BACKEND": "vllm", "LLM_ALLOWED_MODELS": "org/model"})
     assert result.returncode == 2, result.stderr
     assert "LLM_BACKEND=vllm but vLLM is not installed (pip install 'llm-inference[gpu]'" in result.stderr
