@@ -49,8 +49,8 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(tmp_path: P
     env = {"LLM_SHUTDOWN_GRACE_SECONDS": "300"}  # long enough for the streams on a loaded machine
     with ServerProcess(env, log_path=tmp_path / "server.log") as server:
         server.wait_for("/health/ready", 200)
-        streams = [Client(server.url, n, stream=True) for n in (60, 90, 120)]
-        whole = Client(server.url, 80, stream=False)
+        streams = [Client(server.url, n, stream=True) for n in (120, 180, 240)]
+        whole = Client(server.url, 160, stream=False)
         clients = [*streams, whole]
         for client in clients:
             client.start()

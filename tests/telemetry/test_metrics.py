@@ -101,7 +101,8 @@ async def test_a_timed_out_generation_is_counted_as_a_timeout() -> None:
     app = create_app(make_settings(LLM_REQUEST_TIMEOUT_SECONDS="0.3", LLM_MAX_TOKENS_LIMIT="1000"))
     async with AsyncTestClient(app, timeout=120) as client:
         await wait_ready(client)
-        response = await client.post("/api/generate", json={"prompt": "Tell a long story.", "max_tokens": 1000})
+        response = await client.post("/api/generate", json={"prompt": "Tell a long story.", "max_tokens": 1000,
+                                                           "ignore_eos": True})
         assert response.status_code == 504
         scraped = await scrape(client)
         assert scraped.value("llm_requests_finished_total", **MODEL, finish_reason="timeout") == 1
@@ -114,7 +115,9 @@ async def test_running_and_waiting_follow_the_engine(observed: Observed) -> None
     """One decode slot (the observed service's) and three streams: one runs while two wait in its queue."""
     labels = {"model": observed.model, "backend": "llamacpp"}
     before = observed.scrape()
-    body = {"prompt": "List the numbers from one to one hundred in words:", "max_tokens": 32, "temperature": 0}
+    # ignore_eos: each stream must hold its slot long enough for the 50 ms polls to see it, even on a fast CPU.
+    body = {"prompt": "List the numbers from one to one hundred in words:", "max_tokens": 128, "temperature": 0,
+            "ignore_eos": True}
     async with httpx.AsyncClient(base_url=observed.url, timeout=300) as client:
         streams = [asyncio.create_task(client.post("/api/generate/stream", json=body)) for _ in range(3)]
         seen = set()
@@ -142,7 +145,7 @@ async def test_running_and_waiting_follow_the_engine(observed: Observed) -> None
 def test_a_client_leaving_mid_stream_is_counted_as_cancelled(observed: Observed) -> None:
     labels = {"model": observed.model, "backend": "llamacpp"}
     before = observed.scrape().value("llm_requests_finished_total", **labels, finish_reason="cancelled")
-    body = {"prompt": "Write a long essay about the sea.", "max_tokens": 400}
+    body = {"prompt": "Write a long essay about the sea.", "max_tokens": 400, "ignore_eos": True}
     with httpx.stream("POST", observed.url + "/api/generate/stream", json=body, timeout=300) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
