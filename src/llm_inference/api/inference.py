@@ -222,7 +222,40 @@ async def complete(service: InferenceService, prepared: Prepared) -> Outcome:
     )
 
 
-async def open_stream(service: InferenceService, prepared: Prepared) -> AsyncIterator[StreamEvent]:
+class EventStream:
+    """One generation's events. Closing it, whether or not its events were read, ends the generation in the
+    engine and frees its admission slot (a client can leave before the response's body starts)."""
+
+    def __init__(self, events: AsyncIterator[StreamEvent], release: _Release) -> None:
+        self._events, self._release = events, release
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()  # type: ignore[attr-defined]
+        finally:
+            await self._release()
+
+
+class _Release:
+    """Closes the engine's chunks and leaves the admission slot, once."""
+
+    def __init__(self, chunks: AsyncIterator[Chunk], slot: contextlib.AbstractContextManager[None]) -> None:
+        self._chunks, self._slot, self._done = chunks, slot, False
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            await self._chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._slot.__exit__(None, None, None)
+
+
+async def open_stream(service: InferenceService, prepared: Prepared) -> EventStream:
     """Start a generation and return its event stream.
 
     Admission and the engine's first step happen before this returns, so overload and engine errors still
@@ -233,26 +266,25 @@ async def open_stream(service: InferenceService, prepared: Prepared) -> AsyncIte
     slot.__enter__()
     clock = _Clock()
     chunks = service.generation(prepared)
+    release = _Release(chunks, slot)
     deadline = asyncio.get_running_loop().time() + service.settings.request_timeout_seconds
     try:
         async with asyncio.timeout_at(deadline):
             first = await anext(chunks)
     except BaseException as exc:
-        await chunks.aclose()
-        slot.__exit__(None, None, None)
+        await release()
         if isinstance(exc, TimeoutError):
             raise RequestTimeout("no first token within LLM_REQUEST_TIMEOUT_SECONDS") from None
         raise
-    return _events(service, prepared, clock, first, chunks, slot, deadline)
+    return EventStream(_events(prepared, clock, first, chunks, release, deadline), release)
 
 
 async def _events(
-    service: InferenceService,
     prepared: Prepared,
     clock: _Clock,
     first: Chunk,
     chunks: AsyncIterator[Chunk],
-    slot: contextlib.AbstractContextManager[None],
+    release: _Release,
     deadline: float,
 ) -> AsyncIterator[StreamEvent]:
     try:
@@ -276,8 +308,7 @@ async def _events(
     except ServiceError as exc:
         yield ErrorEvent(ErrorDetail(type=exc.type, message=exc.message, param=exc.param))
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
-        slot.__exit__(None, None, None)
+        await release()
 
 
 def outcome_finish(outcome: Outcome) -> str:

@@ -156,13 +156,9 @@ class LlamaCppEngine:
         if room <= 0:
             yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
             return
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | BaseException] = asyncio.Queue()
-
-        def emit(item: Chunk | BaseException) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        sequence = Sequence(request, prompt, emit, max_new_tokens=min(request.sampling.max_tokens, room))
+        sequence = Sequence(request, prompt, queue.put_nowait, asyncio.get_running_loop(),
+                            max_new_tokens=min(request.sampling.max_tokens, room))
         self._sequences[request.request_id] = sequence
         self._loop.submit(sequence)
         try:

@@ -9,6 +9,7 @@ its prefill (prefix caching); a cancelled sequence's cells are freed at once.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ctypes
 import logging
@@ -27,7 +28,12 @@ from llm_inference.errors import EngineFailure
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[Chunk | BaseException], None]
+Emit = Callable[[Chunk | BaseException], None]  # called on the sequence's event loop, never on the decode thread
+
+
+def _deliver(items: list[tuple[Emit, Chunk | BaseException]]) -> None:
+    for emit, item in items:
+        emit(item)
 
 
 @dataclass(eq=False)
@@ -37,6 +43,7 @@ class Sequence:
     request: GenerationRequest
     prompt: list[int]
     emit: Emit
+    event_loop: asyncio.AbstractEventLoop
     max_new_tokens: int  # max_tokens, clipped to the room left in the sequence's context
     cancelled: bool = False
     slot: int = -1
@@ -84,6 +91,9 @@ class DecodeLoop(threading.Thread):
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self._piece = ctypes.create_string_buffer(256)
         self._waiting: collections.deque[Sequence] = collections.deque()
+        # What this step produced for the event loops: handed over in one wake-up per loop and step, not one
+        # per token (each cross-thread call writes to the loop's self-pipe).
+        self._outbox: list[tuple[Sequence, Chunk | BaseException]] = []
         self._wake = threading.Condition()
         self._stopping = False
         self._admissions = 0
@@ -120,12 +130,13 @@ class DecodeLoop(threading.Thread):
     def run(self) -> None:
         try:
             while self._next_step():
-                pass
+                self._flush()
         except BaseException as exc:  # a bug here must not leave clients waiting forever
             log.exception("llama.cpp decode loop died")
             self.fatal = exc
             for sequence in [s.sequence for s in self._slots if s.sequence] + list(self._waiting):
-                sequence.emit(EngineFailure("the llama.cpp decode loop stopped"))
+                self._post(sequence, EngineFailure("the llama.cpp decode loop stopped"))
+            self._flush()
         finally:
             llama_cpp.llama_batch_free(self._batch)
 
@@ -149,6 +160,22 @@ class DecodeLoop(threading.Thread):
             if row >= 0:
                 self._sample(sequence, row)
         return True
+
+    def _post(self, sequence: Sequence, item: Chunk | BaseException) -> None:
+        self._outbox.append((sequence, item))
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Emit, Chunk | BaseException]]] = {}
+        for sequence, item in self._outbox:
+            by_loop.setdefault(sequence.event_loop, []).append((sequence.emit, item))
+        self._outbox = []
+        for event_loop, items in by_loop.items():
+            try:
+                event_loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop has closed: nobody is waiting for these
+                pass
 
     def _drop_cancelled(self) -> None:
         for slot_index, slot in enumerate(self._slots):
@@ -243,12 +270,12 @@ class DecodeLoop(threading.Thread):
             self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.LENGTH))
         else:
             sequence.next_token = token
-            sequence.emit(Chunk(piece, prompt_tokens, sequence.generated))
+            self._post(sequence, Chunk(piece, prompt_tokens, sequence.generated))
 
     def _finish(self, sequence: Sequence, last: Chunk) -> None:
         # Free the slot first: a client that has its last chunk must find the engine's counts already down.
         self._release(sequence.slot, keep_cache=True)
-        sequence.emit(last)
+        self._post(sequence, last)
 
     def _release(self, slot_index: int, *, keep_cache: bool) -> None:
         slot = self._slots[slot_index]
@@ -265,5 +292,5 @@ class DecodeLoop(threading.Thread):
     def _fail(self, sequences: set[Sequence], reason: str) -> None:
         log.error("llama.cpp decode failed", extra={"reason": reason, "sequences": len(sequences)})
         for sequence in sequences:
-            sequence.emit(EngineFailure(f"generation failed in llama.cpp: {reason}"))
+            self._post(sequence, EngineFailure(f"generation failed in llama.cpp: {reason}"))
             self._release(sequence.slot, keep_cache=False)
