@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 ISQ_METHODS = {"fp8": "fp8"}
 _FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.CANCELLED}
 DEAD_MESSAGE = "the vLLM engine core has died; the service must be restarted (see the log for the cause)"
+INLINE_TOKENIZE_CHARS = 4096  # prompts up to this length are tokenized on the event loop (see tokenize)
 
 
 def engine_args(settings: Settings, model_path: Path, tokenizer_path: Path | None) -> AsyncEngineArgs:
@@ -141,6 +142,10 @@ class VllmEngine:
             raise EngineDead(DEAD_MESSAGE) from None
 
     async def tokenize(self, text: str) -> list[int]:
+        # A short prompt encodes in well under a millisecond, less than a hop to a worker thread and back
+        # costs the event loop; a long one would stall every stream, so it goes to a thread.
+        if len(text) <= INLINE_TOKENIZE_CHARS:
+            return self._tokenizer.encode(text)
         return await asyncio.to_thread(self._tokenizer.encode, text)
 
     async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
