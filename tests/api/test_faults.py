@@ -39,6 +39,11 @@ class DecodeFaults:
         self.blocked = threading.Event()
         self._block_at: int | None = None
         self._fail_at: int | None = None
+        self._crash_at: int | None = None
+
+    def crash_after(self, calls: int) -> None:
+        """Raise out of the decode call: a bug that kills the decode loop itself."""
+        self._crash_at = self.calls + calls
 
     def block_after(self, calls: int) -> None:
         self.released.clear()
@@ -53,6 +58,8 @@ class DecodeFaults:
 
     def __call__(self, ctx, batch) -> int:  # type: ignore[no-untyped-def]
         self.calls += 1
+        if self._crash_at is not None and self.calls > self._crash_at:
+            raise RuntimeError("injected: the decode loop's own code failed")
         if self._fail_at is not None and self.calls > self._fail_at:
             self._fail_at = None
             return -3  # llama.cpp: "internal error during decode"
@@ -190,7 +197,7 @@ async def test_a_wedged_engine_turns_readiness_503_with_the_reason_until_it_move
     assert ready.status_code == 503, ready.text
     assert ready.json()["reason"].startswith("engine stalled: 1 request(s) waiting and no decode progress")
     assert "LLM_ENGINE_STALL_SECONDS=1" in ready.json()["reason"]
-    # Liveness is another question: the process serves; restarting it is the orchestrator's call.
+    # Liveness is another question: a stall can end (it does below), so no restart.
     assert (await tuned.get("/health/live")).status_code == 200
 
     faults.release()
@@ -205,3 +212,18 @@ async def test_a_prompt_the_tokenizer_reads_as_nothing_is_served_and_the_engine_
         assert response.status_code == 200, response.text
     assert (await client.get("/health/ready")).status_code == 200
     assert (await client.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2})).status_code == 200
+
+
+async def test_zz_a_dead_decode_loop_fails_liveness_so_the_orchestrator_restarts_the_pod(tuned, faults) -> None:
+    """Runs last in this module (it kills the shared service's decode loop): pytest keeps definition order."""
+    assert (await tuned.get("/health/live")).status_code == 200
+    faults.crash_after(2)
+    in_flight = await tuned.post("/api/generate", json={**LONG, "max_tokens": 20})
+    assert in_flight.status_code == 500 and in_flight.json()["error"]["type"] == "engine_error", in_flight.text
+    live = await tuned.get("/health/live")
+    assert live.status_code == 503, live.text
+    assert live.json() == {"status": "dead", "reason": "engine dead (smollm2-135m-instruct): the llama.cpp decode loop stopped"}
+    ready = await tuned.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["reason"] == "engine dead: the llama.cpp decode loop stopped"
+    refused = await tuned.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2})
+    assert refused.status_code == 503 and refused.json()["error"]["type"] == "engine_unavailable", refused.text

@@ -150,4 +150,7 @@ def test_zz_a_dead_engine_turns_readiness_and_requests_into_503(server: ServerPr
         response = post(server, path, **body)
         assert response.status_code == 503, (path, response.text)
         assert response.json()["error"]["type"] == "engine_unavailable"
-    assert httpx.get(server.url + "/health/live").status_code == 200
+    # It never comes back: liveness fails too, so Kubernetes restarts the pod.
+    live = httpx.get(server.url + "/health/live")
+    assert live.status_code == 503 and live.json()["status"] == "dead", live.text
+    assert "the vLLM engine core has died" in live.json()["reason"]

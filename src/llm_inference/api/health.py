@@ -10,9 +10,17 @@ from litestar.response import Response
 from llm_inference.api.schemas import HealthStatus
 
 
-@get("/health/live", tags=["health"], summary="Liveness: 200 while the process serves")
-async def live() -> HealthStatus:
-    return HealthStatus(status="alive")
+@get(
+    "/health/live",
+    tags=["health"],
+    summary="Liveness: 200 while the process can serve (also while a model loads, stalls or drains)",
+    responses={503: ResponseSpec(HealthStatus, description="Dead: an engine died and only a restart brings it back")},
+)
+async def live(state: State) -> Response[HealthStatus]:
+    reason = await state.service.registry.dead_engine()
+    if reason is None:
+        return Response(HealthStatus(status="alive"), status_code=200)
+    return Response(HealthStatus(status="dead", reason=reason), status_code=503)
 
 
 @get(

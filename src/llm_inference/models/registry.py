@@ -118,6 +118,17 @@ class ModelRegistry:
             return False, f"failed: {entry.error}"
         return False, "loading"
 
+    async def dead_engine(self) -> str | None:
+        """Why this process can no longer serve, if it cannot: a loaded model's engine died. Unlike a load in
+        progress or a stall, that never heals, so liveness reports it and the orchestrator restarts the pod."""
+        for model, entry in self._entries.items():
+            if entry.state is ModelState.LOADED and entry.engine is not None:
+                try:
+                    await entry.engine.check_health()
+                except EngineDead as exc:
+                    return f"engine dead ({model}): {exc.message}"
+        return None
+
     async def aclose(self) -> None:
         if self._load_task and not self._load_task.done():
             self._load_task.cancel()
