@@ -22,7 +22,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from llm_inference.settings import DEFAULTS
+from llm_inference.models.spec import parse_spec
+from llm_inference.settings import DEFAULTS, load_settings
 from tests.deploy.chart import CHART, load_values
 from tests.server import ServerProcess, free_port
 
@@ -79,6 +80,10 @@ def test_image_runs_as_the_chart_expects(name: str) -> None:
     assert env["LLM_INFERENCE_HOSTNAME"] == "0.0.0.0"
     if name == "Dockerfile.cuda":
         assert env["LLM_BACKEND"] == "vllm"
+        # Its default model must be one vLLM serves (a hub repo, not the embedded GGUF), or it would not start.
+        settings, _ = load_settings({k: v for k, v in env.items() if k.startswith("LLM_")})
+        default = parse_spec(settings.effective_default_model, settings.model_path)
+        assert default.source == "hub" and not default.is_gguf, default
 
 
 def test_cuda_image_pins_the_vllm_that_runs_on_the_lent_gpu() -> None:
