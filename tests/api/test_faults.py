@@ -214,6 +214,29 @@ async def test_a_prompt_the_tokenizer_reads_as_nothing_is_served_and_the_engine_
     assert (await client.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2})).status_code == 200
 
 
+async def test_a_failure_while_sampling_one_sequence_fails_only_that_request(tuned, monkeypatch) -> None:
+    real = llama_cpp.llama_sampler_sample
+    calls = 0
+
+    def sample_failing_once(sampler, ctx, row):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("injected: sampling failed")
+        return real(sampler, ctx, row)
+
+    monkeypatch.setattr(llama_cpp, "llama_sampler_sample", sample_failing_once)
+    failed = await tuned.post("/api/generate", json={**LONG, "max_tokens": 20})
+    assert failed.status_code == 500 and failed.json()["error"]["type"] == "engine_error", failed.text
+    assert "sampling failed" in failed.json()["error"]["message"]
+    await wait_idle(tuned)
+    # The decode loop lives on: the next request is served and the probes stay green.
+    served = await tuned.post("/api/generate", json={**LONG, "max_tokens": 5})
+    assert served.status_code == 200 and served.json()["usage"]["completion_tokens"] == 5, served.text
+    assert (await tuned.get("/health/live")).status_code == 200
+    assert (await tuned.get("/health/ready")).status_code == 200
+
+
 async def test_zz_a_dead_decode_loop_fails_liveness_so_the_orchestrator_restarts_the_pod(tuned, faults) -> None:
     """Runs last in this module (it kills the shared service's decode loop): pytest keeps definition order."""
     assert (await tuned.get("/health/live")).status_code == 200

@@ -158,7 +158,11 @@ class DecodeLoop(threading.Thread):
             return True
         for sequence, row in batch_rows:
             if row >= 0:
-                self._sample(sequence, row)
+                try:
+                    self._sample(sequence, row)
+                except Exception as exc:  # one sequence's failure (sampler, detokenizer) ends only that sequence
+                    log.exception("sampling failed", extra={"request_id": sequence.request.request_id})
+                    self._fail({sequence}, f"sampling failed: {exc}")
         return True
 
     def _post(self, sequence: Sequence, item: Chunk | BaseException) -> None:
@@ -290,7 +294,7 @@ class DecodeLoop(threading.Thread):
             slot.cached = []
 
     def _fail(self, sequences: set[Sequence], reason: str) -> None:
-        log.error("llama.cpp decode failed", extra={"reason": reason, "sequences": len(sequences)})
+        log.error("llama.cpp generation failed", extra={"reason": reason, "sequences": len(sequences)})
         for sequence in sequences:
             self._post(sequence, EngineFailure(f"generation failed in llama.cpp: {reason}"))
             self._release(sequence.slot, keep_cache=False)
