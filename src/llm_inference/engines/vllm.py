@@ -87,6 +87,9 @@ class VllmEngine:
         self._info = info
         self._max_num_seqs = int(info.extra["max_num_seqs"])
         self._closed = False
+        # Outputs received from the engine core, all requests together: the progress counter the stall
+        # watchdog reads (a frozen engine core keeps vLLM's own health check passing).
+        self.decode_steps = 0
 
     @classmethod
     async def load(cls, model_path: Path, *, settings: Settings, tokenizer_path: Path | None = None) -> VllmEngine:
@@ -168,6 +171,7 @@ class VllmEngine:
         finished = False
         try:
             async for output in outputs:
+                self.decode_steps += 1
                 completion = output.outputs[0]
                 generated += len(completion.token_ids)
                 finish = None
