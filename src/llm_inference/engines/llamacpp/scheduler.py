@@ -283,15 +283,16 @@ class DecodeLoop(threading.Thread):
 
     def _release(self, slot_index: int, *, keep_cache: bool) -> None:
         slot = self._slots[slot_index]
-        if slot.sequence is not None:
-            slot.sequence.released_at_step = self.steps
-            if slot.sequence.sampler is not None:
-                free_sampler(slot.sequence.sampler)
-                slot.sequence.sampler = None
-        slot.sequence = None
+        sequence, slot.sequence = slot.sequence, None
         if not keep_cache:
             llama_cpp.llama_memory_seq_rm(self._memory, slot_index, -1, -1)
             slot.cached = []
+        if sequence is not None:
+            if sequence.sampler is not None:
+                free_sampler(sequence.sampler)
+                sequence.sampler = None
+            # Last: another thread that sees the release recorded must also find the cells already freed.
+            sequence.released_at_step = self.steps
 
     def _fail(self, sequences: set[Sequence], reason: str) -> None:
         log.error("llama.cpp generation failed", extra={"reason": reason, "sequences": len(sequences)})
