@@ -104,6 +104,19 @@ def test_bad_config_stops_start_up_with_exit_code_2() -> None:
     assert "LLM_DEFAULT_TOP_P='7' is invalid" in result.stderr
 
 
+def test_a_bad_otel_batch_setting_stops_start_up_with_exit_code_2() -> None:
+    # The OpenTelemetry SDK would only fail in the server's worker, with a traceback. (A value that is not a
+    # number at all is the SDK's own business: it logs that and uses its default.)
+    result = run_cli("serve", {"OTEL_BSP_MAX_QUEUE_SIZE": "-5"})
+    assert result.returncode == 2
+    assert "OTEL_BSP_MAX_QUEUE_SIZE='-5' is invalid: max_queue_size must be a positive integer" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("check-config", {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20"})
+    assert result.returncode == 2
+    assert "max_export_batch_size must be less than or equal to max_queue_size" in result.stderr
+    assert run_cli("check-config", {"OTEL_BSP_MAX_QUEUE_SIZE": "4096"}).returncode == 0
+
+
 def test_check_config_prints_effective_settings() -> None:
     result = run_cli("check-config", {"LLM_INFERENCE_PORT": "9001", "LLM_LOG_FORMAT": "pretty"})
     assert result.returncode == 0, result.stderr

@@ -27,6 +27,12 @@ def settings_or_exit() -> Settings:
         for line in exc.lines:
             print(f"  {line}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_CONFIG) from None
+    from llm_inference.telemetry.tracing import batch_settings_problem
+
+    problem = batch_settings_problem()
+    if problem:
+        print(f"invalid configuration:\n  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG)
     from llm_inference.telemetry.logging import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)

@@ -9,6 +9,7 @@ import time
 from importlib.metadata import version
 
 import httpx
+from prometheus_client import CONTENT_TYPE_LATEST
 from litestar.testing import AsyncTestClient
 
 from llm_inference.app import create_app
@@ -23,6 +24,7 @@ MODEL = {"model": "smollm2-135m-instruct", "backend": "llamacpp"}
 async def scrape(client: AsyncTestClient) -> Scrape:  # type: ignore[type-arg]
     response = await client.get("/metrics")
     assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST  # charset once, exposition version given
     return Scrape(response.text)
 
 

@@ -25,6 +25,31 @@ PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_
 DEFAULT_PROTOCOL = "grpc"
 
 
+BATCH_VARIABLES = ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                   "OTEL_BSP_EXPORT_TIMEOUT")
+
+
+class _NoExporter(SpanExporter):
+    def export(self, spans: object) -> None:  # type: ignore[override]
+        return None
+
+
+def batch_settings_problem() -> str | None:
+    """What is wrong with the OTEL_BSP_* values, if anything. The SDK reads and checks them only when its batch
+    span processor is built, in the server's worker, where a bad one ends the worker with a traceback; the CLI
+    asks here first, so start-up stops with one line naming the variables instead."""
+    given = {name: os.environ[name] for name in BATCH_VARIABLES if name in os.environ}
+    if not given:
+        return None
+    try:
+        BatchSpanProcessor(_NoExporter()).shutdown()
+    except ValueError as exc:
+        shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
+        return (f"{shown} is invalid: {exc} (expected positive integers, "
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE <= OTEL_BSP_MAX_QUEUE_SIZE)")
+    return None
+
+
 def _first(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
     return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
 
