@@ -7,7 +7,9 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
 from llm_inference.settings import Settings, SettingsError, load_settings, masked
 
@@ -19,20 +21,18 @@ EXIT_BAD_CONFIG = 2
 WORKER_KILL_MARGIN_SECONDS = 5
 
 
+def stop_start_up(header: str, lines: Iterable[str]) -> NoReturn:
+    print(header, file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_CONFIG)
+
+
 def settings_or_exit() -> Settings:
     try:
         settings, warnings = load_settings()
     except SettingsError as exc:
-        print("invalid configuration:", file=sys.stderr)
-        for line in exc.lines:
-            print(f"  {line}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIG) from None
-    from llm_inference.telemetry.tracing import batch_settings_problem
-
-    problem = batch_settings_problem()
-    if problem:
-        print(f"invalid configuration:\n  {problem}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIG)
+        stop_start_up("invalid configuration:", exc.lines)
     from llm_inference.telemetry.logging import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
@@ -48,10 +48,7 @@ def exit_if_no_backend(settings: Settings) -> None:
 
     problems = unavailable_backends(settings, [parse_spec(s, settings.model_path) for s in settings.allowed_models])
     if problems:
-        print("cannot serve the allowed models on this machine:", file=sys.stderr)
-        for line in problems:
-            print(f"  {line}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIG)
+        stop_start_up("cannot serve the allowed models on this machine:", problems)
 
 
 def serve(settings: Settings) -> None:
@@ -112,4 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("fetch-model", help="download/prepare every allowed model, then exit")
     args = parser.parse_args(argv)
     settings = settings_or_exit()
+    # Checked here, once, before Granian starts its worker (which reads the settings again, not this).
+    from llm_inference.telemetry.tracing import batch_settings_problem
+
+    problem = batch_settings_problem()
+    if problem:
+        stop_start_up("invalid configuration:", [problem])
     {"serve": serve, "check-config": check_config, "fetch-model": fetch_models}[args.command](settings)

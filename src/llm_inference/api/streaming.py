@@ -49,12 +49,13 @@ class _Writer:
     def __init__(self, send: Send) -> None:
         self._send = send
         self._lock = asyncio.Lock()
-        self.last_write = asyncio.get_running_loop().time()
+        self._clock = asyncio.get_running_loop().time
+        self.last_write = self._clock()
 
     async def write(self, data: bytes, more: bool = True) -> None:
         async with self._lock:
             await self._send(_body(data, more))
-        self.last_write = asyncio.get_running_loop().time()
+        self.last_write = self._clock()
 
     @property
     def busy(self) -> bool:

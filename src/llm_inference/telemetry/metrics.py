@@ -163,10 +163,10 @@ class _ModelCollector(Collector):
         return families.values()
 
 
+# Litestar appends "; charset=utf-8" to every text/* media type itself: without this, the header said it twice.
+_EXPOSITION_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+
+
 @get("/metrics", tags=["observability"], summary="Prometheus metrics", media_type="text/plain")
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(request.app.state.telemetry.metrics.exposition(), media_type=_EXPOSITION_MEDIA_TYPE)
-
-
-# Litestar appends "; charset=utf-8" to every text/* media type itself: without this, the header said it twice.
-_EXPOSITION_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
