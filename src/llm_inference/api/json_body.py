@@ -34,19 +34,30 @@ async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], _: B
         raise HTTPException(status_code=415, detail=problem)
     # Litestar would skip an empty body and report a missing parameter named `data`.
     if isinstance(connection, Request) and not await connection.body():
-        empty = SerializationException("the body is empty: send a JSON object")
+        empty = InvalidJsonBody("the body is empty: send a JSON object")
         raise ClientException(str(empty)) from empty
 
 
+class InvalidJsonBody(SerializationException):
+    """A body that does not decode, with the reason in our words (the library's detail at most a suffix)."""
+
+
+def _invalid_json_reason(body: bytes, error: Exception) -> str:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"the body is not UTF-8: byte {exc.start} is not part of a valid character"
+    if isinstance(error, RecursionError) or "deep" in str(error).lower():
+        return "the body is nested too deeply"
+    return f"the body is not valid JSON ({error})"
+
+
 class JsonBodyRequest(Request[Any, Any, Any]):
-    """Litestar turns msgspec's DecodeError into a 400 but lets a body that is not UTF-8 or is nested past the
-    recursion limit through as a 500; both are the client's malformed JSON."""
+    """Decode failures of every kind (malformed JSON, bytes that are not UTF-8, nesting past the recursion
+    limit, which Litestar would let through as a 500) become a 400 that states the rule in our words."""
 
     async def json(self) -> Any:
         try:
             return await super().json()
-        except UnicodeDecodeError as exc:
-            detail = f"the body is not UTF-8 ({exc.reason} at byte {exc.start})"
-            raise SerializationException(detail) from None
-        except RecursionError:
-            raise SerializationException("the body is nested too deeply") from None
+        except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
+            raise InvalidJsonBody(_invalid_json_reason(await self.body(), exc)) from None

@@ -45,8 +45,9 @@ def batch_settings_problem() -> str | None:
         BatchSpanProcessor(_NoExporter()).shutdown()
     except ValueError as exc:
         shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
-        return (f"{shown} is invalid: {exc} (expected positive integers, "
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE <= OTEL_BSP_MAX_QUEUE_SIZE)")
+        # Our rule first; the SDK's wording only as a suffix, so its rewording cannot change the message.
+        return (f"{shown} is invalid: expected positive integers with "
+                f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE <= OTEL_BSP_MAX_QUEUE_SIZE ({exc})")
     return None
 
 

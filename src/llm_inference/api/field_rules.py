@@ -1,0 +1,104 @@
+"""The rule a request field must meet, worded by us from the request schema itself.
+
+Error messages state these rules rather than passing a library's wording through, so a dependency that
+rewords its errors cannot change the API's documented messages.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec.inspect as mi
+
+_PATH_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+def _bounds(info: Any, unit: str = "") -> str:
+    parts = []
+    for name, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        value = getattr(info, name, None)
+        if value is not None:
+            parts.append(f"{symbol} {value}{unit}")
+    return " and ".join(parts)
+
+
+def _length(info: Any, unit: str) -> str:
+    low, high = info.min_length, info.max_length
+    if low is not None and high is not None:
+        return f"of {low} to {high} {unit}"
+    if low is not None:
+        return f"of at least {low} {unit}" if low != 1 or unit != "characters" else "that is not empty"
+    if high is not None:
+        return f"of at most {high} {unit}"
+    return ""
+
+
+def describe(info: mi.Type) -> str:
+    """A phrase for what a value of this type must be: "an integer >= 1", "one of user, assistant"."""
+    match info:
+        case mi.Metadata():
+            return describe(info.type)
+        case mi.BoolType():
+            return "true or false"
+        case mi.IntType():
+            return " ".join(filter(None, ["an integer", _bounds(info)]))
+        case mi.FloatType():
+            return " ".join(filter(None, ["a number", _bounds(info)]))
+        case mi.StrType():
+            return " ".join(filter(None, ["a string", _length(info, "characters")]))
+        case mi.ListType():
+            items = describe(info.item_type)
+            length = _length(info, "items")
+            return " ".join(filter(None, ["an array", length, f"whose items are each {items}"]))
+        case mi.LiteralType():
+            return "one of " + ", ".join(str(value) for value in info.values)
+        case mi.StructType():
+            return "an object"
+        case mi.UnionType():
+            return " or ".join(describe(t) for t in info.types if not isinstance(t, mi.NoneType))
+        case mi.NoneType():
+            return "null"
+    return "a valid value"
+
+
+def field_type(root: mi.Type, path: str) -> mi.Type | None:
+    """The type at a field path such as "messages[0].content" below a request struct, or None."""
+    current: mi.Type | None = root
+    for name, index in _PATH_STEP.findall(path):
+        current = _step(current, name, index)
+        if current is None:
+            return None
+    return current
+
+
+def _step(info: mi.Type | None, name: str, index: str) -> mi.Type | None:
+    if isinstance(info, mi.Metadata):
+        info = info.type
+    if isinstance(info, mi.UnionType):  # Optional fields, or a list-or-string like stop
+        for option in info.types:
+            found = _step(option, name, index)
+            if found is not None:
+                return found
+        return None
+    if index and isinstance(info, mi.ListType):
+        return info.item_type
+    if name and isinstance(info, mi.StructType):
+        return next((field.type for field in info.fields if field.encode_name == name), None)
+    return None
+
+
+def field_names(info: mi.Type | None) -> list[str]:
+    """The fields a struct (or an optional struct) accepts, in declaration order."""
+    if isinstance(info, mi.Metadata):
+        info = info.type
+    if isinstance(info, mi.UnionType):
+        info = next((t for t in info.types if isinstance(t, mi.StructType)), None)
+    return [field.encode_name for field in info.fields] if isinstance(info, mi.StructType) else []
+
+
+def request_type_info(annotation: Any) -> mi.Type | None:
+    try:
+        return mi.type_info(annotation)
+    except (TypeError, ValueError):
+        return None
