@@ -21,7 +21,7 @@ from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.errors import exception_handlers
 from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
-from llm_inference.api.inference import InferenceService
+from llm_inference.service import InferenceService
 from llm_inference.api.models import list_models
 from llm_inference.api.openapi import correct_openapi
 from llm_inference.auth_keys import ApiKeys

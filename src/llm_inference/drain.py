@@ -18,7 +18,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_inference.api.inference import InferenceService
+from llm_inference.service import InferenceService
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, re
 
 def test_auto_serves_gguf_on_llamacpp_and_refuses_a_folder_without_vllm() -> None:
     settings = make_settings()
-    assert choose_backend(settings, parse_spec("org/repo:model.Q4_0.gguf"))[0] == "llamacpp"
+    assert choose_backend(settings.backend, parse_spec("org/repo:model.Q4_0.gguf"))[0] == "llamacpp"
     with pytest.raises(BackendUnavailable, match="only vLLM can serve it, but vLLM is not installed"):
-        choose_backend(settings, parse_spec("org/repo"))
+        choose_backend(settings.backend, parse_spec("org/repo"))
 
 
 def test_llm_backend_vllm_without_vllm_stops_start_up_with_exit_code_2() -> None:

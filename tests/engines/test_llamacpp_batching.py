@@ -10,6 +10,7 @@ import pytest
 
 from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, SamplingParams
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
+from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 
@@ -27,7 +28,8 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 async def engine():
-    loaded = await LlamaCppEngine.load(embedded_model_path(), settings=make_settings(LLM_MAX_CONCURRENT_REQUESTS="8"))
+    config = llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="8"))
+    loaded = await LlamaCppEngine.load(embedded_model_path(), config=config)
     yield loaded
     await loaded.aclose()
 

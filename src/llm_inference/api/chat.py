@@ -8,9 +8,9 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION
-from llm_inference.api.inference import complete, open_stream, outcome_finish, prepare
+from llm_inference.api.native import event_stream, sampling_input, timings, usage
 from llm_inference.api.schemas import AssistantMessage, ChatRequest, ChatResponse
-from llm_inference.api.streaming import sse_response
+from llm_inference.service import complete, open_stream, prepare
 from llm_inference.engines.base import ChatMessage
 
 
@@ -24,14 +24,14 @@ class ChatController(Controller):
 
     @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Answer a conversation")
     async def chat(self, data: JSONBody[ChatRequest], state: State) -> ChatResponse:
-        prepared = await prepare(state.service, data, messages=_messages(data))
+        prepared = await prepare(state.service, sampling_input(data), messages=_messages(data))
         outcome = await complete(state.service, prepared)
         return ChatResponse(
             model=prepared.model,
             message=AssistantMessage(content=outcome.text),
-            finish_reason=outcome_finish(outcome),  # type: ignore[arg-type]
-            usage=outcome.usage,
-            timings=outcome.timings,
+            finish_reason=outcome.finish_reason,  # type: ignore[arg-type]
+            usage=usage(outcome.usage),
+            timings=timings(outcome.timings),
         )
 
     @post(
@@ -44,5 +44,5 @@ class ChatController(Controller):
         media_type="text/event-stream",
     )
     async def chat_stream(self, data: JSONBody[ChatRequest], state: State) -> Stream:
-        prepared = await prepare(state.service, data, messages=_messages(data))
-        return sse_response(await open_stream(state.service, prepared), state.service.settings.sse_ping_seconds)
+        prepared = await prepare(state.service, sampling_input(data), messages=_messages(data))
+        return event_stream(state.service, await open_stream(state.service, prepared))

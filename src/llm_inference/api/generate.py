@@ -8,9 +8,9 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION
-from llm_inference.api.inference import complete, open_stream, outcome_finish, prepare
+from llm_inference.api.native import event_stream, sampling_input, timings, usage
 from llm_inference.api.schemas import GenerateRequest, GenerateResponse
-from llm_inference.api.streaming import sse_response
+from llm_inference.service import complete, open_stream, prepare
 
 
 class GenerateController(Controller):
@@ -19,14 +19,14 @@ class GenerateController(Controller):
 
     @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Generate text from a prompt")
     async def generate(self, data: JSONBody[GenerateRequest], state: State) -> GenerateResponse:
-        prepared = await prepare(state.service, data, prompt=data.prompt)
+        prepared = await prepare(state.service, sampling_input(data), prompt=data.prompt)
         outcome = await complete(state.service, prepared)
         return GenerateResponse(
             model=prepared.model,
             text=outcome.text,
-            finish_reason=outcome_finish(outcome),  # type: ignore[arg-type]
-            usage=outcome.usage,
-            timings=outcome.timings,
+            finish_reason=outcome.finish_reason,  # type: ignore[arg-type]
+            usage=usage(outcome.usage),
+            timings=timings(outcome.timings),
         )
 
     @post(
@@ -39,5 +39,5 @@ class GenerateController(Controller):
         media_type="text/event-stream",
     )
     async def generate_stream(self, data: JSONBody[GenerateRequest], state: State) -> Stream:
-        prepared = await prepare(state.service, data, prompt=data.prompt)
-        return sse_response(await open_stream(state.service, prepared), state.service.settings.sse_ping_seconds)
+        prepared = await prepare(state.service, sampling_input(data), prompt=data.prompt)
+        return event_stream(state.service, await open_stream(state.service, prepared))

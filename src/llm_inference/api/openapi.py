@@ -53,7 +53,7 @@ def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
 
 
 def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
-    # Text the engine is given may not hold NUL characters (api/inference.py refuses them with a clearer
+    # Text the engine is given may not hold NUL characters (service/prepare.py refuses them with a clearer
     # message than a pattern error would give, so the rule is stated here rather than in the Struct).
     components["GenerateRequest"]["properties"]["prompt"]["pattern"] = NO_NUL
     components["Message"]["properties"]["content"]["pattern"] = NO_NUL

@@ -1,4 +1,5 @@
-"""Server-Sent Events framing of a stream of events: `data: <json>` per event, then `data: [DONE]`.
+"""Server-Sent Events transport of a generation stream: each item encoded into frames by the surface that
+owns the response (`data: <json>` per event on /api, OpenAI's chunks on /v1), then `data: [DONE]`.
 
 One task reads the events and writes each frame as it comes, so a token costs one pass through the event loop
 (no producer task, queue or per-frame timer between the engine and the socket: at hundreds of streams those
@@ -13,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import msgspec
 from litestar.response import Stream
 from litestar.types import Message, Receive, Scope, Send
-
-from llm_inference.api.schemas import ErrorDetail, ErrorEvent, StreamEvent
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +29,18 @@ _encoder = msgspec.json.Encoder()
 
 
 class ClosableEvents(Protocol):
-    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+    def __aiter__(self) -> AsyncIterator[Any]: ...
 
     async def aclose(self) -> None: ...
 
 
-def _frame(event: StreamEvent) -> bytes:
-    return b"data: " + _encoder.encode(event) + b"\n\n"
+def data_frame(payload: object) -> bytes:
+    """One SSE event carrying `payload` as JSON."""
+    return b"data: " + _encoder.encode(payload) + b"\n\n"
+
+
+# Turns one item of the stream into the bytes of one or more frames.
+Encode = Callable[[Any], bytes]
 
 
 def _body(data: bytes, more: bool = True) -> Message:
@@ -62,7 +66,7 @@ class _Writer:
         return self._lock.locked()
 
 
-async def _write_events(events: ClosableEvents, writer: _Writer) -> None:
+async def _write_events(events: ClosableEvents, encode: Encode, error_frame: bytes, writer: _Writer) -> None:
     iterator = aiter(events)
     while True:
         try:
@@ -71,9 +75,9 @@ async def _write_events(events: ClosableEvents, writer: _Writer) -> None:
             break
         except Exception:
             log.exception("stream failed")
-            await writer.write(_frame(ErrorEvent(ErrorDetail(type="internal_error", message="internal server error"))))
+            await writer.write(error_frame)
             break
-        await writer.write(_frame(event))
+        await writer.write(encode(event))
     await writer.write(DONE_FRAME)
     await writer.write(b"", more=False)
 
@@ -86,8 +90,9 @@ async def _until_disconnect(receive: Receive) -> None:
 class _SSEResponse:
     """Litestar's streaming response with its body written as described at the top of this module."""
 
-    def __init__(self, response: Any, events: ClosableEvents, ping_seconds: float) -> None:
-        self._response, self._events, self._ping_seconds = response, events, ping_seconds
+    def __init__(self, response: Any, stream: SSEStream) -> None:
+        self._response, self._stream = response, stream
+        self._events, self._ping_seconds = stream.events, stream.ping_seconds
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._response, name)
@@ -103,7 +108,9 @@ class _SSEResponse:
     async def _send_body(self, send: Send, receive: Receive) -> None:
         writer = _Writer(send)
         loop = asyncio.get_running_loop()
-        writing = asyncio.create_task(_write_events(self._events, writer), name="sse-writer")
+        stream = self._stream
+        writing = asyncio.create_task(_write_events(self._events, stream.encode, stream.error_frame, writer),
+                                      name="sse-writer")
         disconnect = asyncio.create_task(_until_disconnect(receive), name="sse-disconnect")
         try:
             while True:
@@ -127,18 +134,19 @@ class _SSEResponse:
 
 
 class SSEStream(Stream):
-    def __init__(self, events: ClosableEvents, ping_seconds: float) -> None:
+    def __init__(self, events: ClosableEvents, encode: Encode, error_frame: bytes, ping_seconds: float) -> None:
         super().__init__(
             iter(()),  # the body comes from `events`, written by _SSEResponse
             media_type="text/event-stream",
             # Proxies (nginx ingress) must not buffer a token stream.
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        self._events, self._ping_seconds = events, ping_seconds
+        self.events, self.encode, self.error_frame, self.ping_seconds = events, encode, error_frame, ping_seconds
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
-        return _SSEResponse(super().to_asgi_response(*args, **kwargs), self._events, self._ping_seconds)
+        return _SSEResponse(super().to_asgi_response(*args, **kwargs), self)
 
 
-def sse_response(events: ClosableEvents, ping_seconds: float) -> Stream:
-    return SSEStream(events, ping_seconds)
+def sse_response(events: ClosableEvents, encode: Encode, error_frame: bytes, ping_seconds: float) -> Stream:
+    """A streaming response writing `events` as SSE frames; `error_frame` is written if the stream fails."""
+    return SSEStream(events, encode, error_frame, ping_seconds)

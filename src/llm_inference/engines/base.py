@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -73,7 +73,7 @@ class EngineStats:
 class Engine(Protocol):
     """One loaded model. Implementations never block the event loop."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         """Yield chunks until one carries a finish_reason. Closing the iterator aborts the request."""
         ...
 

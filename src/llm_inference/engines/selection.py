@@ -7,8 +7,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from llm_inference.engines.base import Engine
+from llm_inference.engines.config import EngineConfig, LlamaCppConfig, VllmConfig
 from llm_inference.models.spec import ModelSpec
-from llm_inference.settings import Settings
 
 INSTALL_HINT = "pip install 'llm-inference[gpu]' on a machine with an NVIDIA GPU"
 
@@ -40,12 +40,13 @@ def _is_gguf(spec: ModelSpec) -> bool:
     return spec.source == "embedded" or spec.is_gguf
 
 
-def choose_backend(settings: Settings, spec: ModelSpec) -> tuple[str, str]:
-    """Return (backend, reason). Raises BackendUnavailable when no backend can serve the model here."""
-    if settings.backend == "llamacpp":
+def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
+    """Return (backend, reason) for LLM_BACKEND=`requested`. Raises BackendUnavailable when no backend can
+    serve the model here."""
+    if requested == "llamacpp":
         return "llamacpp", "LLM_BACKEND=llamacpp"
     build = _vllm_build()
-    if settings.backend == "vllm":
+    if requested == "vllm":
         if build is None:
             raise BackendUnavailable(f"LLM_BACKEND=vllm but vLLM is not installed ({INSTALL_HINT})")
         if _is_gguf(spec):
@@ -74,24 +75,25 @@ def choose_backend(settings: Settings, spec: ModelSpec) -> tuple[str, str]:
     )
 
 
-def unavailable_backends(settings: Settings, specs: list[ModelSpec]) -> list[str]:
+def unavailable_backends(requested: str, specs: list[ModelSpec]) -> list[str]:
     """One line per allowed model that no backend can serve here: checked before the server starts."""
     problems = []
     for spec in specs:
         try:
-            choose_backend(settings, spec)
+            choose_backend(requested, spec)
         except BackendUnavailable as exc:
             problems.append(str(exc))
     return problems
 
 
 async def load_engine(
-    backend: str, spec: ModelSpec, model_path: Path, tokenizer_path: Path | None, settings: Settings
+    spec: ModelSpec, model_path: Path, tokenizer_path: Path | None, config: EngineConfig
 ) -> Engine:
-    if backend == "llamacpp":
+    if isinstance(config, LlamaCppConfig):
         from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 
-        return await LlamaCppEngine.load(model_path, settings=settings, tokenizer_path=tokenizer_path)
+        return await LlamaCppEngine.load(model_path, config=config, tokenizer_path=tokenizer_path)
+    assert isinstance(config, VllmConfig)
     from llm_inference.engines.vllm import VllmEngine  # optional extra: import only when chosen
 
-    return await VllmEngine.load(model_path, settings=settings, tokenizer_path=tokenizer_path)
+    return await VllmEngine.load(model_path, config=config, tokenizer_path=tokenizer_path)

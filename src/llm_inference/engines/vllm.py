@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,31 +32,28 @@ from llm_inference.engines.base import (
     SamplingParams,
 )
 from llm_inference.engines.chat_template import ChatTemplate
+from llm_inference.engines.config import VllmConfig
 from llm_inference.errors import EngineDead, EngineFailure
-from llm_inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# LLM_ISQ_TYPE -> vLLM's `quantization` method that quantizes unquantized weights while loading them.
-ISQ_METHODS = {"fp8": "fp8"}
 _FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.CANCELLED}
 DEAD_MESSAGE = "the vLLM engine core has died; the service must be restarted (see the log for the cause)"
 INLINE_TOKENIZE_CHARS = 4096  # prompts up to this length are tokenized on the event loop (see tokenize)
 
 
-def engine_args(settings: Settings, model_path: Path, tokenizer_path: Path | None) -> AsyncEngineArgs:
+def engine_args(config: VllmConfig, model_path: Path, tokenizer_path: Path | None) -> AsyncEngineArgs:
     return AsyncEngineArgs(
         model=str(model_path),
         tokenizer=str(tokenizer_path) if tokenizer_path else None,
-        dtype=settings.dtype,
-        max_model_len=settings.max_model_len or settings.context_length,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        tensor_parallel_size=settings.tensor_parallel_size,
-        # One knob for "requests decoded at once" unless the operator splits them on purpose.
-        max_num_seqs=settings.max_num_seqs or settings.max_concurrent_requests,
-        enable_prefix_caching=settings.enable_prefix_caching,
-        enforce_eager=settings.enforce_eager,
-        quantization=ISQ_METHODS[settings.isq_type] if settings.enable_isq else None,
+        dtype=config.dtype,
+        max_model_len=config.max_model_len,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        tensor_parallel_size=config.tensor_parallel_size,
+        max_num_seqs=config.max_num_seqs,
+        enable_prefix_caching=config.enable_prefix_caching,
+        enforce_eager=config.enforce_eager,
+        quantization=config.quantization,
         # vLLM's periodic stats logging costs work on the event loop every step; /metrics is ours.
         disable_log_stats=True,
     )
@@ -92,10 +89,10 @@ class VllmEngine:
         self.decode_steps = 0
 
     @classmethod
-    async def load(cls, model_path: Path, *, settings: Settings, tokenizer_path: Path | None = None) -> VllmEngine:
+    async def load(cls, model_path: Path, *, config: VllmConfig, tokenizer_path: Path | None = None) -> VllmEngine:
         # Building the engine loads weights, profiles memory and may compile: seconds to minutes of blocking
         # work. Off the event loop, AsyncLLM starts its output handler lazily, on the first request.
-        engine = await asyncio.to_thread(cls._load_blocking, model_path, settings, tokenizer_path)
+        engine = await asyncio.to_thread(cls._load_blocking, model_path, config, tokenizer_path)
         # vLLM, torch and transformers leave millions of long-lived objects; frozen, they are no longer
         # scanned by every full collection, whose pauses would otherwise stall all streams (as `vllm serve`).
         await asyncio.to_thread(gc.collect)
@@ -103,23 +100,23 @@ class VllmEngine:
         return engine
 
     @classmethod
-    def _load_blocking(cls, model_path: Path, settings: Settings, tokenizer_path: Path | None) -> VllmEngine:
-        args = engine_args(settings, model_path, tokenizer_path)
+    def _load_blocking(cls, model_path: Path, config: VllmConfig, tokenizer_path: Path | None) -> VllmEngine:
+        args = engine_args(config, model_path, tokenizer_path)
         llm = AsyncLLM.from_engine_args(args)
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or model_path))
-        config = llm.model_config
+        model_config = llm.model_config
         info = EngineInfo(
             backend="vllm",
             model_format="safetensors" if any(Path(model_path).glob("*.safetensors")) else "pytorch",
-            context_length=config.max_model_len,
-            quantization=config.quantization,
+            context_length=model_config.max_model_len,
+            quantization=model_config.quantization,
             extra={
                 "vllm": vllm.__version__,
-                "dtype": str(config.dtype).removeprefix("torch."),
+                "dtype": str(model_config.dtype).removeprefix("torch."),
                 "max_num_seqs": str(args.max_num_seqs),
-                "tensor_parallel_size": str(settings.tensor_parallel_size),
-                "prefix_caching": str(settings.enable_prefix_caching).lower(),
-                "enforce_eager": str(settings.enforce_eager).lower(),
+                "tensor_parallel_size": str(config.tensor_parallel_size),
+                "prefix_caching": str(config.enable_prefix_caching).lower(),
+                "enforce_eager": str(config.enforce_eager).lower(),
             },
         )
         log.info("vLLM engine loaded", extra={"path": str(model_path), **info.extra,
@@ -158,7 +155,7 @@ class VllmEngine:
         if not self._llm.errored:
             await self._llm.abort(request_id)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         await self.check_health()
         prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
         room = self._info.context_length - len(prompt)

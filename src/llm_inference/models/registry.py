@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from llm_inference.engines.base import Engine, GenerationRequest, SamplingParams
 from llm_inference.engines.selection import choose_backend, load_engine
 from llm_inference.errors import EngineDead, ModelNotFound, NotReady
+from llm_inference.models.engine_config import engine_config
 from llm_inference.models.fetch import fetch
 from llm_inference.models.spec import ModelSpec, parse_spec
 from llm_inference.settings import Settings
@@ -61,13 +62,14 @@ class ModelRegistry:
     async def _load(self, entry: ModelEntry) -> None:
         started = time.monotonic()
         try:
-            entry.backend, entry.backend_reason = choose_backend(self.settings, entry.spec)
+            entry.backend, entry.backend_reason = choose_backend(self.settings.backend, entry.spec)
             log.info(
                 "loading model",
                 extra={"model": entry.spec.id, "backend": entry.backend, "reason": entry.backend_reason},
             )
             model_path, tokenizer_path = await asyncio.to_thread(fetch, entry.spec)
-            engine = await load_engine(entry.backend, entry.spec, model_path, tokenizer_path, self.settings)
+            config = engine_config(entry.backend, self.settings)
+            engine = await load_engine(entry.spec, model_path, tokenizer_path, config)
             await self._warm_up(engine)
         except Exception as exc:  # any load failure is reported by readiness, never crashes the server
             entry.state, entry.error = ModelState.FAILED, f"{type(exc).__name__}: {exc}"

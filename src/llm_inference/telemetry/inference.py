@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
@@ -18,7 +18,7 @@ from llm_inference.telemetry.http import current_exchange
 from llm_inference.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
-    from llm_inference.api.inference import Prepared
+    from llm_inference.service.prepare import Prepared
 
 # A cancellation this close to LLM_REQUEST_TIMEOUT_SECONDS is the timeout firing, not the client leaving.
 TIMEOUT_TOLERANCE_SECONDS = 0.05
@@ -31,7 +31,7 @@ class InferenceObserver:
         self.trace_content = trace_content
         self.timeout_seconds = timeout_seconds
 
-    async def watch(self, prepared: Prepared, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    async def watch(self, prepared: Prepared, chunks: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]:
         """Pass the engine's chunks through unchanged, observing them. Closing this closes the engine's."""
         generation = _Generation(self, prepared)
         try:
@@ -43,7 +43,7 @@ class InferenceObserver:
             raise
         finally:
             generation.close()
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
 
 
 def _text_message(role: str, content: str) -> dict[str, object]:

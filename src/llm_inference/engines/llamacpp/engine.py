@@ -11,7 +11,7 @@ import ctypes
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence as Seq
+from collections.abc import AsyncGenerator, Sequence as Seq
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,9 @@ from llama_cpp._internals import LlamaModel
 
 from llm_inference.engines.base import ChatMessage, Chunk, EngineInfo, EngineStats, FinishReason, GenerationRequest
 from llm_inference.engines.chat_template import ChatTemplate, template_from_tokenizer_dir
+from llm_inference.engines.config import LlamaCppConfig
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
 from llm_inference.errors import EngineDead
-from llm_inference.settings import Settings
 
 log = logging.getLogger(__name__)
 _native_log = logging.getLogger("llama_cpp.native")
@@ -62,20 +62,22 @@ class LlamaCppEngine:
         self._closed = False
 
     @classmethod
-    async def load(cls, model_path: Path, *, settings: Settings, tokenizer_path: Path | None = None) -> LlamaCppEngine:
-        return await asyncio.to_thread(cls._load_blocking, model_path, settings, tokenizer_path)
+    async def load(
+        cls, model_path: Path, *, config: LlamaCppConfig, tokenizer_path: Path | None = None
+    ) -> LlamaCppEngine:
+        return await asyncio.to_thread(cls._load_blocking, model_path, config, tokenizer_path)
 
     @classmethod
-    def _load_blocking(cls, model_path: Path, settings: Settings, tokenizer_path: Path | None) -> LlamaCppEngine:
+    def _load_blocking(cls, model_path: Path, config: LlamaCppConfig, tokenizer_path: Path | None) -> LlamaCppEngine:
         model_params = llama_cpp.llama_model_default_params()
         # llama.cpp's extra CPU buffer types (AMX tiles / repacked weights) crash in llama_decode on any
         # multi-token batch on this project's CPU machines (SIGSEGV seen with Q4_1 on an AMX-capable Xeon);
         # the plain CPU buffers are safe everywhere.
         model_params.use_extra_bufts = False
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
-        slots = settings.max_concurrent_requests
-        context_per_slot = min(settings.context_length or model.n_ctx_train(), model.n_ctx_train())
-        threads = settings.threads or os.cpu_count() or 1
+        slots = config.slots
+        context_per_slot = min(config.context_length or model.n_ctx_train(), model.n_ctx_train())
+        threads = config.threads or os.cpu_count() or 1
         params = llama_cpp.llama_context_default_params()
         # One KV stream per slot, each a full context. Not one unified pool: there a sequence's attention
         # spans a window that depends on its neighbours, which changed a greedy output under concurrency.
@@ -149,7 +151,7 @@ class LlamaCppEngine:
         if sequence is not None:
             self._loop.cancel(sequence)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         await self.check_health()
         prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
         room = self._context_per_slot - len(prompt)

@@ -1,0 +1,51 @@
+"""Translation between the /api surface's own schemas and the service core: requests in, results and stream
+items out (our SSE events: delta, done, error)."""
+
+from __future__ import annotations
+
+from litestar.response import Stream
+
+from llm_inference.api.schemas import DeltaEvent, DoneEvent, ErrorDetail, ErrorEvent, SamplingFields, Timings, Usage
+from llm_inference.api.streaming import data_frame, sse_response
+from llm_inference.service import Delta, Failed, Finished, GenerationStream, InferenceService, SamplingInput, StreamItem
+from llm_inference.service import Timings as ServiceTimings
+from llm_inference.service import Usage as ServiceUsage
+
+INTERNAL_ERROR_FRAME = data_frame(ErrorEvent(ErrorDetail(type="internal_error", message="internal server error")))
+
+
+def sampling_input(body: SamplingFields) -> SamplingInput:
+    return SamplingInput(
+        model=body.model,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        seed=body.seed,
+        stop=body.stop,
+        ignore_eos=body.ignore_eos,
+    )
+
+
+def usage(value: ServiceUsage) -> Usage:
+    return Usage(value.prompt_tokens, value.completion_tokens, value.total_tokens)
+
+
+def timings(value: ServiceTimings) -> Timings:
+    return Timings(value.time_to_first_token_seconds, value.total_seconds, value.output_tokens_per_second)
+
+
+def event_stream(service: InferenceService, stream: GenerationStream) -> Stream:
+    """The stream as our SSE events: `delta` per piece of text, then `done` or `error`, then `[DONE]`."""
+    model = stream.prepared.model
+
+    def encode(item: StreamItem) -> bytes:
+        if isinstance(item, Delta):
+            return data_frame(DeltaEvent(text=item.text))
+        if isinstance(item, Finished):
+            done = DoneEvent(model, item.finish_reason, usage(item.usage), timings(item.timings))  # type: ignore[arg-type]
+            return data_frame(done)
+        assert isinstance(item, Failed)
+        return data_frame(ErrorEvent(ErrorDetail(type=item.type, message=item.message, param=item.param)))
+
+    return sse_response(stream, encode, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)

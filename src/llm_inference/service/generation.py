@@ -1,0 +1,215 @@
+"""Run a prepared request: to its end (`complete`) or as a stream of deltas (`open_stream`).
+
+Both hold an admission slot for the request's whole life, bound it by LLM_REQUEST_TIMEOUT_SECONDS and close
+the engine's iterator whatever ends them, which aborts the request in the engine. The results are plain
+values; each HTTP surface encodes them in its own wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from llm_inference.engines.base import Chunk, FinishReason
+from llm_inference.errors import RequestTimeout, ServiceError
+from llm_inference.service.admission import Slot
+from llm_inference.service.prepare import Prepared
+
+if TYPE_CHECKING:
+    from llm_inference.service.core import InferenceService
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    time_to_first_token_seconds: float
+    total_seconds: float
+    output_tokens_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A whole generation."""
+
+    text: str
+    finish_reason: str  # "stop" | "length"
+    usage: Usage
+    timings: Timings
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """New text of a streamed generation."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The last item of a stream that ended normally."""
+
+    finish_reason: str  # "stop" | "length"
+    usage: Usage
+    timings: Timings
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The last item of a stream that failed after it started (a timeout, an engine error)."""
+
+    type: str
+    message: str
+    param: str | None = None
+
+
+StreamItem = Delta | Finished | Failed
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first_token: float | None = None
+
+    def mark(self, chunk: Chunk) -> None:
+        if self.first_token is None and chunk.completion_tokens > 0:
+            self.first_token = time.perf_counter()
+
+    def timings(self, completion_tokens: int) -> Timings:
+        now = time.perf_counter()
+        first = self.first_token or now
+        decode = now - first
+        rate = (completion_tokens - 1) / decode if completion_tokens > 1 and decode > 0 else 0.0
+        return Timings(
+            time_to_first_token_seconds=round(first - self.started, 6),
+            total_seconds=round(now - self.started, 6),
+            output_tokens_per_second=round(rate, 3),
+        )
+
+
+def _usage(chunk: Chunk) -> Usage:
+    return Usage(chunk.prompt_tokens, chunk.completion_tokens)
+
+
+def public_finish_reason(reason: FinishReason) -> str:
+    return "length" if reason is FinishReason.LENGTH else "stop"
+
+
+async def complete(service: InferenceService, prepared: Prepared) -> Outcome:
+    """Run a request to its end and join the text. Raises RequestTimeout past LLM_REQUEST_TIMEOUT_SECONDS."""
+    clock = _Clock()
+    parts: list[str] = []
+    last: Chunk | None = None
+    with service.admission.admit():
+        try:
+            async with asyncio.timeout(service.settings.request_timeout_seconds):
+                async with contextlib.aclosing(service.generation(prepared)) as chunks:
+                    async for last in chunks:
+                        clock.mark(last)
+                        parts.append(last.text)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"generation took longer than LLM_REQUEST_TIMEOUT_SECONDS={service.settings.request_timeout_seconds}"
+            ) from None
+    assert last is not None and last.finish_reason is not None
+    return Outcome(
+        text="".join(parts),
+        finish_reason=public_finish_reason(last.finish_reason),
+        usage=_usage(last),
+        timings=clock.timings(last.completion_tokens),
+    )
+
+
+class GenerationStream:
+    """One generation's items: Deltas, then one Finished or Failed. It owns the request's admission slot and
+    engine iterator: closing it, whether or not its items were read, ends the generation in the engine and
+    frees the slot (a client can leave before the response's body starts)."""
+
+    def __init__(self, prepared: Prepared, items: AsyncGenerator[StreamItem, None], release: _Release) -> None:
+        self.prepared = prepared
+        self._items, self._release = items, release
+
+    def __aiter__(self) -> AsyncIterator[StreamItem]:
+        return self._items
+
+    async def aclose(self) -> None:
+        try:
+            await self._items.aclose()
+        finally:
+            await self._release()
+
+
+class _Release:
+    """Closes the engine's chunks and gives back the admission slot, once."""
+
+    def __init__(self, chunks: AsyncGenerator[Chunk, None], slot: Slot) -> None:
+        self._chunks, self._slot, self._done = chunks, slot, False
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            await self._chunks.aclose()
+        finally:
+            self._slot.release()
+
+
+async def open_stream(service: InferenceService, prepared: Prepared) -> GenerationStream:
+    """Start a generation and return its stream.
+
+    Admission and the engine's first step happen before this returns, so overload and engine errors still
+    become HTTP statuses; after that, failures arrive as a Failed item.
+    """
+    slot = service.admission.admit()
+    clock = _Clock()
+    chunks = service.generation(prepared)
+    release = _Release(chunks, slot)
+    deadline = asyncio.get_running_loop().time() + service.settings.request_timeout_seconds
+    try:
+        async with asyncio.timeout_at(deadline):
+            first = await anext(chunks)
+    except BaseException as exc:
+        await release()
+        if isinstance(exc, TimeoutError):
+            raise RequestTimeout("no first token within LLM_REQUEST_TIMEOUT_SECONDS") from None
+        raise
+    return GenerationStream(prepared, _items(clock, first, chunks, release, deadline), release)
+
+
+async def _items(
+    clock: _Clock, first: Chunk, chunks: AsyncGenerator[Chunk, None], release: _Release, deadline: float
+) -> AsyncGenerator[StreamItem, None]:
+    try:
+        chunk = first
+        async with asyncio.timeout_at(deadline):
+            while True:
+                clock.mark(chunk)
+                if chunk.text:
+                    yield Delta(chunk.text)
+                if chunk.finish_reason is not None:
+                    yield Finished(
+                        public_finish_reason(chunk.finish_reason),
+                        _usage(chunk),
+                        clock.timings(chunk.completion_tokens),
+                    )
+                    return
+                chunk = await anext(chunks)
+    except TimeoutError:
+        yield Failed(RequestTimeout.type, "generation exceeded LLM_REQUEST_TIMEOUT_SECONDS")
+    except ServiceError as exc:
+        yield Failed(exc.type, exc.message, exc.param)
+    finally:
+        await release()

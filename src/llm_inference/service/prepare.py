@@ -1,0 +1,104 @@
+"""Turn a surface's request into an engine request: defaults and limits from settings, the model's engine,
+the chat template, tokenization and the context check. Knows no HTTP and no wire format."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
+from llm_inference.errors import ContextOverflow, InvalidParameter, NotReady
+from llm_inference.settings import Settings
+
+if TYPE_CHECKING:
+    from llm_inference.service.core import InferenceService
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingInput:
+    """What a client asked for, before defaults and limits: every surface translates its fields into this."""
+
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stop: str | list[str] | tuple[str, ...] | None = None
+    ignore_eos: bool = False
+    max_tokens_param: str = "max_tokens"  # the field name the client used (max_completion_tokens on /v1)
+
+
+@dataclass
+class Prepared:
+    """A validated request, ready for its engine."""
+
+    model: str
+    engine: Engine
+    request: GenerationRequest
+    operation: str  # "chat" | "text_completion" (GenAI operation names)
+    messages: list[ChatMessage] | None = None  # a chat's messages before the template rendered them
+
+
+def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams:
+    max_tokens = settings.default_max_tokens if asked.max_tokens is None else asked.max_tokens
+    if max_tokens > settings.max_tokens_limit:
+        raise InvalidParameter(
+            f"{asked.max_tokens_param} {max_tokens} exceeds LLM_MAX_TOKENS_LIMIT={settings.max_tokens_limit}",
+            param=asked.max_tokens_param,
+        )
+    stop = (asked.stop,) if isinstance(asked.stop, str) else tuple(asked.stop or ())
+    if len(stop) > settings.max_stop_sequences:
+        raise InvalidParameter(
+            f"{len(stop)} stop sequences exceed LLM_MAX_STOP_SEQUENCES={settings.max_stop_sequences}",
+            param="stop",
+        )
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=settings.default_temperature if asked.temperature is None else asked.temperature,
+        top_p=settings.default_top_p if asked.top_p is None else asked.top_p,
+        top_k=asked.top_k or 0,
+        seed=asked.seed,
+        stop=stop,
+        ignore_eos=asked.ignore_eos,
+    )
+
+
+def _reject_nul(text: str, param: str) -> None:
+    if "\x00" in text:
+        raise InvalidParameter(f"{param} must not contain NUL characters", param=param)
+
+
+async def prepare(
+    service: InferenceService,
+    asked: SamplingInput,
+    *,
+    prompt: str | None = None,
+    messages: list[ChatMessage] | None = None,
+    prompt_param: str = "prompt",
+) -> Prepared:
+    if service.draining:
+        raise NotReady("the service is shutting down; retry on another replica")
+    sampling = resolve_sampling(service.settings, asked)
+    model, engine = service.registry.engine_for(asked.model)
+    if messages is not None:
+        for index, message in enumerate(messages):
+            _reject_nul(message.content, f"messages[{index}].content")
+        prompt = await engine.render_chat(messages)
+        operation = "chat"
+    else:
+        assert prompt is not None
+        _reject_nul(prompt, prompt_param)
+        operation = "text_completion"
+    tokens = await engine.tokenize(prompt)
+    if not tokens:  # an engine cannot start a sequence from nothing
+        raise InvalidParameter("the prompt has no tokens for this model", param=prompt_param)
+    context_length = engine.info().context_length
+    if len(tokens) >= context_length:
+        raise ContextOverflow(len(tokens), context_length)
+    request = GenerationRequest(
+        request_id=uuid.uuid4().hex, prompt=prompt, sampling=sampling, prompt_token_ids=tuple(tokens)
+    )
+    return Prepared(model=model, engine=engine, request=request, operation=operation, messages=messages)
+
