@@ -34,6 +34,13 @@ run: model
 check-config: install
 	$(BIN)/llm-inference check-config
 
+# A gate in .ci/run: ruff's rules and formatting ([tool.ruff]), mypy strict on src/ ([tool.mypy]).
+LINTED := src tests bench scripts
+lint: install
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
 # Both suites: the service on llama.cpp (.venv), then the vLLM backend on vLLM's CPU build (.venv-vllm).
 test: test-core test-vllm
 

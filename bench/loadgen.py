@@ -7,6 +7,7 @@ llama-server, llama-cpp-python's server and vLLM's server share. Only ever sends
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import statistics
@@ -15,11 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-WORDS = (
-    "river mountain cloud window garden silver music paper engine candle forest harbor planet lantern "
-    "market winter bridge thunder valley meadow ocean signal castle pocket shadow circle orange yellow "
-    "teacher doctor farmer baker pilot sailor writer painter dancer singer hunter driver"
-).split()
+WORDS = ["river", "mountain", "cloud", "window", "garden", "silver", "music", "paper", "engine", "candle", "forest", "harbor", "planet", "lantern", "market", "winter", "bridge", "thunder", "valley", "meadow", "ocean", "signal", "castle", "pocket", "shadow", "circle", "orange", "yellow", "teacher", "doctor", "farmer", "baker", "pilot", "sailor", "writer", "painter", "dancer", "singer", "hunter", "driver"]
 
 
 def make_prompts(count: int, words: int, seed: int) -> list[str]:
@@ -83,7 +80,7 @@ async def one_request(client: httpx.AsyncClient, url: str, dialect: Dialect, pro
         return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     if not arrivals:
         return RequestResult(ok=False, error="no tokens")
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     return RequestResult(True, arrivals[0] - started, gaps, len(arrivals), time.perf_counter() - started)
 
 

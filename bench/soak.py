@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -206,10 +207,8 @@ def print_table(summary: dict, figures: dict[str, float], seconds: float) -> Non
 async def sample_rss(pid: int, samples: list[float], stop: asyncio.Event) -> None:
     while not stop.is_set():
         samples.append(rss_mib(pid))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 5)
-        except TimeoutError:
-            pass
 
 
 async def soak(server: RunningServer, seconds: float, seed: int) -> tuple[list[Record], dict[str, float]]:

@@ -22,8 +22,8 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from llm_inference.service import Prepared
 from llm_inference.engines.base import Chunk, EngineInfo, FinishReason, GenerationRequest, SamplingParams
+from llm_inference.service import Prepared
 from llm_inference.telemetry.http import observe_http
 from llm_inference.telemetry.inference import InferenceObserver
 from llm_inference.telemetry.metrics import Metrics

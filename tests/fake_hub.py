@@ -40,10 +40,10 @@ class FakeHub:
                 self.end_headers()
                 return True
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._headers()
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 hub.release.wait(120)
                 if self._headers():
                     with hub.file_path.open("rb") as source:

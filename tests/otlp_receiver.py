@@ -92,7 +92,7 @@ class GrpcReceiver(Collected):
         collected = self
 
         class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request, context):  # noqa: N802 (the generated service's name)
+            def Export(self, request, context):
                 collected.add(request, dict(context.invocation_metadata()))
                 return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -118,7 +118,7 @@ class HttpReceiver(Collected):
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)

@@ -134,6 +134,6 @@ def test_every_install_path_installs_from_a_lock_with_hashes() -> None:
     # Nothing installs by name outside the locks (a bare `pip install pkg` would resolve anew).
     for script in [ROOT / "Makefile", *sorted((ROOT / "scripts").rglob("*.sh"))]:
         for line in script.read_text().splitlines():
-            if '" install' in line or "pip install" in line and not line.lstrip().startswith("#"):
-                locked = "--require-hashes" in line or '"$PROJECT"' in line and "--no-deps" in line
+            if '" install' in line or ("pip install" in line and not line.lstrip().startswith("#")):
+                locked = "--require-hashes" in line or ('"$PROJECT"' in line and "--no-deps" in line)
                 assert locked or '"pip==' in line or '"uv==' in line, f"{script.name}: {line.strip()}"

@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 SERVERS = {"ours": "llm-inference (vLLM backend)", "vllm_serve": "vllm serve"}
 PANELS = [
@@ -25,7 +25,7 @@ PANELS = [
 def plot(path: Path) -> Path:
     report = json.loads(path.read_text())
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    for axis, (key, key99, title) in zip(axes, PANELS):
+    for axis, (key, key99, title) in zip(axes, PANELS, strict=True):
         for index, (name, label) in enumerate(SERVERS.items()):
             rows = report["results"].get(name, [])
             levels = [r["concurrency"] for r in rows]

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load_client import run_requests, summarize  # noqa: E402
+from load_client import run_requests, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 INPUT_TOKENS, OUTPUT_TOKENS = 256, 128
@@ -142,7 +142,7 @@ def profile_frontend(py_spy: str, name: str, server: Server, level: int, prompts
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| concurrency | server | output tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | tokens/request | errors |",
              "|---|---|---|---|---|---|---|"]
-    for ours, theirs in zip(results["ours"], results["vllm_serve"]):
+    for ours, theirs in zip(results["ours"], results["vllm_serve"], strict=True):
         for name, r in (("ours (vLLM backend)", ours), ("vllm serve", theirs)):
             lines.append(f"| {r['concurrency']} | {name} | {r.get('output_tokens_per_s', 0):,.0f} | "
                          f"{r.get('ttft_p50_ms')} / {r.get('ttft_p99_ms')} | {r.get('itl_p50_ms')} / "

@@ -17,15 +17,15 @@ from litestar.static_files import create_static_files_router
 from llm_inference.api.access import access_middleware
 from llm_inference.api.chat import ChatController
 from llm_inference.api.cors import cors
-from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.errors import exception_handlers
 from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
-from llm_inference.service import InferenceService
+from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.models import list_models
 from llm_inference.api.openapi import correct_openapi
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
+from llm_inference.service import InferenceService
 from llm_inference.settings import Settings
 from llm_inference.telemetry.instrument import Telemetry
 from llm_inference.telemetry.metrics import metrics_endpoint

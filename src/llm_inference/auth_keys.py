@@ -18,7 +18,7 @@ MIN_KEY_LENGTH = 16
 
 def parse_keys(text: str) -> list[str]:
     """Keys separated by commas or newlines; blank lines and `#` comments are skipped."""
-    keys = []
+    keys: list[str] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0]
         keys.extend(part.strip() for part in line.split(",") if part.strip())

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import Any, cast
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, LifeSpanScope, Message, Receive, Scope, Send
 
 from llm_inference.service import InferenceService
 
@@ -38,20 +39,21 @@ class GracefulDrain:
         self.idle.set()
         self.drain_task: asyncio.Task[None] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope | LifeSpanScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             # Granian has set its worker's signal handlers by now; the startup message is the first
             # moment this code runs on the worker's event loop.
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.begin_drain)
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)  # type: ignore[arg-type]  # Litestar's ASGIApp omits lifespan
             return
         request = asyncio.timeout(None)
         self.requests.add(request)
         self.idle.clear()
         try:
             async with request:
-                await self.app(scope, receive, self._closing(send) if self.service.draining else send)
+                http_scope = cast("HTTPScope", scope)  # the lifespan scope returned above
+                await self.app(http_scope, receive, self._closing(send) if self.service.draining else send)
         except TimeoutError:
             if not request.expired():
                 raise
@@ -66,7 +68,7 @@ class GracefulDrain:
         async def send_with_connection_close(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers: Any = message.get("headers", [])
-                message = {**message, "headers": [*headers, _CONNECTION_CLOSE]}  # type: ignore[typeddict-item]
+                message = {**message, "headers": [*headers, _CONNECTION_CLOSE]}
             await send(message)
 
         return send_with_connection_close

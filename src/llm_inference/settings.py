@@ -173,7 +173,7 @@ def _describe(field_type: Any) -> str:
 def _parse(raw: str, field_type: Any) -> Any:
     if field_type == tuple[str, ...]:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
-    if isinstance(field_type, type) and issubclass(field_type, str) or field_type == str | None:
+    if (isinstance(field_type, type) and issubclass(field_type, str)) or field_type == str | None:
         return raw
     return msgspec.convert(raw, field_type, strict=False)
 

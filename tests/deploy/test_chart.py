@@ -48,7 +48,7 @@ def validate_all(manifests: dict[str, dict[str, Any]]) -> None:
             try:
                 kubernetes_validate.validate(manifest, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
-                raise AssertionError(f"{key} is invalid for Kubernetes {version}: {exc.message} at {list(exc.path)}")
+                raise AssertionError(f"{key} is invalid for Kubernetes {version}: {exc.message} at {list(exc.path)}") from None
 
 
 def lint(values: dict[str, Any] | None = None) -> None:

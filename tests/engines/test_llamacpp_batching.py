@@ -51,7 +51,7 @@ async def test_concurrent_greedy_outputs_equal_each_prompt_alone(engine) -> None
     steps_before = engine.decode_steps
     together = await asyncio.gather(*(run(engine, request(p)) for p in PROMPTS))
     steps = engine.decode_steps - steps_before
-    for prompt, (text_alone, last_alone), (text_together, last_together) in zip(PROMPTS, alone, together):
+    for prompt, (text_alone, last_alone), (text_together, last_together) in zip(PROMPTS, alone, together, strict=True):
         assert text_together == text_alone, prompt
         assert last_together.completion_tokens == last_alone.completion_tokens
     generated = sum(last.completion_tokens for _, last in together)
@@ -116,6 +116,6 @@ async def test_generation_stops_at_the_context_end(engine) -> None:
     # Settings give each sequence 1024 tokens; a prompt of ~1000 leaves room for a few tokens only.
     prompt = "word " * 1015
     tokens = await engine.tokenize(prompt)
-    text, last = await run(engine, request(prompt, max_tokens=100, ignore_eos=True))
+    _, last = await run(engine, request(prompt, max_tokens=100, ignore_eos=True))
     assert last.finish_reason is FinishReason.LENGTH
     assert last.completion_tokens == 1024 - len(tokens)

@@ -9,8 +9,8 @@ import time
 from importlib.metadata import version
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST
 from litestar.testing import AsyncTestClient
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from llm_inference.app import create_app
 from tests.api.sse import parse_events

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm: make test-vllm")
 
-from tests.server import ServerProcess  # noqa: E402
+from tests.server import ServerProcess
 
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "llm-inference" / "smollm2-135m-instruct-hf"
 

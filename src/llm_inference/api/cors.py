@@ -8,7 +8,8 @@ the service's JSON error body.
 from __future__ import annotations
 
 from litestar.datastructures import MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from llm_inference.api.errors import send_error
 
@@ -26,7 +27,7 @@ def _origin(scope: Scope) -> str | None:
     return None
 
 
-def _is_preflight(scope: Scope) -> bool:
+def _is_preflight(scope: HTTPScope) -> bool:
     asks = any(name == b"access-control-request-method" for name, _ in scope["headers"])
     return scope["method"] == "OPTIONS" and asks
 
@@ -36,8 +37,8 @@ def cors(app: ASGIApp, allowed_origins: tuple[str, ...]) -> ASGIApp:
     origins = frozenset(allowed_origins)
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        origin = _origin(scope) if scope["type"] == "http" else None
-        if origin is None:
+        origin = _origin(scope) if scope["type"] == ScopeType.HTTP else None
+        if origin is None or scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         allowed = any_origin or origin in origins

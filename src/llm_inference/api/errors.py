@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import msgspec
+import msgspec.inspect
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -73,7 +74,7 @@ def service_error_handler(_: Request[Any, Any, Any], exc: ServiceError) -> Respo
     return error_response(exc.status_code, exc.type, exc.message, exc.param, headers)
 
 
-def _request_type(request: Request[Any, Any, Any]) -> field_rules.mi.Type | None:
+def _request_type(request: Request[Any, Any, Any]) -> msgspec.inspect.Type | None:
     """The msgspec type of the handler's body parameter (`data`), if it has one."""
     data = request.route_handler.parsed_fn_signature.parameters.get("data")
     return field_rules.request_type_info(data.annotation) if data is not None else None
@@ -98,7 +99,8 @@ def _validation_detail(request: Request[Any, Any, Any], exc: ValidationException
             return "invalid_parameter", f"{param}: is required", param
         if unknown := _UNKNOWN_FIELD.search(detail):
             param = _join(path, unknown["name"])
-            accepted = ", ".join(field_rules.field_names(field_rules.field_type(root, path) if path else root))
+            parent = field_rules.field_type(root, path) if path and root is not None else root
+            accepted = ", ".join(field_rules.field_names(parent))
             return "invalid_parameter", f"{param}: unknown field; accepted fields are {accepted}", param
         info = field_rules.field_type(root, path) if root is not None else None
         if info is None:  # a failure we cannot place: say so, with the library's detail as a suffix

@@ -15,7 +15,7 @@ from llm_inference.service import complete, open_stream, prepare
 
 class GenerateController(Controller):
     path = "/api/generate"
-    tags = ["inference"]
+    tags = ("inference",)
 
     @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Generate text from a prompt")
     async def generate(self, data: JSONBody[GenerateRequest], state: State) -> GenerateResponse:

@@ -21,7 +21,7 @@ async def list_models(state: State) -> ModelList:
                 backend_reason=entry.backend_reason,
                 format=info.model_format if info else ("gguf" if entry.spec.is_gguf or entry.spec.source == "embedded" else None),
                 context_length=info.context_length if info else None,
-                state=entry.state.value,  # type: ignore[arg-type]
+                state=entry.state.value,
                 default=entry.spec.id == registry.default_model,
                 error=entry.error,
             )

@@ -102,4 +102,4 @@ def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:
     if auth:
         components["securitySchemes"] = {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
     _responses(document, settings, auth)
-    openapi.paths, openapi.components = document["paths"], components  # type: ignore[assignment]
+    openapi.paths, openapi.components = document["paths"], components

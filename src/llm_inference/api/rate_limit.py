@@ -81,7 +81,7 @@ class RateLimiter:
 def caller_of(scope: Scope) -> str:
     key_id = scope.get("state", {}).get(CALLER_KEY_ID)
     if key_id:
-        return key_id
+        return str(key_id)
     client = scope.get("client")
     return f"ip-{client[0]}" if client else "ip-unknown"
 

@@ -33,7 +33,7 @@ def _cuda_devices() -> int:
     import torch  # a vLLM dependency: only called when vLLM is installed
 
     # device_count() asks NVML, so this process (which Granian forks) does not initialize CUDA.
-    return torch.cuda.device_count()
+    return int(torch.cuda.device_count())
 
 
 def _is_gguf(spec: ModelSpec) -> bool:

@@ -145,8 +145,8 @@ class VllmEngine:
         # A short prompt encodes in well under a millisecond, less than a hop to a worker thread and back
         # costs the event loop; a long one would stall every stream, so it goes to a thread.
         if len(text) <= INLINE_TOKENIZE_CHARS:
-            return self._tokenizer.encode(text)
-        return await asyncio.to_thread(self._tokenizer.encode, text)
+            return list(self._tokenizer.encode(text))
+        return list(await asyncio.to_thread(self._tokenizer.encode, text))
 
     async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         return self._template.render(messages)

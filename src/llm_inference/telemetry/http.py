@@ -9,7 +9,8 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
@@ -43,7 +44,7 @@ def _route(scope: Scope) -> str:
     return str(scope.get("path_template") or "unmatched")
 
 
-def _server_span(tracer: Tracer, scope: Scope) -> trace.Span:
+def _server_span(tracer: Tracer, scope: HTTPScope) -> trace.Span:
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     client = scope.get("client")
     attributes = {
@@ -73,7 +74,7 @@ def _describe_response(span: trace.Span, method: str, route: str, status: int) -
 
 def observe_http(app: ASGIApp, metrics: Metrics, tracer: Tracer | None) -> ASGIApp:
     async def observed(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         started = time.perf_counter()

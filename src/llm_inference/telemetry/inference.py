@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
 from llm_inference.engines.base import Chunk, FinishReason
 from llm_inference.errors import ServiceError
@@ -77,9 +78,9 @@ class _Generation:
             attributes=self._request_attributes(),
         )
 
-    def _request_attributes(self) -> dict[str, object]:
+    def _request_attributes(self) -> dict[str, AttributeValue]:
         prepared, sampling = self.prepared, self.prepared.request.sampling
-        attributes: dict[str, object] = {
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": prepared.operation,
             "gen_ai.provider.name": self.backend,
             "gen_ai.system": self.backend,

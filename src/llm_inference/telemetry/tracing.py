@@ -42,7 +42,7 @@ def batch_settings_problem() -> str | None:
     if not given:
         return None
     try:
-        BatchSpanProcessor(_NoExporter()).shutdown()
+        BatchSpanProcessor(_NoExporter()).shutdown()  # type: ignore[no-untyped-call]  # the SDK's own typing
     except ValueError as exc:
         shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
         # Our rule first; the SDK's wording only as a suffix, so its rewording cannot change the message.

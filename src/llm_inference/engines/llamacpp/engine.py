@@ -11,7 +11,8 @@ import ctypes
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncGenerator, Sequence as Seq
+from collections.abc import AsyncGenerator
+from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 _native_log = logging.getLogger("llama_cpp.native")
 
 
-@llama_cpp.llama_log_callback
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]  # a ctypes callback type
 def _route_native_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
     # llama.cpp would print its own lines to stderr; route them through our logging instead, errors
     # (ggml level 3) as warnings and everything else at debug level.
@@ -189,4 +190,4 @@ class LlamaCppEngine:
         self._loop.stop()
         await asyncio.to_thread(self._loop.join)
         llama_cpp.llama_free(self._ctx)
-        self._model.close()
+        self._model.close()  # type: ignore[no-untyped-call]

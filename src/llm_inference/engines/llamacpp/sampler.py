@@ -15,7 +15,7 @@ def build_sampler(params: SamplingParams) -> llama_cpp.llama_sampler_p:
     Each sequence owns its chain (and so its random state), so a seeded request samples the same tokens
     whatever else is in the batch.
     """
-    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     if params.temperature == 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
