@@ -1,0 +1,169 @@
+"""Fast unit tests of the service core's edge cases against a scripted engine: admission, timeouts,
+cancellation and the stream's ownership of its slot. The real-model tests (tests/api/) cover the same paths
+end to end; these pin down the corners a real model cannot reach on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from llm_inference.engines.base import (
+    ChatMessage,
+    Chunk,
+    EngineInfo,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+)
+from llm_inference.errors import ContextOverflow, EngineFailure, InvalidParameter, Overloaded, RequestTimeout
+from llm_inference.service import (
+    Delta,
+    Failed,
+    Finished,
+    InferenceService,
+    SamplingInput,
+    complete,
+    open_stream,
+    prepare,
+)
+from tests.conftest import make_settings
+
+
+@dataclass
+class ScriptedEngine:
+    """Yields `pieces` one per step, `step_seconds` apart; records what was started and what was closed."""
+
+    pieces: Sequence[str] = ("Hel", "lo", "!")
+    step_seconds: float = 0.0
+    fail_after: int | None = None  # raise EngineFailure after this many pieces
+    context_length: int = 64
+    started: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
+        self.started.append(request.request_id)
+        prompt_tokens = len(request.prompt_token_ids or ())
+        try:
+            for index, piece in enumerate(self.pieces):
+                if self.fail_after is not None and index == self.fail_after:
+                    raise EngineFailure("the scripted engine failed")
+                await asyncio.sleep(self.step_seconds)
+                last = index == len(self.pieces) - 1
+                yield Chunk(piece, prompt_tokens, index + 1, FinishReason.STOP if last else None)
+        finally:
+            self.closed.append(request.request_id)
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def check_health(self) -> None: ...
+
+    async def tokenize(self, text: str) -> list[int]:
+        return list(range(len(text.split())))
+
+    async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        return " ".join(m.content for m in messages)
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(backend="scripted", model_format="none", context_length=self.context_length)
+
+    def stats(self) -> EngineStats:
+        return EngineStats(running=len(self.started) - len(self.closed), waiting=0)
+
+    async def aclose(self) -> None: ...
+
+
+class OneModel:
+    """The registry's part the core uses: one model, always ready."""
+
+    def __init__(self, engine: ScriptedEngine) -> None:
+        self.engine = engine
+
+    def engine_for(self, model: str | None) -> tuple[str, ScriptedEngine]:
+        return "scripted", self.engine
+
+    async def readiness(self) -> tuple[bool, str]:
+        return True, "ready"
+
+
+def service_with(engine: ScriptedEngine, **settings: str) -> InferenceService:
+    env = {"LLM_MAX_CONCURRENT_REQUESTS": "1", "LLM_MAX_QUEUED_REQUESTS": "1", **settings}
+    return InferenceService(settings=make_settings(**env), registry=OneModel(engine))  # type: ignore[arg-type]
+
+
+async def test_complete_joins_the_text_and_frees_its_slot() -> None:
+    engine = ScriptedEngine()
+    service = service_with(engine)
+    prepared = await prepare(service, SamplingInput(), prompt="a b c")
+    outcome = await complete(service, prepared)
+    assert (outcome.text, outcome.finish_reason) == ("Hello!", "stop")
+    assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens, outcome.usage.total_tokens) == (3, 3, 6)
+    assert service.admission.in_flight == 0 and engine.closed == engine.started
+
+
+async def test_admission_refuses_past_capacity_and_a_stream_holds_its_slot_until_closed() -> None:
+    service = service_with(ScriptedEngine(step_seconds=0.01))
+    streams = [await open_stream(service, await prepare(service, SamplingInput(), prompt="x")) for _ in range(2)]
+    assert service.admission.in_flight == 2
+    with pytest.raises(Overloaded):
+        await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))
+    await streams[0].aclose()  # closed unread: the slot comes back at once
+    assert service.admission.in_flight == 1
+    items = [item async for item in streams[1]]
+    assert service.admission.in_flight == 0
+    assert [type(i) for i in items] == [Delta, Delta, Delta, Finished]
+    await streams[1].aclose()  # idempotent: no slot is given back twice
+    assert service.admission.in_flight == 0
+
+
+async def test_closing_a_stream_mid_generation_closes_the_engine_request() -> None:
+    engine = ScriptedEngine(pieces=["a"] * 100, step_seconds=0.001)
+    service = service_with(engine)
+    stream = await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))
+    iterator = aiter(stream)
+    assert isinstance(await anext(iterator), Delta)
+    await stream.aclose()
+    assert engine.closed == engine.started and service.admission.in_flight == 0
+
+
+async def test_a_complete_past_the_timeout_raises_and_closes_the_engine_request() -> None:
+    engine = ScriptedEngine(pieces=["a"] * 100, step_seconds=0.05)
+    service = service_with(engine, LLM_REQUEST_TIMEOUT_SECONDS="0.2")
+    with pytest.raises(RequestTimeout):
+        await complete(service, await prepare(service, SamplingInput(), prompt="x"))
+    assert engine.closed == engine.started and service.admission.in_flight == 0
+
+
+async def test_a_stream_past_the_timeout_ends_with_a_timeout_item() -> None:
+    engine = ScriptedEngine(pieces=["a"] * 100, step_seconds=0.05)
+    service = service_with(engine, LLM_REQUEST_TIMEOUT_SECONDS="0.2")
+    stream = await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))
+    items = [item async for item in stream]
+    assert isinstance(items[-1], Failed) and items[-1].type == "timeout"
+    assert all(isinstance(item, Delta) for item in items[:-1])
+    assert engine.closed == engine.started and service.admission.in_flight == 0
+
+
+async def test_an_engine_failure_before_the_first_token_is_raised_and_after_it_is_an_item() -> None:
+    service = service_with(ScriptedEngine(fail_after=0))
+    with pytest.raises(EngineFailure):
+        await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))
+    assert service.admission.in_flight == 0
+    service = service_with(ScriptedEngine(fail_after=2))
+    items = [item async for item in await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))]
+    assert [type(i) for i in items] == [Delta, Delta, Failed] and items[-1].type == "engine_error"
+    assert service.admission.in_flight == 0
+
+
+async def test_prepare_applies_limits_in_our_words() -> None:
+    service = service_with(ScriptedEngine(context_length=4), LLM_MAX_TOKENS_LIMIT="100")
+    with pytest.raises(InvalidParameter, match="max_completion_tokens 101 exceeds LLM_MAX_TOKENS_LIMIT=100"):
+        await prepare(service, SamplingInput(max_tokens=101, max_tokens_param="max_completion_tokens"), prompt="x")
+    with pytest.raises(InvalidParameter, match="must not contain NUL"):
+        await prepare(service, SamplingInput(), prompt="a\x00b")
+    with pytest.raises(ContextOverflow):
+        await prepare(service, SamplingInput(), prompt="one two three four five")
+    prepared = await prepare(service, SamplingInput(stop="END", temperature=0), prompt="x")
+    assert prepared.request.sampling.stop == ("END",) and prepared.request.sampling.temperature == 0
