@@ -122,3 +122,17 @@ def test_check_config_prints_effective_settings() -> None:
     result = run_cli("check-config", {"LLM_INFERENCE_PORT": "9001", "LLM_LOG_FORMAT": "pretty"})
     assert result.returncode == 0, result.stderr
     assert '"LLM_INFERENCE_PORT": 9001' in result.stdout
+
+
+def test_the_seed_systems_variable_names_earn_a_warning_naming_the_replacement() -> None:
+    _, warnings = load_settings({"SERVER_SSL_ENABLED": "true", "TLS_SERVER_CERT_PATH": "/tls/cert.pem",
+                                 "CORS_ALLOWED_ORIGINS": "*", "LLM_LOG_FORMAT": "json"})
+    assert warnings == [
+        "CORS_ALLOWED_ORIGINS is not read by this service and is ignored; set LLM_CORS_ALLOWED_ORIGINS instead",
+        "SERVER_SSL_ENABLED is not read by this service and is ignored; set LLM_TLS_ENABLED instead",
+        "TLS_SERVER_CERT_PATH is not read by this service and is ignored; set LLM_TLS_CERT_PATH instead",
+    ]
+    result = run_cli("check-config", {"LOG_FORMAT": "pretty", "SERVICE_NAME": "chat"})
+    assert result.returncode == 0, result.stderr
+    assert "LOG_FORMAT is not read by this service and is ignored; set LLM_LOG_FORMAT instead" in result.stderr
+    assert "SERVICE_NAME is not read by this service and is ignored; set LLM_SERVICE_NAME instead" in result.stderr

@@ -209,8 +209,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, l
         close = difflib.get_close_matches(variable, list(known), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         warnings.append(f"unknown setting {variable} is ignored{hint}")
+    for legacy, replacement in LEGACY_VARIABLES.items():
+        if legacy in environ:
+            warnings.append(f"{legacy} is not read by this service and is ignored; set {replacement} instead")
     return Settings(**values), warnings
 
+
+# The seed system's own variable names. They are not settings here; set, they earn a warning naming the
+# LLM_* variable that replaces them (README "Configuration": migrating).
+LEGACY_VARIABLES = {
+    "CORS_ALLOWED_ORIGINS": "LLM_CORS_ALLOWED_ORIGINS",
+    "SERVICE_NAME": "LLM_SERVICE_NAME",
+    "LOG_FORMAT": "LLM_LOG_FORMAT",
+    "SERVER_SSL_ENABLED": "LLM_TLS_ENABLED",
+    "TLS_SERVER_CERT_PATH": "LLM_TLS_CERT_PATH",
+    "TLS_SERVER_KEY_PATH": "LLM_TLS_KEY_PATH",
+}
 
 SECRET_MARKERS = ("key", "keys", "token", "secret", "password")
 

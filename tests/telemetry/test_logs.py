@@ -108,3 +108,27 @@ def test_formatters_add_the_current_trace_and_span_ids() -> None:
     assert inside["logger"] == "llm_inference.test" and inside["timestamp"].endswith("+00:00")
     assert inside["trace_id"] == f"{context.trace_id:032x}" and inside["span_id"] == f"{context.span_id:016x}"
     assert f"trace_id={context.trace_id:032x}" in pretty
+
+
+def test_every_response_carries_a_request_id_also_in_its_access_line_and_span(observed: Observed) -> None:
+    caller_id = "gw-7f3a9c1e-0b2d-4e5f"
+    answered = httpx.post(observed.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 2},
+                          headers={"X-Request-ID": caller_id}, timeout=300)
+    assert answered.status_code == 200 and answered.headers["x-request-id"] == caller_id
+    line = next(e for e in reversed(_access_lines(observed, "/api/generate")) if e.get("request_id") == caller_id)
+    assert line["status"] == 200
+    [server] = [s for s in observed.receiver.wait_for(
+        lambda spans: any(s.attributes.get("http.request.id") == caller_id for s in spans))
+        if s.attributes.get("http.request.id") == caller_id]
+    assert server.name == "POST /api/generate"
+
+    # A header that is not a plain token is not echoed into logs: the request gets an id of its own.
+    made = set()
+    for headers in ({"X-Request-ID": "two words"}, {"X-Request-ID": "x" * 129}, {}):
+        for response in (httpx.post(observed.url + "/api/generate", content=b"{", headers=headers, timeout=60),
+                         httpx.get(observed.url + "/nowhere", headers=headers, timeout=60),
+                         httpx.get(observed.url + "/health/live", headers=headers, timeout=60)):
+            assert response.status_code in {400, 404, 200}
+            assert len(response.headers.get_list("x-request-id")) == 1, response.headers
+            made.add(response.headers["x-request-id"])
+    assert len(made) == 9 and all(len(request_id) == 32 for request_id in made)  # new ids, all different

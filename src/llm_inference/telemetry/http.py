@@ -1,11 +1,14 @@
-"""Observes every HTTP request: its metrics, its server span (continuing an incoming W3C traceparent) and
-one access log line with the route, status, duration and, for inference, the model and token counts."""
+"""Observes every HTTP request: its metrics, its server span (continuing an incoming W3C traceparent), its
+request id (X-Request-ID, echoed or made) and one access log line with the route, status, duration and, for
+inference, the model and token counts."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -21,6 +24,10 @@ access_log = logging.getLogger("llm_inference.access")
 
 # Probes and scrapes arrive every few seconds from machines: counted, but not traced and logged only at debug.
 QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+# A caller's X-Request-ID is kept when it is a plain token (a gateway's UUID or trace id); anything else (too
+# long, spaces, control characters) would pollute logs, so the request gets a new id instead.
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+REQUEST_ID_HEADER = b"x-request-id"
 
 
 @dataclass(slots=True)
@@ -62,6 +69,13 @@ def _server_span(tracer: Tracer, scope: HTTPScope) -> trace.Span:
     )
 
 
+def request_id_of(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER and _SANE_REQUEST_ID.fullmatch(value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
+
+
 def _describe_response(span: trace.Span, method: str, route: str, status: int) -> None:
     if route != "unmatched":
         span.update_name(f"{method} {route}")
@@ -81,7 +95,11 @@ def observe_http(app: ASGIApp, metrics: Metrics, tracer: Tracer | None) -> ASGIA
         quiet = scope["path"] in QUIET_PATHS
         exchange = Exchange()
         exchange_token = current_exchange.set(exchange)
+        request_id = request_id_of(scope)
+        request_id_header = (REQUEST_ID_HEADER, request_id.encode())
         span = None if tracer is None or quiet else _server_span(tracer, scope)
+        if span is not None:
+            span.set_attribute("http.request.id", request_id)
         span_token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
         status = 500  # if the app fails before it answers, the server answers 500
 
@@ -90,6 +108,8 @@ def observe_http(app: ASGIApp, metrics: Metrics, tracer: Tracer | None) -> ASGIA
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER]
+                message = {**message, "headers": [*headers, request_id_header]}
             return send(message)
 
         try:
@@ -105,7 +125,8 @@ def observe_http(app: ASGIApp, metrics: Metrics, tracer: Tracer | None) -> ASGIA
             access_log.log(
                 logging.DEBUG if quiet else logging.INFO, "%s %s %s", method, scope["path"], status,
                 extra={"route": route, "method": method, "status": status, "duration_seconds": round(duration, 6),
-                       "client": (scope.get("client") or ("",))[0], **exchange.log_fields()},
+                       "client": (scope.get("client") or ("",))[0], "request_id": request_id,
+                       **exchange.log_fields()},
             )
             if span is not None:
                 span.end()
