@@ -122,11 +122,12 @@ async def test_running_and_waiting_follow_the_engine(observed: Observed) -> None
             "ignore_eos": True}
     async with httpx.AsyncClient(base_url=observed.url, timeout=300) as client:
         streams = [asyncio.create_task(client.post("/api/generate/stream", json=body)) for _ in range(3)]
-        seen = set()
+        seen, kv_usage = set(), set()
         while not all(s.done() for s in streams):
             scraped = Scrape((await client.get("/metrics")).text)
             seen.add((scraped.value("llm_num_requests_running", **labels),
                       scraped.value("llm_num_requests_waiting", **labels)))
+            kv_usage.add(scraped.value("llm_kv_cache_usage_ratio", **labels))
             await asyncio.sleep(0.05)
         for stream in streams:
             assert parse_events((await stream).text)[-1]["type"] == "done"
@@ -134,6 +135,9 @@ async def test_running_and_waiting_follow_the_engine(observed: Observed) -> None
     assert all(running <= 1 for running, _ in seen), seen
     after = observed.scrape()
     assert after.value("llm_num_requests_running", **labels) == after.value("llm_num_requests_waiting", **labels) == 0
+    # One slot of the 1024-token test context: a running stream holds its prompt and what it generated so far.
+    assert any(0.01 < usage <= 1 for usage in kv_usage), kv_usage
+    assert after.value("llm_kv_cache_usage_ratio", **labels) == 0
 
     def delta(name: str) -> float:
         return after.value(name, **labels) - before.value(name, **labels)

@@ -67,6 +67,7 @@ class EngineInfo:
 class EngineStats:
     running: int  # sequences being decoded
     waiting: int  # admitted requests not yet decoding
+    kv_cache_usage: float | None = None  # 0..1 of the KV cache held by running sequences, where the engine knows
 
 
 @runtime_checkable

@@ -138,6 +138,10 @@ class _ModelCollector(Collector):
             "waiting": GaugeMetricFamily(
                 "llm_num_requests_waiting", "Requests waiting for the engine (vLLM: num_requests_waiting).",
                 labels=list(MODEL_LABELS)),
+            "kv_cache": GaugeMetricFamily(
+                "llm_kv_cache_usage_ratio",
+                "Share of the KV cache held by running requests, 0..1 (vLLM: kv_cache_usage_perc).",
+                labels=list(MODEL_LABELS)),
         }
 
     def describe(self) -> Iterable[Metric]:
@@ -160,6 +164,8 @@ class _ModelCollector(Collector):
             stats = entry.engine.stats()
             families["running"].add_metric([model, backend], stats.running)
             families["waiting"].add_metric([model, backend], stats.waiting)
+            if stats.kv_cache_usage is not None:
+                families["kv_cache"].add_metric([model, backend], stats.kv_cache_usage)
         return families.values()
 
 

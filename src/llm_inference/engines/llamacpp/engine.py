@@ -59,6 +59,7 @@ class LlamaCppEngine:
         self._model, self._ctx, self._loop = model, ctx, loop
         self._template, self._info = template, info
         self._context_per_slot = context_per_slot
+        self._kv_cells = context_per_slot * int(info.extra["slots"])
         self._sequences: dict[str, Sequence] = {}
         self._closed = False
 
@@ -117,7 +118,8 @@ class LlamaCppEngine:
         return self._info
 
     def stats(self) -> EngineStats:
-        return EngineStats(running=self._loop.running, waiting=self._loop.waiting)
+        usage = self._loop.active_kv_cells / self._kv_cells
+        return EngineStats(running=self._loop.running, waiting=self._loop.waiting, kv_cache_usage=usage)
 
     @property
     def decode_steps(self) -> int:

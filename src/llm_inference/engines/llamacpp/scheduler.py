@@ -126,6 +126,12 @@ class DecodeLoop(threading.Thread):
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def active_kv_cells(self) -> int:
+        """KV cells held by sequences being decoded. A finished sequence's cells stay as a prefix cache, but any
+        new request may take them, so (as vLLM counts its cached free blocks) they do not count as in use."""
+        return sum(len(slot.cached) for slot in self._slots if slot.sequence is not None)
+
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> None:
         try:
