@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from llm_inference.api.access import access_middleware
 from llm_inference.api.chat import ChatController
 from llm_inference.api.cors import cors
+from llm_inference.api.embeddings import embeddings
 from llm_inference.api.errors import exception_handlers
 from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             GenerateController,
             ChatController,
+            embeddings,
             list_models,
             live,
             ready,

@@ -20,6 +20,13 @@ class InvalidParameter(ServiceError):
     type = "invalid_parameter"
 
 
+class EmbeddingsUnsupported(ServiceError):
+    """The model's engine cannot produce embeddings (e.g. a generation model on vLLM)."""
+
+    status_code = 400
+    type = "embeddings_not_supported"
+
+
 class ModelNotFound(ServiceError):
     status_code = 404
     type = "model_not_found"
@@ -29,10 +36,10 @@ class ContextOverflow(ServiceError):
     status_code = 400
     type = "context_length_exceeded"
 
-    def __init__(self, prompt_tokens: int, context_length: int) -> None:
+    def __init__(self, prompt_tokens: int, context_length: int, param: str = "prompt") -> None:
         super().__init__(
-            f"prompt is {prompt_tokens} tokens but the model's context is {context_length} tokens",
-            param="prompt",
+            f"{param} is {prompt_tokens} tokens but the model's context is {context_length} tokens",
+            param=param,
         )
         self.prompt_tokens = prompt_tokens
         self.context_length = context_length

@@ -166,3 +166,20 @@ def test_a_client_leaving_mid_stream_is_counted_as_cancelled(observed: Observed)
         time.sleep(0.1)
     assert scraped.value("llm_requests_finished_total", **labels, finish_reason="cancelled") == before + 1
     assert scraped.value("llm_num_requests_running", **labels) == 0  # its slot is free again
+
+
+def test_embeddings_are_measured_and_traced_as_their_own_operation(observed: Observed) -> None:
+    labels = {"model": observed.model, "backend": "llamacpp"}
+    before = observed.scrape()
+    response = httpx.post(observed.url + "/api/embeddings", json={"input": ["one text", "and another"]}, timeout=300)
+    assert response.status_code == 200, response.text
+    tokens = response.json()["usage"]["prompt_tokens"]
+    after = observed.scrape()
+    count = "gen_ai_server_request_duration_seconds_count"
+    assert after.value(count, **labels, operation="embeddings", error_type="") - before.value(
+        count, **labels, operation="embeddings", error_type="") == 1
+    assert after.value("llm_prompt_tokens_total", **labels) - before.value("llm_prompt_tokens_total", **labels) == tokens
+    span = next(s for s in observed.receiver.wait_for(
+        lambda spans: any(s.name == f"embeddings {observed.model}" for s in spans)) if s.name.startswith("embeddings"))
+    assert span.attributes["gen_ai.operation.name"] == "embeddings"
+    assert span.attributes["gen_ai.usage.input_tokens"] == tokens

@@ -45,6 +45,29 @@ class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     messages: Annotated[list[Message], Meta(min_length=1, description="The conversation so far.")]
 
 
+EmbeddingText = Annotated[str, Meta(min_length=1)]
+
+
+class EmbeddingsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    input: Annotated[
+        EmbeddingText | Annotated[list[EmbeddingText], Meta(min_length=1, max_length=256)],
+        Meta(description="A text, or a list of up to 256 texts, to embed."),
+    ]
+    model: ModelId | None = None
+
+
+class EmbeddingsUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(msgspec.Struct):
+    model: str
+    embeddings: list[list[float]]  # one per input text, in order, each L2-normalized
+    dimensions: int
+    usage: EmbeddingsUsage
+
+
 FinishReasonName = Literal["stop", "length"]
 
 

@@ -49,6 +49,12 @@ class Chunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Embedding:
+    vector: list[float]  # L2-normalized
+    tokens: int  # the text's length in tokens
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str
     content: str
@@ -87,6 +93,11 @@ class Engine(Protocol):
     async def tokenize(self, text: str) -> list[int]: ...
 
     async def render_chat(self, messages: Sequence[ChatMessage]) -> str: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[Embedding]:
+        """One normalized vector per text. Raises EmbeddingsUnsupported when the model cannot embed here,
+        ContextOverflow (param `input[i]`) for a text longer than the context."""
+        ...
 
     def info(self) -> EngineInfo: ...
 

@@ -25,6 +25,7 @@ from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 from llm_inference.engines.base import (
     ChatMessage,
     Chunk,
+    Embedding,
     EngineInfo,
     EngineStats,
     FinishReason,
@@ -33,7 +34,7 @@ from llm_inference.engines.base import (
 )
 from llm_inference.engines.chat_template import ChatTemplate
 from llm_inference.engines.config import VllmConfig
-from llm_inference.errors import EngineDead, EngineFailure
+from llm_inference.errors import EmbeddingsUnsupported, EngineDead, EngineFailure
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,15 @@ class VllmEngine:
 
     def info(self) -> EngineInfo:
         return self._info
+
+    async def embed(self, texts: Sequence[str]) -> list[Embedding]:
+        # The engine runs this model with vLLM's generation runner; embeddings need its pooling runner, i.e. a
+        # second engine over the same weights, which would halve the KV cache a GPU deployment is sized for.
+        raise EmbeddingsUnsupported(
+            "this model is served by vLLM for generation; embeddings on vLLM need a pooling model, which this "
+            "service does not load (serve a GGUF model on llama.cpp for embeddings)",
+            param="model",
+        )
 
     def stats(self) -> EngineStats:
         # vLLM's scheduler (in the engine core process) knows the exact running/waiting split but reports it

@@ -4,10 +4,11 @@ telemetry observer, handed to controllers by dependency injection."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from llm_inference.engines.base import Chunk
+from llm_inference.engines.base import Chunk, Engine
 from llm_inference.engines.watchdog import StallWatch
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.service.admission import Admission
@@ -15,11 +16,19 @@ from llm_inference.service.prepare import Prepared
 from llm_inference.settings import Settings
 
 
+class EmbeddingRecord(Protocol):
+    """Filled in by the service for its observer: the tokens an embeddings request embedded."""
+
+    tokens: int
+
+
 class GenerationObserver(Protocol):
     """Watches each generation's chunks as they pass (telemetry's InferenceObserver): the service calls it
     and does not import telemetry, which sits above it."""
 
     def watch(self, prepared: Prepared, chunks: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]: ...
+
+    def embedding(self, model: str, engine: Engine, record: EmbeddingRecord) -> AbstractContextManager[None]: ...
 
 
 @dataclass

@@ -8,17 +8,20 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from llm_inference.engines.base import Chunk, FinishReason
+from llm_inference.engines.base import Chunk, Engine, FinishReason
 from llm_inference.errors import ServiceError
+from llm_inference.telemetry.embeddings import observe_embedding
 from llm_inference.telemetry.http import current_exchange
 from llm_inference.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
+    from llm_inference.service.core import EmbeddingRecord
     from llm_inference.service.prepare import Prepared
 
 # A cancellation this close to LLM_REQUEST_TIMEOUT_SECONDS is the timeout firing, not the client leaving.
@@ -31,6 +34,10 @@ class InferenceObserver:
         self.tracer = tracer
         self.trace_content = trace_content
         self.timeout_seconds = timeout_seconds
+
+    def embedding(self, model: str, engine: Engine, record: EmbeddingRecord) -> AbstractContextManager[None]:
+        """Observe one embeddings request made inside the returned context."""
+        return observe_embedding(self.metrics, self.tracer, model, engine.info().backend, record)
 
     async def watch(self, prepared: Prepared, chunks: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]:
         """Pass the engine's chunks through unchanged, observing them. Closing this closes the engine's."""

@@ -19,11 +19,20 @@ from typing import Any
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
-from llm_inference.engines.base import ChatMessage, Chunk, EngineInfo, EngineStats, FinishReason, GenerationRequest
+from llm_inference.engines.base import (
+    ChatMessage,
+    Chunk,
+    Embedding,
+    EngineInfo,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+)
 from llm_inference.engines.chat_template import ChatTemplate, template_from_tokenizer_dir
 from llm_inference.engines.config import LlamaCppConfig
+from llm_inference.engines.llamacpp.embedding import Embedder
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
-from llm_inference.errors import EngineDead
+from llm_inference.errors import ContextOverflow, EngineDead
 
 log = logging.getLogger(__name__)
 _native_log = logging.getLogger("llama_cpp.native")
@@ -60,6 +69,7 @@ class LlamaCppEngine:
         self._template, self._info = template, info
         self._context_per_slot = context_per_slot
         self._kv_cells = context_per_slot * int(info.extra["slots"])
+        self._embedder = Embedder(model, context_per_slot, int(info.extra["threads"]))
         self._sequences: dict[str, Sequence] = {}
         self._closed = False
 
@@ -149,6 +159,19 @@ class LlamaCppEngine:
     async def render_chat(self, messages: Seq[ChatMessage]) -> str:
         return self._template.render(messages)
 
+    async def embed(self, texts: Seq[str]) -> list[Embedding]:
+        await self.check_health()
+        return await asyncio.to_thread(self._embed_blocking, texts)
+
+    def _embed_blocking(self, texts: Seq[str]) -> list[Embedding]:
+        # Plain text: a user's "<|im_start|>" is text here, not a control token.
+        tokenized = [self._model.tokenize(text.encode(), add_bos=True, special=False) for text in texts]
+        for index, tokens in enumerate(tokenized):
+            if len(tokens) > self._context_per_slot:
+                param = f"input[{index}]" if len(texts) > 1 else "input"
+                raise ContextOverflow(len(tokens), self._context_per_slot, param)
+        return [Embedding(self._embedder.embed(tokens), len(tokens)) for tokens in tokenized]
+
     async def abort(self, request_id: str) -> None:
         sequence = self._sequences.get(request_id)
         if sequence is not None:
@@ -191,5 +214,6 @@ class LlamaCppEngine:
         self._closed = True
         self._loop.stop()
         await asyncio.to_thread(self._loop.join)
+        await asyncio.to_thread(self._embedder.close)
         llama_cpp.llama_free(self._ctx)
         self._model.close()  # type: ignore[no-untyped-call]

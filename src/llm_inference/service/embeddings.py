@@ -1,0 +1,42 @@
+"""Embed texts with a model's engine, under the same allow-list, admission and timeout as generation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from llm_inference.errors import NotReady, RequestTimeout
+
+if TYPE_CHECKING:
+    from llm_inference.service.core import InferenceService
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+class _Record:
+    tokens = 0
+
+
+async def embed(service: InferenceService, model: str | None, texts: Sequence[str]) -> Embeddings:
+    if service.draining:
+        raise NotReady("the service is shutting down; retry on another replica")
+    name, engine = service.registry.engine_for(model)
+    record = _Record()
+    observed = service.observer.embedding(name, engine, record) if service.observer else contextlib.nullcontext()
+    with service.admission.admit(), observed:
+        try:
+            async with asyncio.timeout(service.settings.request_timeout_seconds):
+                embedded = await engine.embed(texts)
+        except TimeoutError:
+            limit = service.settings.request_timeout_seconds
+            raise RequestTimeout(f"embedding took longer than LLM_REQUEST_TIMEOUT_SECONDS={limit}") from None
+        record.tokens = sum(item.tokens for item in embedded)
+    return Embeddings(name, [item.vector for item in embedded], record.tokens)
