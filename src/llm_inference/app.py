@@ -17,15 +17,17 @@ from litestar.static_files import create_static_files_router
 from llm_inference.api.access import access_middleware
 from llm_inference.api.chat import ChatController
 from llm_inference.api.cors import cors
-from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.errors import exception_handlers
 from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
-from llm_inference.service import InferenceService
+from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.models import list_models
+from llm_inference.api.openai.errors import path_aware
+from llm_inference.api.openai.router import openai_router
 from llm_inference.api.openapi import correct_openapi
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
+from llm_inference.service import InferenceService
 from llm_inference.settings import Settings
 from llm_inference.telemetry.instrument import Telemetry
 from llm_inference.telemetry.metrics import metrics_endpoint
@@ -73,6 +75,7 @@ def create_app(settings: Settings) -> Litestar:
             GenerateController,
             ChatController,
             list_models,
+            openai_router(),
             live,
             ready,
             metrics_endpoint,
@@ -83,7 +86,8 @@ def create_app(settings: Settings) -> Litestar:
         middleware=access_middleware(settings, keys),
         guards=[require_json_body],
         request_class=JsonBodyRequest,
-        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        # One mapping from failures to statuses; on /v1 paths the body takes OpenAI's shape.
+        exception_handlers=path_aware(exception_handlers),  # type: ignore[arg-type]
         request_max_body_size=settings.max_request_bytes,
         openapi_config=_openapi_config(),
         logging_config=None,

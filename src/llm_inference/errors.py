@@ -20,6 +20,14 @@ class InvalidParameter(ServiceError):
     type = "invalid_parameter"
 
 
+class UnsupportedParameter(InvalidParameter):
+    """A field the client may send (OpenAI defines it) whose value this service cannot honour: refused rather
+    than ignored, because ignoring it would silently change the result."""
+
+    status_code = 400
+    type = "unsupported_parameter"
+
+
 class ModelNotFound(ServiceError):
     status_code = 404
     type = "model_not_found"
