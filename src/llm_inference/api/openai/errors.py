@@ -45,7 +45,7 @@ def error_body(status: int, type_: str, message: str, param: str | None = None) 
 def reshape(response: Response[Any]) -> Response[Any]:
     """Our error response (api/errors.py's body) as OpenAI's, headers (Retry-After, Allow...) kept."""
     detail = response.content.error
-    status, body = openai_error(response.status_code, detail.type, detail.message, detail.param)
+    status, body = openai_error(response.status_code or 500, detail.type, detail.message, detail.param)
     return Response(body, status_code=status, headers=dict(response.headers), media_type="application/json")
 
 

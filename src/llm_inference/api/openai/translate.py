@@ -117,13 +117,12 @@ def chat_input(body: ChatCompletionRequest) -> tuple[SamplingInput, list[ChatMes
 def completion_input(body: CompletionRequest) -> tuple[SamplingInput, str]:
     # Here logprobs is a count, and 0 still asks for the sampled tokens' log probabilities: only null is neutral.
     _refuse_set(body, _COMMON | _COMPLETION, _NEUTRAL | {"logprobs": (None,)})
-    prompt = body.prompt
-    if isinstance(prompt, list):
-        if not all(isinstance(item, str) for item in prompt):
-            raise _refuse("prompt", "token ids are not supported; send the prompt as text")
-        if len(prompt) != 1:
-            raise _refuse("prompt", f"{len(prompt)} prompts in one request are not supported; send one")
-        prompt = prompt[0]
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not all(isinstance(item, str) for item in prompts):
+        raise _refuse("prompt", "token ids are not supported; send the prompt as text")
+    if len(prompts) != 1:
+        raise _refuse("prompt", f"{len(prompts)} prompts in one request are not supported; send one")
+    prompt = prompts[0]
     assert isinstance(prompt, str)
     if not prompt:
         raise InvalidParameter("prompt: must be a string that is not empty", param="prompt")
