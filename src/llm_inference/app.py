@@ -23,6 +23,8 @@ from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
 from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.models import list_models
+from llm_inference.api.openai.errors import path_aware
+from llm_inference.api.openai.router import openai_router
 from llm_inference.api.openapi import correct_openapi
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
             ChatController,
             embeddings,
             list_models,
+            openai_router(),
             live,
             ready,
             metrics_endpoint,
@@ -85,7 +88,8 @@ def create_app(settings: Settings) -> Litestar:
         middleware=access_middleware(settings, keys),
         guards=[require_json_body],
         request_class=JsonBodyRequest,
-        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        # One mapping from failures to statuses; on /v1 paths the body takes OpenAI's shape.
+        exception_handlers=path_aware(exception_handlers),  # type: ignore[arg-type]
         request_max_body_size=settings.max_request_bytes,
         openapi_config=_openapi_config(),
         logging_config=None,

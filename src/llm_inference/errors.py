@@ -27,6 +27,14 @@ class EmbeddingsUnsupported(ServiceError):
     type = "embeddings_not_supported"
 
 
+class UnsupportedParameter(InvalidParameter):
+    """A field the client may send (OpenAI defines it) whose value this service cannot honour: refused rather
+    than ignored, because ignoring it would silently change the result."""
+
+    status_code = 400
+    type = "unsupported_parameter"
+
+
 class ModelNotFound(ServiceError):
     status_code = 404
     type = "model_not_found"

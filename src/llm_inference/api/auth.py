@@ -46,7 +46,8 @@ def api_key_middleware(keys: ApiKeys, exempt_paths: tuple[str, ...]):  # type: i
                 # RFC 6750: say that a token was presented and refused, never what it was.
                 challenge = REALM + (', error="invalid_token"' if token else "")
                 message = "a valid API key is required: send Authorization: Bearer <key>"
-                await send_error(send, 401, "unauthorized", message, {"WWW-Authenticate": challenge})
+                await send_error(send, 401, "unauthorized", message, {"WWW-Authenticate": challenge},
+                                 path=scope["path"])
                 return
             scope.setdefault("state", {})[CALLER_KEY_ID] = key_id
             await app(scope, receive, send)

@@ -46,7 +46,8 @@ def cors(app: ASGIApp, allowed_origins: tuple[str, ...]) -> ASGIApp:
         if _is_preflight(scope):
             if not allowed:
                 await send_error(send, 403, "cors_origin_not_allowed",
-                                 "this origin is not in LLM_CORS_ALLOWED_ORIGINS", {"Vary": "Origin"})
+                                 "this origin is not in LLM_CORS_ALLOWED_ORIGINS", {"Vary": "Origin"},
+                                 path=scope["path"])
                 return
             headers = {**granted, "Access-Control-Allow-Methods": ALLOWED_METHODS,
                        "Access-Control-Allow-Headers": ALLOWED_HEADERS,

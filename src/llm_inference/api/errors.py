@@ -22,6 +22,7 @@ from litestar.types import Send
 
 from llm_inference.api import field_rules
 from llm_inference.api.json_body import InvalidJsonBody
+from llm_inference.api.openai import errors as openai_errors
 from llm_inference.api.schemas import ErrorDetail, ErrorResponse
 from llm_inference.errors import RetryLater, ServiceError
 
@@ -56,9 +57,15 @@ def error_response(
     )
 
 
-async def send_error(send: Send, status: int, type_: str, message: str, headers: dict[str, str]) -> None:
-    """Answer with the JSON error body from ASGI middleware, which runs outside the exception handlers."""
-    body = msgspec.json.encode(ErrorResponse(ErrorDetail(type=type_, message=message)))
+async def send_error(
+    send: Send, status: int, type_: str, message: str, headers: dict[str, str], path: str = ""
+) -> None:
+    """Answer with the JSON error body from ASGI middleware, which runs outside the exception handlers;
+    on OpenAI's paths (/v1) in OpenAI's shape."""
+    if openai_errors.is_openai_path(path):
+        status, body = openai_errors.error_body(status, type_, message)
+    else:
+        body = msgspec.json.encode(ErrorResponse(ErrorDetail(type=type_, message=message)))
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})

@@ -96,7 +96,7 @@ def rate_limit_middleware(limiter: RateLimiter, exempt_paths: tuple[str, ...]): 
             if not decision.allowed:
                 message = (f"more than LLM_RATE_LIMIT_PER_MINUTE={limiter.limit} requests in a minute; "
                            f"retry in {decision.retry_after_seconds}s")
-                await send_error(send, 429, "rate_limited", message, decision.headers())
+                await send_error(send, 429, "rate_limited", message, decision.headers(), path=scope["path"])
                 return
 
             async def send_with_headers(message: Message) -> None:

@@ -1,0 +1,38 @@
+"""POST /v1/chat/completions: a conversation, answered whole or as OpenAI's chunks (`stream: true`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, Response, post
+from litestar.datastructures import State
+from litestar.params import JSONBody
+
+from llm_inference.api.openai.chunks import chunk_stream, completion_id, usage
+from llm_inference.api.openai.responses import AssistantMessage, ChatChoice, ChatCompletion
+from llm_inference.api.openai.schemas import ChatCompletionRequest
+from llm_inference.api.openai.translate import chat_input
+from llm_inference.service import complete, open_stream, prepare
+
+
+class ChatCompletionsController(Controller):
+    path = "/chat/completions"
+
+    @post("/", status_code=200, summary="Create a chat completion (OpenAI-compatible)")
+    async def create(self, data: JSONBody[ChatCompletionRequest], state: State) -> Response[Any]:
+        sampling, messages = chat_input(data)
+        prepared = await prepare(state.service, sampling, messages=messages)
+        if data.stream:
+            include_usage = data.stream_options is not None and data.stream_options.include_usage
+            stream = await open_stream(state.service, prepared)
+            return chunk_stream(state.service, stream, chat=True, include_usage=include_usage)
+        outcome = await complete(state.service, prepared)
+        choice = ChatChoice(message=AssistantMessage(content=outcome.text), finish_reason=outcome.finish_reason)
+        return Response(ChatCompletion(
+            id=completion_id("chatcmpl", prepared),
+            created=int(time.time()),
+            model=prepared.model,
+            choices=[choice],
+            usage=usage(outcome.usage),
+        ))

@@ -1,0 +1,123 @@
+"""A generation stream as OpenAI's chunks: one `data: <chunk>` frame per piece of text, a last chunk with the
+finish_reason, with include_usage one more chunk with no choices and the usage, then `data: [DONE]`.
+
+A failure after the stream started is written as `data: {"error": {...}}`: OpenAI's SDKs raise an APIError
+when they read a frame with an `error` key, so the client learns the stream did not end normally.
+"""
+
+from __future__ import annotations
+
+import time
+
+from litestar.response import Stream
+from msgspec import UNSET, UnsetType
+
+from llm_inference.api.openai.errors import openai_error
+from llm_inference.api.openai.responses import (
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChunkDelta,
+    Completion,
+    TextChoice,
+    Usage,
+)
+from llm_inference.api.streaming import data_frame, sse_response
+from llm_inference.service import Delta, Failed, Finished, GenerationStream, InferenceService, StreamItem
+from llm_inference.service import Usage as ServiceUsage
+from llm_inference.service.prepare import Prepared
+
+INTERNAL_ERROR_FRAME = data_frame(openai_error(500, "internal_error", "internal server error", None)[1])
+
+
+def usage(value: ServiceUsage) -> Usage:
+    return Usage(value.prompt_tokens, value.completion_tokens, value.total_tokens)
+
+
+def completion_id(prefix: str, prepared: Prepared) -> str:
+    # The engine request's id, so a response can be matched with the service's own logs and traces.
+    return f"{prefix}-{prepared.request.request_id}"
+
+
+def _error_frame(item: Failed) -> bytes:
+    return data_frame(openai_error(500, item.type, item.message, item.param)[1])
+
+
+class _Encoder:
+    """Turns each stream item into its frames; the chunks of one stream share id, created and model."""
+
+    prefix = ""
+
+    def __init__(self, prepared: Prepared, include_usage: bool) -> None:
+        self.id, self.model = completion_id(self.prefix, prepared), prepared.model
+        self.created = int(time.time())
+        self.include_usage = include_usage
+        # With include_usage every chunk carries "usage": null until the last one; otherwise none carries it.
+        self.no_usage: Usage | None | UnsetType = None if include_usage else UNSET
+
+    def __call__(self, item: StreamItem) -> bytes:
+        if isinstance(item, Delta):
+            return self.delta(item.text)
+        if isinstance(item, Finished):
+            frames = self.finish(item.finish_reason)
+            if self.include_usage:
+                frames += self.usage(usage(item.usage))
+            return frames
+        return _error_frame(item)
+
+    def delta(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def finish(self, reason: str) -> bytes:
+        raise NotImplementedError
+
+    def usage(self, value: Usage) -> bytes:
+        raise NotImplementedError
+
+
+class ChatChunks(_Encoder):
+    prefix = "chatcmpl"
+    started = False
+
+    def _chunk(self, delta: ChunkDelta, reason: str | None = None) -> bytes:
+        choice = ChatChunkChoice(delta=delta, finish_reason=reason)
+        return data_frame(ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
+                                              choices=[choice], usage=self.no_usage))
+
+    def _start(self) -> bytes:
+        # OpenAI's first chunk names the role with empty content; the text follows in later chunks.
+        if self.started:
+            return b""
+        self.started = True
+        return self._chunk(ChunkDelta(role="assistant", content=""))
+
+    def delta(self, text: str) -> bytes:
+        return self._start() + self._chunk(ChunkDelta(content=text))
+
+    def finish(self, reason: str) -> bytes:
+        return self._start() + self._chunk(ChunkDelta(), reason)
+
+    def usage(self, value: Usage) -> bytes:
+        return data_frame(ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
+                                              choices=[], usage=value))
+
+
+class TextChunks(_Encoder):
+    prefix = "cmpl"
+
+    def _chunk(self, choices: list[TextChoice], usage: Usage | None | UnsetType) -> bytes:
+        return data_frame(Completion(id=self.id, created=self.created, model=self.model,
+                                     choices=choices, usage=usage))
+
+    def delta(self, text: str) -> bytes:
+        return self._chunk([TextChoice(text=text, finish_reason=None)], self.no_usage)
+
+    def finish(self, reason: str) -> bytes:
+        return self._chunk([TextChoice(text="", finish_reason=reason)], self.no_usage)
+
+    def usage(self, value: Usage) -> bytes:
+        return self._chunk([], value)
+
+
+def chunk_stream(service: InferenceService, stream: GenerationStream, chat: bool, include_usage: bool) -> Stream:
+    encoder = (ChatChunks if chat else TextChunks)(stream.prepared, include_usage)
+    return sse_response(stream, encoder, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)

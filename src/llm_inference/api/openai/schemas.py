@@ -1,0 +1,103 @@
+"""The /v1 request bodies as OpenAI defines them.
+
+Every field OpenAI documents for these endpoints is declared, so that a client's ordinary request decodes; a
+field that would change the result but is not implemented is refused with 400 naming it (translate.py), and
+a field nobody defines is refused as unknown, as OpenAI's own API does. `top_k` and `ignore_eos` are
+accepted as extensions under the names vLLM's OpenAI server uses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from llm_inference.api.schemas import MaxTokens, Seed, Stop, Temperature, TopK, TopP
+
+ModelId = Annotated[str, Meta(min_length=1, max_length=512, description="An allowed model id.")]
+Penalty = Annotated[float, Meta(ge=-2, le=2, description="Only 0 is supported.")]
+Choices = Annotated[int, Meta(ge=1, le=128, description="Only 1 is supported.")]
+
+
+class StreamOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    include_usage: bool = False
+    include_obfuscation: bool = False  # padding against side channels; nothing here to pad, so no effect
+
+
+class ContentPart(msgspec.Struct, kw_only=True):
+    """One part of a message's content. Only `text` parts are served; any other type is refused by name,
+    so the part's other keys (image_url, input_audio, file) are not declared."""
+
+    type: Annotated[str, Meta(min_length=1)]
+    text: str | None = None
+
+
+class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart]
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[Any] | None = None
+    function_call: Any | None = None
+
+
+class CommonFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Fields both endpoints share."""
+
+    model: ModelId
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    seed: Seed | None = None
+    stop: Stop | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: Choices | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, float] | None = None
+    # Result-neutral: who is asking, and what OpenAI would record about it.
+    user: str | None = None
+    # Extensions (vLLM's names).
+    top_k: TopK | None = None
+    ignore_eos: bool = False
+
+
+class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=True):
+    messages: Annotated[list[Message], Meta(min_length=1, description="The conversation so far.")]
+    max_completion_tokens: MaxTokens | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any | None = None
+    functions: list[Any] | None = None
+    function_call: Any | None = None
+    response_format: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    web_search_options: dict[str, Any] | None = None
+    # Result-neutral: storage, billing tier, caching and safety hints, a speculative prediction (latency only)
+    # and parallel_tool_calls, which has nothing to act on without tools.
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    prediction: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+
+# msgspec allows one array type in a union, so token-id prompts (a list of ints, or of lists of ints) are
+# decoded as items of one list and refused by translate.py with a message that says what to send instead.
+Prompt = str | list[str | int | list[int]]
+
+
+class CompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=True):
+    prompt: Prompt
+    logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
+    echo: bool = False
+    suffix: str | None = None
+    best_of: Choices | None = None

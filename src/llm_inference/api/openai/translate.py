@@ -1,0 +1,129 @@
+"""OpenAI's request fields onto the service's input: what is honoured, and a 400 naming each field whose value
+would change the result but cannot be honoured (never silently ignored)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_inference.api.openai.schemas import ChatCompletionRequest, CommonFields, CompletionRequest, Message
+from llm_inference.engines.base import ChatMessage
+from llm_inference.errors import InvalidParameter, UnsupportedParameter
+from llm_inference.service import SamplingInput
+
+# OpenAI's "developer" messages are its newer name for system messages; chat templates know only "system".
+_ROLES = {"developer": "system"}
+
+
+def _refuse(param: str, why: str) -> UnsupportedParameter:
+    return UnsupportedParameter(f"{param}: {why}", param=param)
+
+
+def _refuse_set(body: Any, reasons: dict[str, str], neutral: dict[str, tuple[Any, ...]]) -> None:
+    """Refuse every field in `reasons` whose value is not one of its neutral values (default: null)."""
+    for name, why in reasons.items():
+        if getattr(body, name) not in neutral.get(name, (None,)):
+            raise _refuse(name, why)
+
+
+_COMMON = {
+    "n": "only one choice per request is supported (n=1)",
+    "presence_penalty": "is not supported; only 0 is accepted",
+    "frequency_penalty": "is not supported; only 0 is accepted",
+    "logit_bias": "is not supported",
+}
+_CHAT = {
+    "logprobs": "log probabilities are not supported",
+    "top_logprobs": "log probabilities are not supported",
+    "tools": "tool calling is not supported",
+    "functions": "function calling is not supported",
+    "tool_choice": "tool calling is not supported; only none or auto (with no tools) is accepted",
+    "function_call": "function calling is not supported; only none or auto is accepted",
+    "response_format": "structured output is not supported; only {\"type\": \"text\"} is accepted",
+    "modalities": "only text output is supported",
+    "audio": "audio output is not supported",
+    "reasoning_effort": "the served models do not reason; leave it out",
+    "verbosity": "is not supported; leave it out",
+    "web_search_options": "web search is not supported",
+}
+_COMPLETION = {
+    "logprobs": "log probabilities are not supported",
+    "echo": "echoing the prompt is not supported",
+    "suffix": "insertion (a suffix) is not supported",
+    "best_of": "only best_of=1 is supported",
+}
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "n": (None, 1),
+    "best_of": (None, 1),
+    "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0),
+    "logit_bias": (None, {}),
+    "logprobs": (None, False),
+    "echo": (False,),
+    "suffix": (None, ""),
+    "tool_choice": (None, "none", "auto"),
+    "function_call": (None, "none", "auto"),
+    "response_format": (None, {"type": "text"}),
+    "modalities": (None, ["text"]),
+}
+
+
+def _sampling(body: CommonFields, max_tokens: int | None, max_tokens_param: str) -> SamplingInput:
+    return SamplingInput(
+        model=body.model,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        seed=body.seed,
+        stop=body.stop,
+        ignore_eos=body.ignore_eos,
+        max_tokens_param=max_tokens_param,
+    )
+
+
+def _content(message: Message, index: int) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    texts = []
+    for part_index, part in enumerate(message.content):
+        param = f"messages[{index}].content[{part_index}]"
+        if part.type != "text":
+            raise _refuse(f"{param}.type", f"{part.type!r} content is not supported; only text parts are")
+        if part.text is None:
+            raise InvalidParameter(f"{param}.text: is required", param=f"{param}.text")
+        texts.append(part.text)
+    # Parts are separate pieces of one turn: a newline keeps their words apart, as vLLM joins them.
+    return "\n".join(texts)
+
+
+def chat_input(body: ChatCompletionRequest) -> tuple[SamplingInput, list[ChatMessage]]:
+    _refuse_set(body, _COMMON | _CHAT, _NEUTRAL)
+    messages = []
+    for index, message in enumerate(body.messages):
+        for field in ("name", "tool_calls", "function_call"):
+            if getattr(message, field) is not None:
+                raise _refuse(f"messages[{index}].{field}", "is not supported by the served chat templates")
+        role = _ROLES.get(message.role, message.role)
+        messages.append(ChatMessage(role=role, content=_content(message, index)))
+    if body.max_completion_tokens is not None:
+        if body.max_tokens is not None and body.max_tokens != body.max_completion_tokens:
+            raise InvalidParameter(
+                "max_tokens: differs from max_completion_tokens; send one of them", param="max_tokens"
+            )
+        return _sampling(body, body.max_completion_tokens, "max_completion_tokens"), messages
+    return _sampling(body, body.max_tokens, "max_tokens"), messages
+
+
+def completion_input(body: CompletionRequest) -> tuple[SamplingInput, str]:
+    # Here logprobs is a count, and 0 still asks for the sampled tokens' log probabilities: only null is neutral.
+    _refuse_set(body, _COMMON | _COMPLETION, _NEUTRAL | {"logprobs": (None,)})
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not all(isinstance(item, str) for item in prompts):
+        raise _refuse("prompt", "token ids are not supported; send the prompt as text")
+    if len(prompts) != 1:
+        raise _refuse("prompt", f"{len(prompts)} prompts in one request are not supported; send one")
+    prompt = prompts[0]
+    assert isinstance(prompt, str)
+    if not prompt:
+        raise InvalidParameter("prompt: must be a string that is not empty", param="prompt")
+    return _sampling(body, body.max_tokens, "max_tokens"), prompt
