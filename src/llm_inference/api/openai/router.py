@@ -8,6 +8,7 @@ from litestar import Router
 
 from llm_inference.api.openai.chat import ChatCompletionsController
 from llm_inference.api.openai.completions import CompletionsController
+from llm_inference.api.openai.embeddings import create_embeddings
 from llm_inference.api.openai.errors import PREFIX
 from llm_inference.api.openai.models import list_models, retrieve_model
 
@@ -15,7 +16,8 @@ from llm_inference.api.openai.models import list_models, retrieve_model
 def openai_router() -> Router:
     return Router(
         PREFIX,
-        route_handlers=[ChatCompletionsController, CompletionsController, list_models, retrieve_model],
+        route_handlers=[ChatCompletionsController, CompletionsController, create_embeddings, list_models,
+                        retrieve_model],
         tags=["openai"],
         include_in_schema=False,
     )
