@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import psutil
 import pytest
 from transformers import AutoTokenizer
@@ -136,6 +137,30 @@ def test_a_closed_stream_frees_its_request_in_the_engine(server: ServerProcess) 
         assert time.monotonic() < deadline, "the aborted request is still running in the engine"
         time.sleep(0.2)
     assert ok(server, "/api/generate", prompt=PROMPT, max_tokens=2, temperature=0)["text"] == " Paris."
+
+
+def test_the_openai_sdk_on_the_vllm_backend(server: ServerProcess, model_dir: Path) -> None:
+    """/v1 goes through the same core on vLLM: the SDK's answers equal /api's, its typed errors hold."""
+    model = str(model_dir)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    chat = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=12, temperature=0)
+    native = ok(server, "/api/chat", messages=QUESTION, max_tokens=12, temperature=0)
+    assert chat.choices[0].message.content == native["message"]["content"]
+    assert chat.usage.completion_tokens == native["usage"]["completion_tokens"]
+    chunks = list(client.chat.completions.create(model=model, messages=QUESTION, max_tokens=12, temperature=0,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == native["message"]["content"]
+    assert chunks[-1].usage.completion_tokens == native["usage"]["completion_tokens"]
+    completion = client.completions.create(model=model, prompt=PROMPT, max_tokens=2, temperature=0)
+    assert completion.choices[0].text == " Paris."
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="someone/else", prompt=PROMPT, max_tokens=2)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model=model, prompt=PROMPT, max_tokens=2, logprobs=2)
+    assert refused.value.body["param"] == "logprobs"
+    with pytest.raises(openai.BadRequestError) as no_embeddings:
+        client.embeddings.create(model=model, input="hello")
+    assert no_embeddings.value.code == "embeddings_not_supported"
 
 
 def test_zz_a_dead_engine_turns_readiness_and_requests_into_503(server: ServerProcess) -> None:
