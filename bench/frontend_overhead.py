@@ -4,9 +4,11 @@ the inference observer, the SSE writer, the HTTP metrics wrapper) around an engi
 A fake engine is the point here: it yields one-token chunks as fast as the event loop turns, so the CPU time
 the process spends per token is the front end's own, the part that limits a small model on a fast GPU
 (bench/gpu/README.md). Streams run concurrently through the ASGI interface in-process (no sockets, no Granian),
-with a driver that only counts bytes. Compare two versions of the code by running it against each checkout:
+with a driver that only counts bytes. Each round streams the same chat through both surfaces, /api/chat/stream
+(our SSE events) and /v1/chat/completions (OpenAI's chunks), interleaved, so the two are compared in one run.
+Compare two versions of the code by running it against each checkout:
 
-    .venv/bin/python -m bench.frontend_overhead [--streams 64] [--tokens 128] [--rounds 5]
+    .venv/bin/python -m bench.frontend_overhead [--streams 64] [--tokens 128] [--rounds 5] [--out results.json]
     PYTHONPATH=/path/to/other/checkout/src .venv/bin/python -m bench.frontend_overhead
 """
 
@@ -74,8 +76,16 @@ async def _idle_engine(*_: Any, **__: Any) -> IdleEngine:
     return IdleEngine()
 
 
-async def _stream(app: Any, body: bytes) -> int:
-    """One POST /api/generate/stream through the ASGI interface; returns the bytes of its body."""
+MESSAGES = [{"role": "user", "content": "a b c d e f g h"}]
+SURFACES = {
+    "/api/chat/stream": lambda tokens: {"messages": MESSAGES, "max_tokens": tokens, "temperature": 0},
+    "/v1/chat/completions": lambda tokens: {"model": "smollm2-135m-instruct", "messages": MESSAGES,
+                                            "max_tokens": tokens, "temperature": 0, "stream": True},
+}
+
+
+async def _stream(app: Any, path: str, body: bytes) -> int:
+    """One streamed POST through the ASGI interface; returns the bytes of its body."""
     received = 0
     finished = asyncio.Event()
     sent_request = False
@@ -99,7 +109,7 @@ async def _stream(app: Any, body: bytes) -> int:
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/api/generate/stream", "raw_path": b"/api/generate/stream", "query_string": b"", "root_path": "",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8091),
     }
@@ -107,10 +117,10 @@ async def _stream(app: Any, body: bytes) -> int:
     return received
 
 
-async def _round(app: Any, streams: int, tokens: int) -> dict[str, float]:
-    body = json.dumps({"prompt": "a b c d e f g h", "max_tokens": tokens, "temperature": 0}).encode()
+async def _round(app: Any, path: str, streams: int, tokens: int) -> dict[str, float]:
+    body = json.dumps(SURFACES[path](tokens)).encode()
     cpu, wall = time.process_time(), time.perf_counter()
-    sizes = await asyncio.gather(*(_stream(app, body) for _ in range(streams)))
+    sizes = await asyncio.gather(*(_stream(app, path, body) for _ in range(streams)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     assert all(size > tokens * 10 for size in sizes), sizes  # every token reached the client as a frame
     return {"cpu_us_per_token": cpu / (streams * tokens) * 1e6, "tokens_per_second": streams * tokens / wall}
@@ -125,17 +135,45 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         async with app.lifespan():
             while not (await app.state.service.readiness())[0]:
                 await asyncio.sleep(0.01)
-            await _round(app, args.streams, 16)  # warm-up
-            rounds = [await _round(app, args.streams, args.tokens) for _ in range(args.rounds)]
+            rounds: dict[str, list[dict[str, float]]] = {path: [] for path in SURFACES}
+            for path in SURFACES:
+                await _round(app, path, args.streams, 16)  # warm-up
+            for _ in range(args.rounds):
+                for path in SURFACES:  # interleaved: a drift of the machine hits both surfaces alike
+                    rounds[path].append(await _round(app, path, args.streams, args.tokens))
+    surfaces = {
+        path: {
+            "rounds": per_round,
+            "median_cpu_us_per_token": statistics.median(r["cpu_us_per_token"] for r in per_round),
+            "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in per_round),
+        }
+        for path, per_round in rounds.items()
+    }
+    native, openai = (surfaces[path]["median_cpu_us_per_token"] for path in SURFACES)
     return {
         "code": str(Path(llm_inference.__file__).parent),
         "python": platform.python_version(),
         "streams": args.streams,
         "tokens": args.tokens,
-        "rounds": rounds,
-        "median_cpu_us_per_token": statistics.median(r["cpu_us_per_token"] for r in rounds),
-        "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in rounds),
+        "surfaces": surfaces,
+        "v1_over_api_cpu_per_token": round(openai / native, 3),
     }
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib  # the bench extra
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axis = pyplot.subplots(figsize=(6, 3.5))
+    names = list(report["surfaces"])
+    values = [report["surfaces"][name]["median_cpu_us_per_token"] for name in names]
+    axis.bar(names, values, color=["C0", "C1"])
+    axis.set_ylabel("CPU µs per streamed token (median)")
+    axis.set_title(f"Front-end cost, {report['streams']} streams × {report['tokens']} tokens, idle engine")
+    figure.tight_layout()
+    figure.savefig(path)
 
 
 def main() -> None:
@@ -146,10 +184,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the JSON here (default: print only)")
     args = parser.parse_args()
     report = asyncio.run(_main(args))
-    print(f"{report['code']}: {report['median_cpu_us_per_token']:.1f} µs CPU per streamed token, "
-          f"{report['median_tokens_per_second']:,.0f} tokens/s through one event loop ({args.streams} streams)")
+    print(f"code: {report['code']}; {args.streams} streams x {args.tokens} tokens, {args.rounds} rounds")
+    print("| surface | CPU µs per streamed token (median) | tokens/s through one event loop |")
+    print("|---|---|---|")
+    for path, figures in report["surfaces"].items():
+        print(f"| {path} | {figures['median_cpu_us_per_token']:.1f} | {figures['median_tokens_per_second']:,.0f} |")
+    print(f"/v1 over /api, CPU per token: {report['v1_over_api_cpu_per_token']:.2f}x (target <= 1.1x)")
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+        _plot(report, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

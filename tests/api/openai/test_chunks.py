@@ -46,3 +46,29 @@ def test_text_chunks_and_a_failure_mid_stream() -> None:
     # OpenAI's SDKs raise APIError on a frame with an `error` key.
     assert failure == {"error": {"message": "generation exceeded the limit", "type": "server_error",
                                  "param": None, "code": "timeout"}}
+
+
+def test_the_templated_delta_frame_is_byte_for_byte_the_encoded_chunk() -> None:
+    """The per-token fast path (a frame template around the text) must write exactly what encoding the chunk
+    struct writes, whatever the text holds."""
+    from llm_inference.api.openai.responses import (
+        ChatChunkChoice,
+        ChatCompletionChunk,
+        ChunkDelta,
+        Completion,
+        TextChoice,
+    )
+    from llm_inference.api.streaming import data_frame
+
+    texts = ['a "quoted" word', "line\nbreak \\ back", "émoji 🚀 \u0000 \x1f", "</s>", "x" * 300]
+    for include_usage in (False, True):
+        chat, text = ChatChunks(prepared(), include_usage), TextChunks(prepared(), include_usage)
+        chat(Delta("first"))  # past the role chunk
+        unset_or_none = None if include_usage else chat.no_usage
+        for piece in texts:
+            assert chat(Delta(piece)) == data_frame(ChatCompletionChunk(
+                id=chat.id, created=chat.created, model="m", choices=[ChatChunkChoice(ChunkDelta(content=piece))],
+                usage=unset_or_none))
+            assert text(Delta(piece)) == data_frame(Completion(
+                id=text.id, created=text.created, model="m", choices=[TextChoice(text=piece, finish_reason=None)],
+                usage=unset_or_none))
