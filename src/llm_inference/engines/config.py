@@ -23,6 +23,7 @@ class VllmConfig:
     gpu_memory_utilization: float
     tensor_parallel_size: int
     max_num_seqs: int
+    max_num_batched_tokens: int | None  # None: vLLM's own default for its OpenAI server on this hardware
     enable_prefix_caching: bool
     enforce_eager: bool
     quantization: str | None  # vLLM's in-situ quantization method, if any

@@ -19,6 +19,7 @@ from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.inputs import tokens_input
 from vllm.sampling_params import RequestOutputKind
 from vllm.sampling_params import SamplingParams as VllmSamplingParams
+from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
@@ -52,6 +53,7 @@ def engine_args(config: VllmConfig, model_path: Path, tokenizer_path: Path | Non
         gpu_memory_utilization=config.gpu_memory_utilization,
         tensor_parallel_size=config.tensor_parallel_size,
         max_num_seqs=config.max_num_seqs,
+        max_num_batched_tokens=config.max_num_batched_tokens,
         enable_prefix_caching=config.enable_prefix_caching,
         enforce_eager=config.enforce_eager,
         quantization=config.quantization,
@@ -103,7 +105,9 @@ class VllmEngine:
     @classmethod
     def _load_blocking(cls, model_path: Path, config: VllmConfig, tokenizer_path: Path | None) -> VllmEngine:
         args = engine_args(config, model_path, tokenizer_path)
-        llm = AsyncLLM.from_engine_args(args)
+        # The OpenAI-server usage context: vLLM picks its defaults (max_num_batched_tokens above all: 8192 on an
+        # H100/H200, against 2048 for the engine context) by it, and this engine serves what `vllm serve` does.
+        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or model_path))
         model_config = llm.model_config
         info = EngineInfo(
@@ -115,6 +119,7 @@ class VllmEngine:
                 "vllm": vllm.__version__,
                 "dtype": str(model_config.dtype).removeprefix("torch."),
                 "max_num_seqs": str(args.max_num_seqs),
+                "max_num_batched_tokens": str(llm.vllm_config.scheduler_config.max_num_batched_tokens),
                 "tensor_parallel_size": str(config.tensor_parallel_size),
                 "prefix_caching": str(config.enable_prefix_caching).lower(),
                 "enforce_eager": str(config.enforce_eager).lower(),

@@ -20,6 +20,7 @@ def vllm_config(settings: Settings) -> VllmConfig:
         tensor_parallel_size=settings.tensor_parallel_size,
         # One knob for "requests decoded at once" unless the operator splits them on purpose.
         max_num_seqs=settings.max_num_seqs or settings.max_concurrent_requests,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
         enable_prefix_caching=settings.enable_prefix_caching,
         enforce_eager=settings.enforce_eager,
         quantization=VLLM_ISQ_METHODS[settings.isq_type] if settings.enable_isq else None,
