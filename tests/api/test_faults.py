@@ -1,5 +1,5 @@
-"""Faults in the real engine: timeouts, a failing decode, admission or batch, a wedged or dead decode loop, and
-keep-alive pings.
+"""Faults in the real engine: timeouts, a failing decode, admission or batch, a wedged or dead decode loop,
+and keep-alive pings.
 
 Faults are injected into the real llama.cpp calls the decode thread makes (`llama_cpp.llama_decode`,
 `llama_memory_seq_rm`, the sampler constructors), so everything around them, the decode loop included, is the
@@ -266,7 +266,9 @@ async def test_a_failure_while_sampling_one_sequence_fails_only_that_request(tun
     assert (await tuned.get("/health/ready")).status_code == 200
 
 
-async def start_long_request(client: AsyncTestClient, max_tokens: int) -> concurrent.futures.Future:  # type: ignore[type-arg]
+async def start_long_request(
+    client: AsyncTestClient, max_tokens: int  # type: ignore[type-arg]
+) -> concurrent.futures.Future:  # type: ignore[type-arg]
     """A request that is decoding (it holds a slot and the loop steps) when this returns."""
     engine = engine_of(client)
     steps = engine.decode_steps
@@ -303,7 +305,7 @@ async def test_a_failure_admitting_a_request_fails_that_request_only(tuned, monk
     await assert_still_serving(tuned)
 
 
-async def test_a_failure_building_one_sequences_batch_rows_fails_that_request_only(tuned, monkeypatch) -> None:
+async def test_a_failure_building_one_sequences_batch_rows_fails_only_that_request(tuned, monkeypatch) -> None:
     """Batch building makes no llama.cpp call, so the fault goes into the loop's own row writer, for the
     second sequence's slot only."""
     loop = engine_of(tuned)._loop
