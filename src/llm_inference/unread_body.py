@@ -80,7 +80,7 @@ class CloseAfterUnreadBody:
 
         await self.app(scope, tracking_receive, closing_send)
         # A client that asked for 100-continue and got a final answer instead does not send the body at all.
-        if not body_read and _header(scope, b"expect") != b"100-continue":
+        if not body_read and (_header(scope, b"expect") or b"").lower() != b"100-continue":
             await self._drain(receive)
 
     async def _drain(self, receive: Receive) -> None:
