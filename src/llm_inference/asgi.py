@@ -3,7 +3,11 @@
 from llm_inference.app import create_app
 from llm_inference.cli import settings_or_exit
 from llm_inference.drain import GracefulDrain
+from llm_inference.unread_body import CloseAfterUnreadBody
 
 settings = settings_or_exit()
 litestar_app = create_app(settings)
-app = GracefulDrain(litestar_app, litestar_app.state.service, settings.shutdown_grace_seconds)
+# Outermost: it must see the final response headers of every refusal, GracefulDrain's included.
+app = CloseAfterUnreadBody(
+    GracefulDrain(litestar_app, litestar_app.state.service, settings.shutdown_grace_seconds)
+)

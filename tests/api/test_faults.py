@@ -1,7 +1,9 @@
-"""Faults in the real engine: timeouts, a failing decode, a wedged decode loop, and keep-alive pings.
+"""Faults in the real engine: timeouts, a failing decode, admission or batch, a wedged or dead decode loop,
+and keep-alive pings.
 
-Faults are injected into the real llama.cpp decode call (the decode thread calls `llama_cpp.llama_decode`),
-so everything around it, the decode loop included, is the code that runs in production.
+Faults are injected into the real llama.cpp calls the decode thread makes (`llama_cpp.llama_decode`,
+`llama_memory_seq_rm`, the sampler constructors), so everything around them, the decode loop included, is the
+code that runs in production.
 """
 
 from __future__ import annotations
@@ -40,10 +42,16 @@ class DecodeFaults:
         self._block_at: int | None = None
         self._fail_at: int | None = None
         self._crash_at: int | None = None
+        self._raise_at: int | None = None
+        self.raised = 0  # calls that raised
 
     def crash_after(self, calls: int) -> None:
-        """Raise out of the decode call: a bug that kills the decode loop itself."""
+        """Raise out of every decode call from then on: the binding itself broken."""
         self._crash_at = self.calls + calls
+
+    def raise_once_after(self, calls: int) -> None:
+        """Raise out of one decode call: a bug in the binding rather than a status from llama.cpp."""
+        self._raise_at = self.calls + calls
 
     def block_after(self, calls: int) -> None:
         self.released.clear()
@@ -59,7 +67,12 @@ class DecodeFaults:
     def __call__(self, ctx, batch) -> int:  # type: ignore[no-untyped-def]
         self.calls += 1
         if self._crash_at is not None and self.calls > self._crash_at:
-            raise RuntimeError("injected: the decode loop's own code failed")
+            self.raised += 1
+            raise RuntimeError("injected: the binding is broken")
+        if self._raise_at is not None and self.calls > self._raise_at:
+            self._raise_at = None
+            self.raised += 1
+            raise RuntimeError("injected: llama_decode raised")
         if self._fail_at is not None and self.calls > self._fail_at:
             self._fail_at = None
             return -3  # llama.cpp: "internal error during decode"
@@ -68,6 +81,22 @@ class DecodeFaults:
             self.released.wait(60)
             self.blocked.clear()
         return self.real(ctx, batch)
+
+
+class FailOnce:
+    """Wraps a llama_cpp function: once armed, its next call raises, as a bug or a broken binding would."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+        self.armed = False
+        self.raised = 0
+
+    def __call__(self, *args):  # type: ignore[no-untyped-def]
+        if self.armed:
+            self.armed = False
+            self.raised += 1
+            raise RuntimeError(f"injected: {self.real.__name__} failed")
+        return self.real(*args)
 
 
 @pytest.fixture(scope="module")
@@ -237,9 +266,94 @@ async def test_a_failure_while_sampling_one_sequence_fails_only_that_request(tun
     assert (await tuned.get("/health/ready")).status_code == 200
 
 
-async def test_zz_a_dead_decode_loop_fails_liveness_so_the_orchestrator_restarts_the_pod(tuned, faults) -> None:
-    """Runs last in this module (it kills the shared service's decode loop): pytest keeps definition order."""
+async def start_long_request(
+    client: AsyncTestClient, max_tokens: int  # type: ignore[type-arg]
+) -> concurrent.futures.Future:  # type: ignore[type-arg]
+    """A request that is decoding (it holds a slot and the loop steps) when this returns."""
+    engine = engine_of(client)
+    steps = engine.decode_steps
+    request = in_background(client, "/api/generate", {**LONG, "max_tokens": max_tokens})
+    deadline = time.monotonic() + 30
+    while not (engine.stats().running == 1 and engine.decode_steps > steps + 2):
+        assert time.monotonic() < deadline and not request.done(), "the long request never started decoding"
+        await asyncio.sleep(0.01)
+    return request
+
+
+async def assert_still_serving(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    served = await client.post("/api/generate", json={**LONG, "max_tokens": 5})
+    assert served.status_code == 200 and served.json()["usage"]["completion_tokens"] == 5, served.text
+    assert (await client.get("/health/live")).status_code == 200
+    assert (await client.get("/health/ready")).status_code == 200
+
+
+@pytest.mark.parametrize("call", ["llama_memory_seq_rm", "llama_sampler_init_greedy"])
+async def test_a_failure_admitting_a_request_fails_that_request_only(tuned, monkeypatch, call) -> None:
+    """Admission frees KV cells for the new sequence (llama_memory_seq_rm) and builds its sampler chain."""
+    failing = FailOnce(getattr(llama_cpp, call))
+    monkeypatch.setattr(llama_cpp, call, failing)
+    neighbour = await start_long_request(tuned, max_tokens=60)
+    failing.armed = True
+    refused = await tuned.post("/api/generate", json={"prompt": "Hi", "max_tokens": 3, "temperature": 0})
+    assert failing.raised == 1
+    assert refused.status_code == 500 and refused.json()["error"]["type"] == "engine_error", refused.text
+    assert "admission failed" in refused.json()["error"]["message"]
+    # The request already decoding runs to its end, untouched.
+    finished = await asyncio.wrap_future(neighbour)
+    assert finished.status_code == 200 and finished.json()["usage"]["completion_tokens"] == 60, finished.text
+    await wait_idle(tuned)
+    await assert_still_serving(tuned)
+
+
+async def test_a_failure_building_one_sequences_batch_rows_fails_only_that_request(tuned, monkeypatch) -> None:
+    """Batch building makes no llama.cpp call, so the fault goes into the loop's own row writer, for the
+    second sequence's slot only."""
+    loop = engine_of(tuned)._loop
+    neighbour = await start_long_request(tuned, max_tokens=60)
+    busy_slot = next(i for i, slot in enumerate(loop._slots) if slot.sequence is not None)
+    real_put = loop._put
+
+    def put_failing_for_the_other_slot(row, token, pos, seq_id, logits):  # type: ignore[no-untyped-def]
+        if seq_id != busy_slot:
+            raise RuntimeError("injected: writing a batch row failed")
+        real_put(row, token, pos, seq_id, logits)
+
+    monkeypatch.setattr(loop, "_put", put_failing_for_the_other_slot)
+    refused = await tuned.post("/api/generate", json={"prompt": "Hello there", "max_tokens": 3})
+    monkeypatch.undo()
+    assert refused.status_code == 500 and refused.json()["error"]["type"] == "engine_error", refused.text
+    assert "batch building failed" in refused.json()["error"]["message"]
+    finished = await asyncio.wrap_future(neighbour)
+    assert finished.status_code == 200 and finished.json()["usage"]["completion_tokens"] == 60, finished.text
+    await wait_idle(tuned)
+    await assert_still_serving(tuned)
+
+
+async def test_an_exception_out_of_llama_decode_fails_its_batch_not_the_loop(tuned, faults) -> None:
+    faults.raise_once_after(2)
+    failed = await tuned.post("/api/generate", json={**LONG, "max_tokens": 20})
+    assert failed.status_code == 500 and failed.json()["error"]["type"] == "engine_error", failed.text
+    assert "llama_decode raised RuntimeError" in failed.json()["error"]["message"]
+    await wait_idle(tuned)
+    await assert_still_serving(tuned)
+
+
+async def test_zz_a_dead_decode_loop_fails_liveness_so_the_orchestrator_restarts_the_pod(
+    tuned, faults, monkeypatch
+) -> None:
+    """Runs last in this module (it kills the shared service's decode loop): pytest keeps definition order.
+
+    What still kills the loop: a failure in its shared bookkeeping, here freeing a failed sequence's KV cells
+    (the context's state is then unknown), after a decode call that raised."""
     assert (await tuned.get("/health/live")).status_code == 200
+    real_seq_rm = llama_cpp.llama_memory_seq_rm
+
+    def seq_rm_failing_once_decode_raised(*args):  # type: ignore[no-untyped-def]
+        if faults.raised:
+            raise RuntimeError("injected: freeing KV cells failed")
+        return real_seq_rm(*args)
+
+    monkeypatch.setattr(llama_cpp, "llama_memory_seq_rm", seq_rm_failing_once_decode_raised)
     faults.crash_after(2)
     in_flight = await tuned.post("/api/generate", json={**LONG, "max_tokens": 20})
     assert in_flight.status_code == 500 and in_flight.json()["error"]["type"] == "engine_error", in_flight.text

@@ -16,9 +16,18 @@ def build_sampler(params: SamplingParams) -> llama_cpp.llama_sampler_p:
     whatever else is in the batch.
     """
     chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    try:
+        _add_samplers(chain, params)
+    except BaseException:  # the request fails (the decode loop contains it); its chain must not leak
+        llama_cpp.llama_sampler_free(chain)
+        raise
+    return chain
+
+
+def _add_samplers(chain: llama_cpp.llama_sampler_p, params: SamplingParams) -> None:
     if params.temperature == 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        return chain
+        return
     if params.top_k > 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))
     if params.top_p < 1:
@@ -26,7 +35,6 @@ def build_sampler(params: SamplingParams) -> llama_cpp.llama_sampler_p:
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
     seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little")
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
-    return chain
 
 
 def free_sampler(chain: llama_cpp.llama_sampler_p) -> None:

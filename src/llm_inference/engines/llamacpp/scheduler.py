@@ -5,12 +5,17 @@ decoding sequence plus as much pending prompt as fits (chunked prefill, so a lon
 others' next token), runs a single llama_decode, and samples one token for every sequence that has logits.
 A finished sequence's KV cells stay in its slot so a later prompt with the same prefix can skip that part of
 its prefill (prefix caching); a cancelled sequence's cells are freed at once.
+
+A failure is contained to the requests it concerns: one sequence's admission, batch rows or sampling fail
+that sequence only; llama_decode failing (a status or an exception) fails the sequences in its batch. Only a
+failure in the loop's shared bookkeeping (freeing KV cells, handing results over) stops the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import logging
 import threading
@@ -72,7 +77,7 @@ class Slot:
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the shorter list bounds the common prefix
         if x != y:
             break
         n += 1
@@ -157,19 +162,31 @@ class DecodeLoop(threading.Thread):
         batch_rows = self._fill_batch()
         if not batch_rows:
             return True
-        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        failure = self._decode()
         self.steps += 1
-        if status != 0:
-            self._fail({seq for seq, _ in batch_rows}, f"llama_decode returned {status}")
+        if failure:
+            self._fail({seq for seq, _ in batch_rows}, failure)
             return True
         for sequence, row in batch_rows:
             if row >= 0:
                 try:
                     self._sample(sequence, row)
                 except Exception as exc:  # one sequence's failure (sampler, detokenizer) ends only that sequence
-                    log.exception("sampling failed", extra={"request_id": sequence.request.request_id})
-                    self._fail({sequence}, f"sampling failed: {exc}")
+                    self._fail_one(sequence, "sampling", exc)
         return True
+
+    def _decode(self) -> str | None:
+        """Run the step's batch; None if it went through, else why not."""
+        try:
+            status = llama_cpp.llama_decode(self._ctx, self._batch)
+        except Exception as exc:  # the binding raised instead of returning a status: it concerns the batch
+            log.exception("llama_decode raised")
+            return f"llama_decode raised {type(exc).__name__}: {exc}"
+        return f"llama_decode returned {status}" if status != 0 else None
+
+    def _fail_one(self, sequence: Sequence, stage: str, exc: Exception) -> None:
+        log.exception(f"{stage} failed", extra={"request_id": sequence.request.request_id})
+        self._fail({sequence}, f"{stage} failed: {exc}")
 
     def _post(self, sequence: Sequence, item: Chunk | BaseException) -> None:
         self._outbox.append((sequence, item))
@@ -182,10 +199,8 @@ class DecodeLoop(threading.Thread):
             by_loop.setdefault(sequence.event_loop, []).append((sequence.emit, item))
         self._outbox = []
         for event_loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting for these
                 event_loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # that loop has closed: nobody is waiting for these
-                pass
 
     def _drop_cancelled(self) -> None:
         for slot_index, slot in enumerate(self._slots):
@@ -202,19 +217,26 @@ class DecodeLoop(threading.Thread):
                 if not free or not self._waiting:
                     return
                 sequence = self._waiting.popleft()
-            # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
-            reuse, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
-            reuse = min(reuse, len(sequence.prompt) - 1)  # the last prompt token must be decoded for logits
-            llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
-            self.prefix_tokens_reused += reuse
-            slot = self._slots[slot_index]
-            slot.cached, slot.sequence = sequence.prompt[:reuse], sequence
-            sequence.slot, sequence.n_past = slot_index, reuse
-            self._admissions += 1
-            sequence.admitted = self._admissions
-            sequence.started_at = time.monotonic()
-            sequence.sampler = build_sampler(sequence.request.sampling)
-            sequence.stops = StopMatcher(sequence.request.sampling.stop)
+            try:
+                self._seat(sequence, free)
+            except Exception as exc:  # fails this request; its slot (if it got one) is freed for the next
+                self._fail_one(sequence, "admission", exc)
+
+    def _seat(self, sequence: Sequence, free: list[int]) -> None:
+        # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
+        reuse, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
+        reuse = min(reuse, len(sequence.prompt) - 1)  # the last prompt token must be decoded for logits
+        slot = self._slots[slot_index]
+        # The slot is the sequence's before any call that can fail, so that a failure frees it whole.
+        slot.sequence, sequence.slot = sequence, slot_index
+        llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
+        self.prefix_tokens_reused += reuse
+        slot.cached, sequence.n_past = sequence.prompt[:reuse], reuse
+        self._admissions += 1
+        sequence.admitted = self._admissions
+        sequence.started_at = time.monotonic()
+        sequence.sampler = build_sampler(sequence.request.sampling)
+        sequence.stops = StopMatcher(sequence.request.sampling.stop)
 
     def _fill_batch(self) -> list[tuple[Sequence, int]]:
         """Put every decoding sequence's next token in the batch, then as much pending prompt as fits.
@@ -227,21 +249,31 @@ class DecodeLoop(threading.Thread):
         active = [slot.sequence for slot in self._slots if slot.sequence is not None]
         for sequence in active:
             if sequence.next_token is not None:
-                self._put(n, sequence.next_token, sequence.n_past, sequence.slot, True)
+                try:
+                    self._put(n, sequence.next_token, sequence.n_past, sequence.slot, True)
+                except Exception as exc:  # nothing of this sequence is in the batch: it leaves alone
+                    self._fail_one(sequence, "batch building", exc)
+                    continue
                 self._slots[sequence.slot].cached.append(sequence.next_token)
                 sequence.n_past += 1
                 sequence.next_token = None
                 rows.append((sequence, n))
                 n += 1
-        for sequence in sorted((s for s in active if s.prefilling), key=lambda s: s.admitted):
+        prefilling = (s for s in active if s.prefilling and s.released_at_step is None)
+        for sequence in sorted(prefilling, key=lambda s: s.admitted):
             room = self._batch_size - n
             if room <= 0:
                 break
-            start = sequence.n_past
+            start, first_row = sequence.n_past, n
             take = min(room, len(sequence.prompt) - start)
-            for pos in range(start, start + take):
-                self._put(n, sequence.prompt[pos], pos, sequence.slot, pos == len(sequence.prompt) - 1)
-                n += 1
+            try:
+                for pos in range(start, start + take):
+                    self._put(n, sequence.prompt[pos], pos, sequence.slot, pos == len(sequence.prompt) - 1)
+                    n += 1
+            except Exception as exc:  # its rows written so far are dropped: the next sequence overwrites them
+                n = first_row
+                self._fail_one(sequence, "batch building", exc)
+                continue
             self._slots[sequence.slot].cached.extend(sequence.prompt[start : start + take])
             sequence.n_past += take
             rows.append((sequence, -1 if sequence.prefilling else n - 1))
@@ -304,4 +336,6 @@ class DecodeLoop(threading.Thread):
         log.error("llama.cpp generation failed", extra={"reason": reason, "sequences": len(sequences)})
         for sequence in sequences:
             self._post(sequence, EngineFailure(f"generation failed in llama.cpp: {reason}"))
-            self._release(sequence.slot, keep_cache=False)
+            # A sequence that failed before it got a slot has none to free (its slot index is still -1).
+            if sequence.slot >= 0 and self._slots[sequence.slot].sequence is sequence:
+                self._release(sequence.slot, keep_cache=False)
