@@ -38,11 +38,15 @@ def ok(server: ServerProcess, path: str, **body: Any) -> dict[str, Any]:
     return response.json()
 
 
-def running_requests(server: ServerProcess) -> float:
+def gauge(server: ServerProcess, name: str) -> float:
     text = httpx.get(server.url + "/metrics", timeout=30).text
-    match = re.search(r"^llm_num_requests_running\{[^}]*backend=\"vllm\"[^}]*\} (\S+)$", text, flags=re.M)
-    assert match, "llm_num_requests_running for the vLLM model is missing from /metrics"
+    match = re.search(rf"^{name}\{{[^}}]*backend=\"vllm\"[^}}]*\}} (\S+)$", text, flags=re.M)
+    assert match, f"{name} for the vLLM model is missing from /metrics"
     return float(match[1])
+
+
+def running_requests(server: ServerProcess) -> float:
+    return gauge(server, "llm_num_requests_running")
 
 
 def test_models_list_shows_the_vllm_backend_and_why(server: ServerProcess, model_dir: Path) -> None:
@@ -146,12 +150,15 @@ def test_a_closed_stream_frees_its_request_in_the_engine(server: ServerProcess) 
             if deltas == 3:
                 break
         assert running_requests(server) == 1
+        time.sleep(0.5)  # a few engine steps: the scheduler's KV-cache figure reaches the stat logger
+        assert 0 < gauge(server, "llm_kv_cache_usage_ratio") <= 1  # vLLM's own figure for this one request
     # the client is gone after three deltas of a 900-token generation: the engine must drop the request
     deadline = time.monotonic() + 30
     while running_requests(server) != 0:
         assert time.monotonic() < deadline, "the aborted request is still running in the engine"
         time.sleep(0.2)
     assert ok(server, "/api/generate", prompt=PROMPT, max_tokens=2, temperature=0)["text"] == " Paris."
+    assert gauge(server, "llm_kv_cache_usage_ratio") == 0  # nothing running holds the cache
 
 
 def test_the_openai_sdk_on_the_vllm_backend(server: ServerProcess, model_dir: Path) -> None:

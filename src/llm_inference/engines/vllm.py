@@ -35,6 +35,7 @@ from llm_inference.engines.base import (
 )
 from llm_inference.engines.chat_template import ChatTemplate
 from llm_inference.engines.config import VllmConfig
+from llm_inference.engines.vllm_stats import KvCacheUsage
 from llm_inference.errors import EmbeddingsUnsupported, EngineDead, EngineFailure
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ def engine_args(config: VllmConfig, model_path: Path, tokenizer_path: Path | Non
         enable_prefix_caching=config.enable_prefix_caching,
         enforce_eager=config.enforce_eager,
         quantization=config.quantization,
-        # vLLM's periodic stats logging costs work on the event loop every step; /metrics is ours.
+        # vLLM's default stat loggers (Prometheus, the periodic log line) cost work on the event loop every step;
+        # /metrics is ours. Its one custom logger (engines/vllm_stats.py) only keeps the KV-cache figure.
         disable_log_stats=True,
     )
 
@@ -80,8 +82,9 @@ def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
 
 
 class VllmEngine:
-    def __init__(self, llm: AsyncLLM, tokenizer: Any, info: EngineInfo) -> None:
+    def __init__(self, llm: AsyncLLM, tokenizer: Any, info: EngineInfo, kv_cache: KvCacheUsage) -> None:
         self._llm = llm
+        self._kv_cache = kv_cache
         self._tokenizer = tokenizer
         self._template = ChatTemplate(tokenizer.chat_template, tokenizer.bos_token or "", tokenizer.eos_token or "")
         self._info = info
@@ -107,7 +110,9 @@ class VllmEngine:
         args = engine_args(config, model_path, tokenizer_path)
         # The OpenAI-server usage context: vLLM picks its defaults (max_num_batched_tokens above all: 8192 on an
         # H100/H200, against 2048 for the engine context) by it, and this engine serves what `vllm serve` does.
-        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
+        kv_cache = KvCacheUsage()
+        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER,
+                                        stat_loggers=[kv_cache.logger_factory])
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or model_path))
         model_config = llm.model_config
         info = EngineInfo(
@@ -127,7 +132,7 @@ class VllmEngine:
         )
         log.info("vLLM engine loaded", extra={"path": str(model_path), **info.extra,
                                               "context_length": info.context_length, "quantization": info.quantization})
-        return cls(llm, tokenizer, info)
+        return cls(llm, tokenizer, info, kv_cache)
 
     def info(self) -> EngineInfo:
         return self._info
@@ -142,11 +147,12 @@ class VllmEngine:
         )
 
     def stats(self) -> EngineStats:
-        # vLLM's scheduler (in the engine core process) knows the exact running/waiting split but reports it
-        # only through its stat loggers, which cost per-step work here; it runs up to max_num_seqs at once.
+        # The running/waiting split from the requests in flight (vLLM runs up to max_num_seqs at once), as
+        # it is exact between scheduler reports; the KV-cache figure is the scheduler's own, from its last step.
         unfinished = self._llm.output_processor.get_num_unfinished_requests()
         running = min(unfinished, self._max_num_seqs)
-        return EngineStats(running=running, waiting=unfinished - running)
+        usage = self._kv_cache.ratio if unfinished else 0.0
+        return EngineStats(running=running, waiting=unfinished - running, kv_cache_usage=usage)
 
     async def check_health(self) -> None:
         if self._closed:
