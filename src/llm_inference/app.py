@@ -23,6 +23,7 @@ from llm_inference.api.health import live, ready
 from llm_inference.api.json_body import JsonBodyRequest, require_json_body
 from llm_inference.api.models import list_models
 from llm_inference.api.openapi import correct_openapi
+from llm_inference.api.tokens import TokensController
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.service import InferenceService
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             GenerateController,
             ChatController,
+            TokensController,
             list_models,
             live,
             ready,

@@ -57,6 +57,8 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
     # message than a pattern error would give, so the rule is stated here rather than in the Struct).
     components["GenerateRequest"]["properties"]["prompt"]["pattern"] = NO_NUL
     components["Message"]["properties"]["content"]["pattern"] = NO_NUL
+    components["TokenizeRequest"]["properties"]["text"]["pattern"] = NO_NUL
+    components["TokenizeRequest"]["oneOf"] = [{"required": ["text"]}, {"required": ["messages"]}]
     for name in ("GenerateRequest", "ChatRequest"):
         properties = components[name]["properties"]
         _non_null(properties["max_tokens"])["maximum"] = settings.max_tokens_limit

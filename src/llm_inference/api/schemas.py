@@ -110,6 +110,40 @@ class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
 StreamEvent = DeltaEvent | DoneEvent | ErrorEvent
 
 
+class TokenizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # Exactly one of text and messages (the service checks; the OpenAPI document says so with oneOf). UNSET
+    # rather than None, so that `"text": null` is no third way of leaving a field out.
+    text: Annotated[str, Meta(min_length=1, description="The text to tokenize.")] | msgspec.UnsetType = msgspec.UNSET
+    messages: (
+        Annotated[list[Message], Meta(min_length=1, description="A conversation, rendered by the chat template.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    model: ModelId | None = None
+    add_special: Annotated[
+        bool, Meta(description="Add the tokens the model puts around a text (BOS), as generation does.")
+    ] = True
+
+
+class TokenizeResponse(msgspec.Struct):
+    model: str
+    tokens: list[int]
+    count: int
+    max_context: int
+
+
+TokenId = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+
+
+class DetokenizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    tokens: Annotated[list[TokenId], Meta(description="Token ids of the model's vocabulary.")]
+    model: ModelId | None = None
+
+
+class DetokenizeResponse(msgspec.Struct):
+    model: str
+    text: str
+
+
 class ModelCard(msgspec.Struct):
     id: str
     backend: str | None

@@ -16,10 +16,12 @@ from llm_inference.service.generation import (
     open_stream,
 )
 from llm_inference.service.prepare import Prepared, SamplingInput, prepare, resolve_sampling
+from llm_inference.service.tokens import Detokenized, Tokenized, detokenize, tokenize
 
 __all__ = [
     "Admission",
     "Delta",
+    "Detokenized",
     "Failed",
     "Finished",
     "GenerationStream",
@@ -30,9 +32,12 @@ __all__ = [
     "Slot",
     "StreamItem",
     "Timings",
+    "Tokenized",
     "Usage",
     "complete",
+    "detokenize",
     "open_stream",
     "prepare",
     "resolve_sampling",
+    "tokenize",
 ]
