@@ -32,8 +32,16 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = False
 
 
+# What Ollama's clients send: true asks the plain route for the /stream route's answer. The /stream routes
+# stream whatever it says.
+StreamFlag = Annotated[
+    bool, Meta(description="true: answer with Server-Sent Events, as the /stream route does (which ignores it).")
+]
+
+
 class GenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     prompt: Annotated[str, Meta(min_length=1, description="The text to continue.")]
+    stream: StreamFlag = False
 
 
 class Message(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,6 +51,7 @@ class Message(msgspec.Struct, forbid_unknown_fields=True):
 
 class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     messages: Annotated[list[Message], Meta(min_length=1, description="The conversation so far.")]
+    stream: StreamFlag = False
 
 
 FinishReasonName = Literal["stop", "length"]
