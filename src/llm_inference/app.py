@@ -15,6 +15,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
 from llm_inference.api.access import access_middleware
+from llm_inference.api.batch import batch_generate
 from llm_inference.api.chat import ChatController
 from llm_inference.api.cors import cors
 from llm_inference.api.errors import exception_handlers
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> Litestar:
             GenerateController,
             ChatController,
             TokensController,
+            batch_generate,
             list_models,
             live,
             ready,

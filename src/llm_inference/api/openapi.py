@@ -60,7 +60,10 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
     components["Message"]["properties"]["content"]["pattern"] = NO_NUL
     components["TokenizeRequest"]["properties"]["text"]["pattern"] = NO_NUL
     components["TokenizeRequest"]["oneOf"] = [{"required": ["text"]}, {"required": ["messages"]}]
-    for name in ("GenerateRequest", "ChatRequest"):
+    prompts = components["BatchGenerateRequest"]["properties"]["prompts"]
+    prompts["items"]["pattern"] = NO_NUL
+    prompts["maxItems"] = settings.max_batch_prompts
+    for name in ("GenerateRequest", "ChatRequest", "BatchGenerateRequest"):
         properties = components[name]["properties"]
         _non_null(properties["max_tokens"])["maximum"] = settings.max_tokens_limit
         stop_list = next(s for s in _non_null(properties["stop"])["anyOf"] if s["type"] == "array")

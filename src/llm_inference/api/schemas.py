@@ -44,6 +44,13 @@ class GenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     stream: StreamFlag = False
 
 
+class BatchGenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
+    prompts: Annotated[
+        list[Annotated[str, Meta(min_length=1)]],
+        Meta(min_length=1, description="The texts to continue, run at once (<= LLM_MAX_BATCH_PROMPTS)."),
+    ]
+
+
 class Message(msgspec.Struct, forbid_unknown_fields=True):
     role: Literal["system", "user", "assistant"]
     content: str
@@ -75,6 +82,20 @@ class GenerateResponse(msgspec.Struct):
     finish_reason: FinishReasonName
     usage: Usage
     timings: Timings
+
+
+class BatchResult(msgspec.Struct, omit_defaults=True):
+    """One prompt's result: text, finish_reason and usage, or error alone."""
+
+    text: str | None = None
+    finish_reason: FinishReasonName | None = None
+    usage: Usage | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchGenerateResponse(msgspec.Struct):
+    model: str
+    results: list[BatchResult]
 
 
 class AssistantMessage(msgspec.Struct):

@@ -2,6 +2,7 @@
 timeouts and cancellation. It knows no HTTP and no wire format."""
 
 from llm_inference.service.admission import Admission, Slot
+from llm_inference.service.batch import complete_batch
 from llm_inference.service.core import InferenceService
 from llm_inference.service.generation import (
     Delta,
@@ -35,6 +36,7 @@ __all__ = [
     "Tokenized",
     "Usage",
     "complete",
+    "complete_batch",
     "detokenize",
     "open_stream",
     "prepare",
