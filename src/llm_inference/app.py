@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from llm_inference.api.access import access_middleware
 from llm_inference.api.batch import batch_generate
 from llm_inference.api.chat import ChatController
+from llm_inference.api.chat_socket import chat_socket
 from llm_inference.api.cors import cors
 from llm_inference.api.errors import exception_handlers
 from llm_inference.api.generate import GenerateController
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
             ChatController,
             TokensController,
             batch_generate,
+            chat_socket,
             list_models,
             live,
             ready,

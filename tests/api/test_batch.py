@@ -25,8 +25,9 @@ async def test_a_failing_prompt_takes_its_place_and_the_others_still_run(client,
     body = (await client.post("/api/batch/generate", json={"prompts": prompts, **SAMPLING})).json()
     first, too_long, nul, last = body["results"]
     assert "Paris" in first["text"] and "error" not in first
-    assert too_long == {"error": {"type": "context_length_exceeded", "param": "prompts[1]",
-                                  "message": too_long["error"]["message"]}}
+    assert too_long == {
+        "error": {"type": "context_length_exceeded", "param": "prompts[1]", "message": too_long["error"]["message"]}
+    }
     assert "1024" in too_long["error"]["message"]
     assert nul["error"]["param"] == "prompts[2]" and "NUL" in nul["error"]["message"]
     assert last["finish_reason"] in {"stop", "length"} and last["text"]
@@ -48,14 +49,24 @@ async def test_prompts_beyond_the_free_admission_slots_are_overloaded_alone(clie
 
 
 async def test_whole_request_errors_answer_the_request(client) -> None:
-    error = assert_error(await client.post("/api/batch/generate", json={"prompts": ["x"] * 33}), 422,
-                         "invalid_parameter", "prompts")
+    error = assert_error(
+        await client.post("/api/batch/generate", json={"prompts": ["x"] * 33}), 422, "invalid_parameter", "prompts"
+    )
     assert error["message"] == "33 prompts exceed LLM_MAX_BATCH_PROMPTS=32"
     assert_error(await client.post("/api/batch/generate", json={"prompts": []}), 422, "invalid_parameter", "prompts")
-    assert_error(await client.post("/api/batch/generate", json={"prompts": ["a", ""]}), 422, "invalid_parameter",
-                 "prompts[1]")
-    assert_error(await client.post("/api/batch/generate", json={"prompts": ["a"], "max_tokens": 9000}), 422,
-                 "invalid_parameter", "max_tokens")
-    assert_error(await client.post("/api/batch/generate", json={"prompts": ["a"], "model": "someone/else"}), 404,
-                 "model_not_found", "model")
+    assert_error(
+        await client.post("/api/batch/generate", json={"prompts": ["a", ""]}), 422, "invalid_parameter", "prompts[1]"
+    )
+    assert_error(
+        await client.post("/api/batch/generate", json={"prompts": ["a"], "max_tokens": 9000}),
+        422,
+        "invalid_parameter",
+        "max_tokens",
+    )
+    assert_error(
+        await client.post("/api/batch/generate", json={"prompts": ["a"], "model": "someone/else"}),
+        404,
+        "model_not_found",
+        "model",
+    )
     assert_error(await client.post("/api/batch/generate", json={"prompt": "a"}), 422, "invalid_parameter", "prompt")
