@@ -15,7 +15,9 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
 from llm_inference.api.access import access_middleware
+from llm_inference.api.batch import batch_generate
 from llm_inference.api.chat import ChatController
+from llm_inference.api.chat_socket import chat_socket
 from llm_inference.api.cors import cors
 from llm_inference.api.embeddings import embeddings
 from llm_inference.api.errors import exception_handlers
@@ -26,6 +28,7 @@ from llm_inference.api.models import list_models
 from llm_inference.api.openai.errors import path_aware
 from llm_inference.api.openai.router import openai_router
 from llm_inference.api.openapi import correct_openapi
+from llm_inference.api.tokens import TokensController
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.service import InferenceService
@@ -76,6 +79,9 @@ def create_app(settings: Settings) -> Litestar:
             GenerateController,
             ChatController,
             embeddings,
+            TokensController,
+            batch_generate,
+            chat_socket,
             list_models,
             openai_router(),
             live,

@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     default_max_tokens: PositiveInt = 512
     max_tokens_limit: PositiveInt = 4096
     max_stop_sequences: Annotated[int, msgspec.Meta(ge=0, le=64)] = 8
+    max_batch_prompts: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
     max_concurrent_requests: PositiveInt = 10
     max_queued_requests: Annotated[int, msgspec.Meta(ge=0)] = 32
     request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0

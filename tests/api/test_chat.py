@@ -64,3 +64,15 @@ async def test_chat_stream_equals_chat(client) -> None:
     assert joined_text(events) == whole["message"]["content"]
     assert events[-1]["type"] == "done"
     assert events[-1]["usage"] == whole["usage"]
+
+
+async def test_stream_true_in_the_body_streams_the_chat(client) -> None:
+    request = {"messages": QUESTION, "max_tokens": 12, "temperature": 0}
+    whole = (await client.post("/api/chat", json=request)).json()
+    flagged = await client.post("/api/chat", json={**request, "stream": True})
+    assert flagged.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(flagged.text)
+    assert joined_text(events) == whole["message"]["content"]
+    assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == whole["finish_reason"]
+    error = (await client.post("/api/chat", json={**request, "stream": "sometimes"})).json()["error"]
+    assert error["param"] == "stream" and error["message"] == "stream: must be true or false"

@@ -80,3 +80,27 @@ async def test_stream_equals_non_stream_at_temperature_zero(client, stop) -> Non
     assert done["finish_reason"] == whole["finish_reason"]
     assert done["usage"] == whole["usage"]
     assert all(e["type"] == "delta" for e in events[:-1])
+
+
+async def test_stream_true_in_the_body_streams_and_false_does_not(client) -> None:
+    request = {"prompt": "The best thing about summer is", "max_tokens": 12, "temperature": 0}
+    routed = (await client.post("/api/generate/stream", json=request)).text
+    flagged = await client.post("/api/generate", json={**request, "stream": True})
+    assert flagged.status_code == 200
+    assert flagged.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(flagged.text)
+    assert events[-1]["type"] == "done"
+    assert joined_text(events) == joined_text(parse_events(routed))
+    plain = await client.post("/api/generate", json={**request, "stream": False})
+    assert plain.headers["content-type"].startswith("application/json")
+    assert plain.json()["text"] == joined_text(events)
+    # The /stream route streams whatever the flag says.
+    assert parse_events((await client.post("/api/generate/stream", json={**request, "stream": False})).text)
+
+
+async def test_openapi_documents_both_answers_of_the_plain_route(client) -> None:
+    document = (await client.get("/openapi.json")).json()
+    for path, schema in (("/api/generate", "GenerateResponse"), ("/api/chat", "ChatResponse")):
+        content = document["paths"][path]["post"]["responses"]["200"]["content"]
+        assert content["application/json"]["schema"] == {"$ref": f"#/components/schemas/{schema}"}
+        assert "text/event-stream" in content

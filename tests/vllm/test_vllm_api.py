@@ -82,6 +82,18 @@ def test_generate_greedy_gives_vllms_known_answer(server: ServerProcess) -> None
     assert body["timings"]["total_seconds"] >= body["timings"]["time_to_first_token_seconds"] > 0
 
 
+def test_tokenize_and_detokenize_use_the_hf_tokenizer(server: ServerProcess, model_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    body = ok(server, "/api/tokenize", text=PROMPT)
+    assert body["tokens"] == tokenizer.encode(PROMPT) and body["count"] == 5 and body["max_context"] == 1024
+    chat = ok(server, "/api/tokenize", messages=QUESTION)
+    assert chat["count"] == ok(server, "/api/chat", messages=QUESTION, max_tokens=1)["usage"]["prompt_tokens"]
+    text = ok(server, "/api/detokenize", tokens=chat["tokens"])["text"]
+    assert "<|im_start|>user\nWhat is the capital of France?<|im_end|>" in text
+    refused = post(server, "/api/detokenize", tokens=[1, len(tokenizer)])
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "tokens[1]"
+
+
 def test_max_tokens_is_honoured_exactly(server: ServerProcess) -> None:
     body = ok(server, "/api/generate", prompt=COUNT, max_tokens=5, temperature=0)
     assert body["finish_reason"] == "length"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from llm_inference.api.errors import send_error
+from llm_inference.api.errors import refuse
 from llm_inference.auth_keys import ApiKeys
 
 # The scope["state"] key under which the caller's key id (never the key) is left for the rate limiter.
 CALLER_KEY_ID = "api_key_id"
 REALM = 'Bearer realm="llm-inference"'
+BEARER_SUBPROTOCOL = "bearer"
 
 
 def is_exempt(path: str, exempt_paths: tuple[str, ...]) -> bool:
@@ -19,11 +20,24 @@ def is_exempt(path: str, exempt_paths: tuple[str, ...]) -> bool:
 
 
 def is_guarded(scope: Scope, exempt_paths: tuple[str, ...]) -> bool:
-    """Whether keys and rate limits apply: HTTP requests outside the exempt paths. CORS preflights carry no
-    credentials by design (the CORS layer answers them), so they are never guarded."""
-    if scope["type"] != ScopeType.HTTP or scope["method"] == "OPTIONS":
+    """Whether keys and rate limits apply: HTTP requests and WebSocket handshakes outside the exempt paths.
+    CORS preflights carry no credentials by design (the CORS layer answers them), so they are never guarded."""
+    if scope["type"] == ScopeType.HTTP:
+        if scope["method"] == "OPTIONS":
+            return False
+    elif scope["type"] != ScopeType.WEBSOCKET:
         return False
     return not is_exempt(scope["path"], exempt_paths)
+
+
+def _subprotocol_token(scope: Scope) -> str | None:
+    # Browsers cannot set headers on a WebSocket, only subprotocols: `new WebSocket(url, ["bearer",
+    # "bearer.<key>"])`. Not a query parameter, which proxies and access logs would record.
+    protocols: list[str] = scope.get("subprotocols") or []  # type: ignore[assignment]  # websocket scopes only
+    for protocol in protocols:
+        if protocol.startswith(BEARER_SUBPROTOCOL + "."):
+            return protocol[len(BEARER_SUBPROTOCOL) + 1 :] or None
+    return None
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -31,7 +45,7 @@ def bearer_token(scope: Scope) -> str | None:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return None
+    return _subprotocol_token(scope) if scope["type"] == ScopeType.WEBSOCKET else None
 
 
 def api_key_middleware(keys: ApiKeys, exempt_paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
@@ -46,8 +60,7 @@ def api_key_middleware(keys: ApiKeys, exempt_paths: tuple[str, ...]):  # type: i
                 # RFC 6750: say that a token was presented and refused, never what it was.
                 challenge = REALM + (', error="invalid_token"' if token else "")
                 message = "a valid API key is required: send Authorization: Bearer <key>"
-                await send_error(send, 401, "unauthorized", message, {"WWW-Authenticate": challenge},
-                                 path=scope["path"])
+                await refuse(scope, receive, send, 401, "unauthorized", message, {"WWW-Authenticate": challenge})
                 return
             scope.setdefault("state", {})[CALLER_KEY_ID] = key_id
             await app(scope, receive, send)

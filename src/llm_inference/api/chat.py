@@ -7,24 +7,27 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION
-from llm_inference.api.native import event_stream, sampling_input, timings, usage
+from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
+from llm_inference.api.native import chat_messages, event_stream, sampling_input, timings, usage
 from llm_inference.api.schemas import AssistantMessage, ChatRequest, ChatResponse
-from llm_inference.engines.base import ChatMessage
 from llm_inference.service import complete, open_stream, prepare
-
-
-def _messages(data: ChatRequest) -> list[ChatMessage]:
-    return [ChatMessage(role=m.role, content=m.content) for m in data.messages]
 
 
 class ChatController(Controller):
     path = "/api/chat"
     tags = ("inference",)
 
-    @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Answer a conversation")
-    async def chat(self, data: JSONBody[ChatRequest], state: State) -> ChatResponse:
-        prepared = await prepare(state.service, sampling_input(data), messages=_messages(data))
+    @post(
+        "/",
+        status_code=200,
+        responses=ERROR_RESPONSES,
+        summary="Answer a conversation",
+        description=STREAM_FLAG_DESCRIPTION,
+    )
+    async def chat(self, data: JSONBody[ChatRequest], state: State) -> ChatResponse | Stream:
+        prepared = await prepare(state.service, sampling_input(data), messages=chat_messages(data))
+        if data.stream:
+            return event_stream(state.service, await open_stream(state.service, prepared))
         outcome = await complete(state.service, prepared)
         return ChatResponse(
             model=prepared.model,
@@ -44,5 +47,5 @@ class ChatController(Controller):
         media_type="text/event-stream",
     )
     async def chat_stream(self, data: JSONBody[ChatRequest], state: State) -> Stream:
-        prepared = await prepare(state.service, sampling_input(data), messages=_messages(data))
+        prepared = await prepare(state.service, sampling_input(data), messages=chat_messages(data))
         return event_stream(state.service, await open_stream(state.service, prepared))

@@ -25,3 +25,6 @@ STREAM_DESCRIPTION = """Server-Sent Events. Each event is one line `data: <json>
 The stream then ends with the terminator `data: [DONE]`. Errors found before generation starts (bad input,
 unknown model, overload) are ordinary HTTP error responses with the JSON error body.
 """
+
+STREAM_FLAG_DESCRIPTION = """With `"stream": true` (what Ollama's clients send) the answer is the same
+Server-Sent Events as the `/stream` route's, with media type `text/event-stream`; otherwise one JSON object."""

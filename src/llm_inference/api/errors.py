@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect
 from litestar import Request, Response
+from litestar.enums import ScopeType
 from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
@@ -18,7 +19,7 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import Send
+from litestar.types import Message, Receive, Scope, Send
 
 from llm_inference.api import field_rules
 from llm_inference.api.json_body import InvalidJsonBody
@@ -72,6 +73,26 @@ async def send_error(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+async def refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, type_: str, message: str, headers: dict[str, str]
+) -> None:
+    """send_error for an HTTP request or a WebSocket handshake. A handshake is refused with the same status
+    and body where the server offers ASGI's denial response (Granian does), else closed (the server answers
+    403)."""
+    if scope["type"] != ScopeType.WEBSOCKET:
+        await send_error(send, status, type_, message, headers, path=scope["path"])
+        return
+    await receive()  # websocket.connect: the handshake, answered by what follows
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": type_})
+        return
+
+    async def as_denial(event: Message) -> None:
+        await send({**event, "type": "websocket." + event["type"]})  # type: ignore[arg-type,typeddict-item]
+
+    await send_error(as_denial, status, type_, message, headers)
+
+
 def service_error_handler(_: Request[Any, Any, Any], exc: ServiceError) -> Response[ErrorResponse]:
     headers = None
     if isinstance(exc, RetryLater):
@@ -91,30 +112,37 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
 
 
+def describe_invalid(root: msgspec.inspect.Type | None, detail: str, key: str = "") -> tuple[str, str, str]:
+    """(type, message, param) for msgspec's validation failure `detail` of a request of type `root`, the
+    message in our words. `key` is where Litestar placed the failure, when it did. Also used for requests
+    that arrive outside HTTP bodies (WebSocket messages), so both answer alike."""
+    located = _FIELD_PATH.search(detail)
+    path = located["path"] if located else (key if key != "data" else "")
+    if missing := _MISSING_FIELD.search(detail):
+        param = _join(path, missing["name"])
+        return "invalid_parameter", f"{param}: is required", param
+    if unknown := _UNKNOWN_FIELD.search(detail):
+        param = _join(path, unknown["name"])
+        parent = field_rules.field_type(root, path) if path and root is not None else root
+        accepted = ", ".join(field_rules.field_names(parent))
+        return "invalid_parameter", f"{param}: unknown field; accepted fields are {accepted}", param
+    info = field_rules.field_type(root, path) if root is not None else None
+    if info is None:  # a failure we cannot place: say so, with the library's detail as a suffix
+        return "invalid_parameter", f"the request is invalid ({detail})", path
+    if not path:
+        return "invalid_parameter", f"the body must be {field_rules.describe(info)}", path
+    return "invalid_parameter", f"{path}: must be {field_rules.describe(info)}", path
+
+
 def _validation_detail(request: Request[Any, Any, Any], exc: ValidationException) -> tuple[str, str, str | None]:
-    """Turn Litestar's body validation error into (type, message, param), the message in our words."""
-    root = _request_type(request)
+    """Turn Litestar's body validation error into (type, message, param)."""
     for item in exc.extra if isinstance(exc.extra, list) else []:
-        if not isinstance(item, dict):
-            continue
-        detail = str(item.get("message", exc.detail))
-        located = _FIELD_PATH.search(detail)
-        key = str(item.get("key") or "")  # Litestar's own reading of the location, when it made one
-        path = located["path"] if located else (key if key != "data" else "")
-        if missing := _MISSING_FIELD.search(detail):
-            param = _join(path, missing["name"])
-            return "invalid_parameter", f"{param}: is required", param
-        if unknown := _UNKNOWN_FIELD.search(detail):
-            param = _join(path, unknown["name"])
-            parent = field_rules.field_type(root, path) if path and root is not None else root
-            accepted = ", ".join(field_rules.field_names(parent))
-            return "invalid_parameter", f"{param}: unknown field; accepted fields are {accepted}", param
-        info = field_rules.field_type(root, path) if root is not None else None
-        if info is None:  # a failure we cannot place: say so, with the library's detail as a suffix
-            return "invalid_parameter", f"the request is invalid ({detail})", path or None
-        if not path:
-            return "invalid_parameter", f"the body must be {field_rules.describe(info)}", None
-        return "invalid_parameter", f"{path}: must be {field_rules.describe(info)}", path
+        if isinstance(item, dict):
+            # `key`: Litestar's own reading of the location, when it made one
+            type_, message, param = describe_invalid(
+                _request_type(request), str(item.get("message", exc.detail)), str(item.get("key") or "")
+            )
+            return type_, message, param or None
     return "bad_request", "the request is invalid", None
 
 

@@ -7,7 +7,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION
+from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
 from llm_inference.api.native import event_stream, sampling_input, timings, usage
 from llm_inference.api.schemas import GenerateRequest, GenerateResponse
 from llm_inference.service import complete, open_stream, prepare
@@ -17,9 +17,17 @@ class GenerateController(Controller):
     path = "/api/generate"
     tags = ("inference",)
 
-    @post("/", status_code=200, responses=ERROR_RESPONSES, summary="Generate text from a prompt")
-    async def generate(self, data: JSONBody[GenerateRequest], state: State) -> GenerateResponse:
+    @post(
+        "/",
+        status_code=200,
+        responses=ERROR_RESPONSES,
+        summary="Generate text from a prompt",
+        description=STREAM_FLAG_DESCRIPTION,
+    )
+    async def generate(self, data: JSONBody[GenerateRequest], state: State) -> GenerateResponse | Stream:
         prepared = await prepare(state.service, sampling_input(data), prompt=data.prompt)
+        if data.stream:
+            return event_stream(state.service, await open_stream(state.service, prepared))
         outcome = await complete(state.service, prepared)
         return GenerateResponse(
             model=prepared.model,

@@ -10,6 +10,7 @@ from litestar.exceptions import ClientException, HTTPException, SerializationExc
 from litestar.handlers.base import BaseRouteHandler
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+EMPTY_BODY = "the body is empty: send a JSON object"
 
 
 def _json_problem(content_type: str) -> str | None:
@@ -34,7 +35,7 @@ async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], _: B
         raise HTTPException(status_code=415, detail=problem)
     # Litestar would skip an empty body and report a missing parameter named `data`.
     if isinstance(connection, Request) and not await connection.body():
-        empty = InvalidJsonBody("the body is empty: send a JSON object")
+        empty = InvalidJsonBody(EMPTY_BODY)
         raise ClientException(str(empty)) from empty
 
 
@@ -42,7 +43,7 @@ class InvalidJsonBody(SerializationException):
     """A body that does not decode, with the reason in our words (the library's detail at most a suffix)."""
 
 
-def _invalid_json_reason(body: bytes, error: Exception) -> str:
+def invalid_json_reason(body: bytes, error: Exception) -> str:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -60,4 +61,4 @@ class JsonBodyRequest(Request[Any, Any, Any]):
         try:
             return await super().json()
         except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
-            raise InvalidJsonBody(_invalid_json_reason(await self.body(), exc)) from None
+            raise InvalidJsonBody(invalid_json_reason(await self.body(), exc)) from None

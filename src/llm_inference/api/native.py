@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from litestar.response import Stream
 
-from llm_inference.api.schemas import DeltaEvent, DoneEvent, ErrorDetail, ErrorEvent, SamplingFields, Timings, Usage
+from llm_inference.api.schemas import (
+    ChatRequest,
+    DeltaEvent,
+    DoneEvent,
+    ErrorDetail,
+    ErrorEvent,
+    SamplingFields,
+    StreamEvent,
+    Timings,
+    Usage,
+)
 from llm_inference.api.streaming import data_frame, sse_response
-from llm_inference.service import Delta, Failed, Finished, GenerationStream, InferenceService, SamplingInput, StreamItem
+from llm_inference.engines.base import ChatMessage
+from llm_inference.service import Delta, Finished, GenerationStream, InferenceService, SamplingInput, StreamItem
 from llm_inference.service import Timings as ServiceTimings
 from llm_inference.service import Usage as ServiceUsage
 
@@ -35,17 +46,24 @@ def timings(value: ServiceTimings) -> Timings:
     return Timings(value.time_to_first_token_seconds, value.total_seconds, value.output_tokens_per_second)
 
 
+def chat_messages(body: ChatRequest) -> list[ChatMessage]:
+    return [ChatMessage(role=m.role, content=m.content) for m in body.messages]
+
+
+def stream_event(model: str, item: StreamItem) -> StreamEvent:
+    """Our event for a stream item: `delta` per piece of text, then `done` or `error` (SSE and WebSocket)."""
+    if isinstance(item, Delta):
+        return DeltaEvent(text=item.text)
+    if isinstance(item, Finished):
+        return DoneEvent(model, item.finish_reason, usage(item.usage), timings(item.timings))  # type: ignore[arg-type]
+    return ErrorEvent(ErrorDetail(type=item.type, message=item.message, param=item.param))
+
+
 def event_stream(service: InferenceService, stream: GenerationStream) -> Stream:
-    """The stream as our SSE events: `delta` per piece of text, then `done` or `error`, then `[DONE]`."""
+    """The stream as our SSE events, then `[DONE]`."""
     model = stream.prepared.model
 
     def encode(item: StreamItem) -> bytes:
-        if isinstance(item, Delta):
-            return data_frame(DeltaEvent(text=item.text))
-        if isinstance(item, Finished):
-            done = DoneEvent(model, item.finish_reason, usage(item.usage), timings(item.timings))  # type: ignore[arg-type]
-            return data_frame(done)
-        assert isinstance(item, Failed)
-        return data_frame(ErrorEvent(ErrorDetail(type=item.type, message=item.message, param=item.param)))
+        return data_frame(stream_event(model, item))
 
     return sse_response(stream, encode, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)

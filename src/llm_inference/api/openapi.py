@@ -19,6 +19,7 @@ from llm_inference.api.auth import is_exempt
 from llm_inference.settings import Settings
 
 SECURITY_SCHEME = "apiKey"
+STREAMABLE_PATHS = frozenset({"/api/generate", "/api/chat"})
 NO_NUL = "^[^\\x00]*$"
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 # One Server-Sent Event as OpenAPI 3.1 tools read a text/event-stream schema (3.2 calls it itemSchema): its
@@ -57,7 +58,12 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
     # message than a pattern error would give, so the rule is stated here rather than in the Struct).
     components["GenerateRequest"]["properties"]["prompt"]["pattern"] = NO_NUL
     components["Message"]["properties"]["content"]["pattern"] = NO_NUL
-    for name in ("GenerateRequest", "ChatRequest"):
+    components["TokenizeRequest"]["properties"]["text"]["pattern"] = NO_NUL
+    components["TokenizeRequest"]["oneOf"] = [{"required": ["text"]}, {"required": ["messages"]}]
+    prompts = components["BatchGenerateRequest"]["properties"]["prompts"]
+    prompts["items"]["pattern"] = NO_NUL
+    prompts["maxItems"] = settings.max_batch_prompts
+    for name in ("GenerateRequest", "ChatRequest", "BatchGenerateRequest"):
         properties = components[name]["properties"]
         _non_null(properties["max_tokens"])["maximum"] = settings.max_tokens_limit
         stop_list = next(s for s in _non_null(properties["stop"])["anyOf"] if s["type"] == "array")
@@ -76,6 +82,13 @@ def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None
             responses.setdefault("415", {"description": "The body is not declared as JSON (UTF-8)", **_ERROR})
         if path.endswith("/stream"):
             responses["200"]["content"] = {"text/event-stream": {"schema": SSE_EVENT}}
+        elif path in STREAMABLE_PATHS:  # `"stream": true` in the body
+            content = responses["200"]["content"]
+            # The handler returns `Response | Stream`: Litestar writes the Stream as an empty schema beside the
+            # JSON one, which would let any JSON through; the stream has its own media type.
+            json_schema = content["application/json"]["schema"]
+            content["application/json"]["schema"] = next(s for s in json_schema.get("oneOf", [json_schema]) if s)
+            content["text/event-stream"] = {"schema": SSE_EVENT}
         if is_exempt(path, settings.auth_exempt_paths):
             continue
         if auth:

@@ -15,7 +15,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_inference.api.auth import CALLER_KEY_ID, is_guarded
-from llm_inference.api.errors import send_error
+from llm_inference.api.errors import refuse
 
 WINDOW_SECONDS = 60
 # Beyond this many callers, buckets that have refilled completely are forgotten (they hold no state).
@@ -94,9 +94,11 @@ def rate_limit_middleware(limiter: RateLimiter, exempt_paths: tuple[str, ...]): 
                 return
             decision = limiter.take(caller_of(scope))
             if not decision.allowed:
-                message = (f"more than LLM_RATE_LIMIT_PER_MINUTE={limiter.limit} requests in a minute; "
-                           f"retry in {decision.retry_after_seconds}s")
-                await send_error(send, 429, "rate_limited", message, decision.headers(), path=scope["path"])
+                message = (
+                    f"more than LLM_RATE_LIMIT_PER_MINUTE={limiter.limit} requests in a minute; "
+                    f"retry in {decision.retry_after_seconds}s"
+                )
+                await refuse(scope, receive, send, 429, "rate_limited", message, decision.headers())
                 return
 
             async def send_with_headers(message: Message) -> None:

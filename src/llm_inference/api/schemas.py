@@ -32,8 +32,23 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = False
 
 
+# What Ollama's clients send: true asks the plain route for the /stream route's answer. The /stream routes
+# stream whatever it says.
+StreamFlag = Annotated[
+    bool, Meta(description="true: answer with Server-Sent Events, as the /stream route does (which ignores it).")
+]
+
+
 class GenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     prompt: Annotated[str, Meta(min_length=1, description="The text to continue.")]
+    stream: StreamFlag = False
+
+
+class BatchGenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
+    prompts: Annotated[
+        list[Annotated[str, Meta(min_length=1)]],
+        Meta(min_length=1, description="The texts to continue, run at once (<= LLM_MAX_BATCH_PROMPTS)."),
+    ]
 
 
 class Message(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,6 +58,7 @@ class Message(msgspec.Struct, forbid_unknown_fields=True):
 
 class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     messages: Annotated[list[Message], Meta(min_length=1, description="The conversation so far.")]
+    stream: StreamFlag = False
 
 
 EmbeddingText = Annotated[str, Meta(min_length=1)]
@@ -91,6 +107,20 @@ class GenerateResponse(msgspec.Struct):
     timings: Timings
 
 
+class BatchResult(msgspec.Struct, omit_defaults=True):
+    """One prompt's result: text, finish_reason and usage, or error alone."""
+
+    text: str | None = None
+    finish_reason: FinishReasonName | None = None
+    usage: Usage | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchGenerateResponse(msgspec.Struct):
+    model: str
+    results: list[BatchResult]
+
+
 class AssistantMessage(msgspec.Struct):
     content: str
     role: Literal["assistant"] = "assistant"
@@ -131,6 +161,40 @@ class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
 
 
 StreamEvent = DeltaEvent | DoneEvent | ErrorEvent
+
+
+class TokenizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # Exactly one of text and messages (the service checks; the OpenAPI document says so with oneOf). UNSET
+    # rather than None, so that `"text": null` is no third way of leaving a field out.
+    text: Annotated[str, Meta(min_length=1, description="The text to tokenize.")] | msgspec.UnsetType = msgspec.UNSET
+    messages: (
+        Annotated[list[Message], Meta(min_length=1, description="A conversation, rendered by the chat template.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    model: ModelId | None = None
+    add_special: Annotated[
+        bool, Meta(description="Add the tokens the model puts around a text (BOS), as generation does.")
+    ] = True
+
+
+class TokenizeResponse(msgspec.Struct):
+    model: str
+    tokens: list[int]
+    count: int
+    max_context: int
+
+
+TokenId = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+
+
+class DetokenizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    tokens: Annotated[list[TokenId], Meta(description="Token ids of the model's vocabulary.")]
+    model: ModelId | None = None
+
+
+class DetokenizeResponse(msgspec.Struct):
+    model: str
+    text: str
 
 
 class ModelCard(msgspec.Struct):

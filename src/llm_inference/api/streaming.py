@@ -144,6 +144,8 @@ class SSEStream(Stream):
         self.events, self.encode, self.error_frame, self.ping_seconds = events, encode, error_frame, ping_seconds
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        # Litestar passes the route's media type, which would win over ours: a JSON route may answer a stream.
+        kwargs["media_type"] = self.media_type
         return _SSEResponse(super().to_asgi_response(*args, **kwargs), self)
 
 

@@ -162,12 +162,22 @@ class VllmEngine:
         except EngineDeadError:
             raise EngineDead(DEAD_MESSAGE) from None
 
-    async def tokenize(self, text: str) -> list[int]:
+    async def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         # A short prompt encodes in well under a millisecond, less than a hop to a worker thread and back
         # costs the event loop; a long one would stall every stream, so it goes to a thread.
         if len(text) <= INLINE_TOKENIZE_CHARS:
-            return list(self._tokenizer.encode(text))
-        return list(await asyncio.to_thread(self._tokenizer.encode, text))
+            return list(self._tokenizer.encode(text, add_special_tokens=add_special))
+        return list(await asyncio.to_thread(self._tokenizer.encode, text, add_special_tokens=add_special))
+
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        # Same reasoning as tokenize: a few tokens decode faster than a thread hop.
+        if len(tokens) <= INLINE_TOKENIZE_CHARS // 4:
+            return str(self._tokenizer.decode(list(tokens), skip_special_tokens=False))
+        return str(await asyncio.to_thread(self._tokenizer.decode, list(tokens), skip_special_tokens=False))
+
+    def vocab_size(self) -> int:
+        # len() counts added tokens (chat control tokens) beyond the base vocabulary, which .vocab_size omits.
+        return len(self._tokenizer)
 
     async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         return self._template.render(messages)

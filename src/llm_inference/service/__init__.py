@@ -2,6 +2,7 @@
 timeouts and cancellation. It knows no HTTP and no wire format."""
 
 from llm_inference.service.admission import Admission, Slot
+from llm_inference.service.batch import complete_batch
 from llm_inference.service.core import InferenceService
 from llm_inference.service.generation import (
     Delta,
@@ -16,10 +17,12 @@ from llm_inference.service.generation import (
     open_stream,
 )
 from llm_inference.service.prepare import Prepared, SamplingInput, prepare, resolve_sampling
+from llm_inference.service.tokens import Detokenized, Tokenized, detokenize, tokenize
 
 __all__ = [
     "Admission",
     "Delta",
+    "Detokenized",
     "Failed",
     "Finished",
     "GenerationStream",
@@ -30,9 +33,13 @@ __all__ = [
     "Slot",
     "StreamItem",
     "Timings",
+    "Tokenized",
     "Usage",
     "complete",
+    "complete_batch",
+    "detokenize",
     "open_stream",
     "prepare",
     "resolve_sampling",
+    "tokenize",
 ]

@@ -107,12 +107,15 @@ def public_finish_reason(reason: FinishReason) -> str:
     return "length" if reason is FinishReason.LENGTH else "stop"
 
 
-async def complete(service: InferenceService, prepared: Prepared) -> Outcome:
-    """Run a request to its end and join the text. Raises RequestTimeout past LLM_REQUEST_TIMEOUT_SECONDS."""
+async def complete(service: InferenceService, prepared: Prepared, slot: Slot | None = None) -> Outcome:
+    """Run a request to its end and join the text. Raises RequestTimeout past LLM_REQUEST_TIMEOUT_SECONDS.
+
+    `slot`: an admission slot the caller already took (a batch admits all its prompts first); released here.
+    """
     clock = _Clock()
     parts: list[str] = []
     last: Chunk | None = None
-    with service.admission.admit():
+    with slot or service.admission.admit():
         try:
             async with asyncio.timeout(service.settings.request_timeout_seconds):
                 async with contextlib.aclosing(service.generation(prepared)) as chunks:

@@ -65,7 +65,7 @@ def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams
     )
 
 
-def _reject_nul(text: str, param: str) -> None:
+def reject_nul(text: str, param: str) -> None:
     if "\x00" in text:
         raise InvalidParameter(f"{param} must not contain NUL characters", param=param)
 
@@ -84,12 +84,12 @@ async def prepare(
     model, engine = service.registry.engine_for(asked.model)
     if messages is not None:
         for index, message in enumerate(messages):
-            _reject_nul(message.content, f"messages[{index}].content")
+            reject_nul(message.content, f"messages[{index}].content")
         prompt = await engine.render_chat(messages)
         operation = "chat"
     else:
         assert prompt is not None
-        _reject_nul(prompt, prompt_param)
+        reject_nul(prompt, prompt_param)
         operation = "text_completion"
     tokens = await engine.tokenize(prompt)
     if not tokens:  # an engine cannot start a sequence from nothing

@@ -145,16 +145,36 @@ class LlamaCppEngine:
         if self._loop.fatal is not None or not self._loop.is_alive():
             raise EngineDead("the llama.cpp decode loop stopped")
 
-    def _tokenize(self, text: str) -> list[int]:
+    def _tokenize(self, text: str, add_special: bool) -> list[int]:
         # parse_special: chat templates write control tokens (<|im_start|>) as text that must map to their ids.
-        tokens = self._model.tokenize(text.encode(), add_bos=True, special=True)
+        tokens: list[int] = self._model.tokenize(text.encode(), add_bos=add_special, special=True)
+        if tokens or not add_special:
+            return tokens
         # A text of only characters the tokenizer drops ("\x13") has no token, and a sequence needs one to
         # decode (with none, the decode loop would fail): start it as an empty document starts, from BOS.
         bos = self._model.token_bos()
-        return tokens or [bos if bos >= 0 else self._model.token_eos()]
+        return [bos if bos >= 0 else self._model.token_eos()]
 
-    async def tokenize(self, text: str) -> list[int]:
-        return await asyncio.to_thread(self._tokenize, text)
+    async def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return await asyncio.to_thread(self._tokenize, text, add_special)
+
+    def _detokenize(self, tokens: Seq[int]) -> str:
+        # llama_detokenize rather than LlamaModel.detokenize, which asserts every piece fits 32 bytes.
+        ids = (llama_cpp.llama_token * len(tokens))(*tokens)
+        size = max(16, 8 * len(tokens))
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            # remove_special=False keeps a BOS the ids hold; unparse_special writes control tokens as text.
+            n = llama_cpp.llama_detokenize(self._model.vocab, ids, len(tokens), buffer, size, False, True)
+            if n >= 0:
+                return buffer.raw[:n].decode(errors="replace")
+            size = -n  # too small: llama.cpp says how many bytes it needs
+
+    async def detokenize(self, tokens: Seq[int]) -> str:
+        return await asyncio.to_thread(self._detokenize, tokens)
+
+    def vocab_size(self) -> int:
+        return int(self._model.n_vocab())
 
     async def render_chat(self, messages: Seq[ChatMessage]) -> str:
         return self._template.render(messages)

@@ -1,0 +1,70 @@
+"""Several prompts with the same sampling fields, run at once so the engine batches them (llama.cpp's slots,
+vLLM's continuous batching). Each prompt is an ordinary request: its own admission slot, timeout and result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from llm_inference.errors import InvalidParameter, NotReady, Overloaded, ServiceError
+from llm_inference.service.admission import Slot
+from llm_inference.service.generation import Failed, Outcome, complete
+from llm_inference.service.prepare import SamplingInput, prepare, resolve_sampling
+
+if TYPE_CHECKING:
+    from llm_inference.service.core import InferenceService
+
+
+async def complete_batch(
+    service: InferenceService, asked: SamplingInput, prompts: Sequence[str]
+) -> tuple[str, list[Outcome | Failed]]:
+    """The model and one result per prompt, in order.
+
+    What concerns the whole request (too many prompts, a sampling field over its limit, an unknown or loading
+    model, draining) raises, as for a single request. What concerns one prompt (its length, a NUL, no admission
+    slot left, a timeout, an engine failure) becomes that prompt's Failed, and the others still run.
+    """
+    limit = service.settings.max_batch_prompts
+    if len(prompts) > limit:
+        raise InvalidParameter(f"{len(prompts)} prompts exceed LLM_MAX_BATCH_PROMPTS={limit}", param="prompts")
+    if service.draining:
+        raise NotReady("the service is shutting down; retry on another replica")
+    resolve_sampling(service.settings, asked)
+    model, _ = service.registry.engine_for(asked.model)
+    # Every prompt is admitted before any starts, so which ones find a slot does not depend on how fast the
+    # others finish: the first ones in order, as many as there are free slots.
+    slots = [_admit(service) for _ in prompts]
+    runs = [
+        _one(service, asked, prompt, index, slot)
+        for index, (prompt, slot) in enumerate(zip(prompts, slots, strict=True))
+    ]
+    try:
+        return model, list(await asyncio.gather(*runs))
+    finally:
+        # A run cancelled before it started (the batch's task cancelled) never entered its slot. Releasing
+        # twice is harmless.
+        for slot in slots:
+            if isinstance(slot, Slot):
+                slot.release()
+
+
+def _admit(service: InferenceService) -> Slot | Overloaded:
+    try:
+        return service.admission.admit()
+    except Overloaded as exc:
+        return exc
+
+
+async def _one(
+    service: InferenceService, asked: SamplingInput, prompt: str, index: int, slot: Slot | Overloaded
+) -> Outcome | Failed:
+    param = f"prompts[{index}]"
+    try:
+        if isinstance(slot, Overloaded):
+            raise slot
+        with slot:  # released here if prepare fails; complete releases it otherwise
+            return await complete(service, await prepare(service, asked, prompt=prompt, prompt_param=param), slot)
+    except ServiceError as exc:
+        # ContextOverflow names `prompt`, the field of a single request; here the prompt has an index.
+        return Failed(exc.type, exc.message, param if exc.param == "prompt" else exc.param)

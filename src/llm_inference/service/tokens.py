@@ -1,0 +1,65 @@
+"""Tokenize and detokenize with a model's own tokenizer: what the model sees of a text or a conversation, and
+the text of token ids. No admission slot: neither runs the model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from llm_inference.engines.base import ChatMessage
+from llm_inference.errors import InvalidParameter
+from llm_inference.service.prepare import reject_nul
+
+if TYPE_CHECKING:
+    from llm_inference.service.core import InferenceService
+
+
+@dataclass(frozen=True, slots=True)
+class Tokenized:
+    model: str
+    tokens: list[int]
+    context_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Detokenized:
+    model: str
+    text: str
+
+
+async def tokenize(
+    service: InferenceService,
+    model: str | None,
+    *,
+    text: str | None = None,
+    messages: list[ChatMessage] | None = None,
+    add_special: bool = True,
+) -> Tokenized:
+    """A conversation is rendered by the model's chat template first, exactly as `prepare` renders it, so the
+    count is the prompt_tokens a generation of the same input reports."""
+    if (text is None) == (messages is None):
+        raise InvalidParameter("send either text or messages (exactly one of them)", param="text")
+    name, engine = service.registry.engine_for(model)
+    if messages is not None:
+        for index, message in enumerate(messages):
+            reject_nul(message.content, f"messages[{index}].content")
+        text = await engine.render_chat(messages)
+    else:
+        assert text is not None
+        reject_nul(text, "text")
+    tokens = await engine.tokenize(text, add_special=add_special)
+    return Tokenized(name, tokens, engine.info().context_length)
+
+
+async def detokenize(service: InferenceService, model: str | None, tokens: Sequence[int]) -> Detokenized:
+    name, engine = service.registry.engine_for(model)
+    vocab_size = engine.vocab_size()
+    # An id outside the vocabulary would make llama.cpp read out of bounds: refused before the engine sees it.
+    for index, token in enumerate(tokens):
+        if not 0 <= token < vocab_size:
+            raise InvalidParameter(
+                f"tokens[{index}]: {token} is not a token id of this model (ids are 0 to {vocab_size - 1})",
+                param=f"tokens[{index}]",
+            )
+    return Detokenized(name, await engine.detokenize(tokens))
