@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import ClientException, HTTPException, SerializationException
+from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -53,12 +54,37 @@ def invalid_json_reason(body: bytes, error: Exception) -> str:
     return f"the body is not valid JSON ({error})"
 
 
+_UNTYPED = object()
+_body_types: dict[int, Any] = {}
+
+
+def _body_type(route_handler: BaseRouteHandler) -> Any:
+    """The type of the handler's JSON body (its `data` parameter), or _UNTYPED; looked up once per handler."""
+    key = id(route_handler)
+    if key not in _body_types:
+        data = route_handler.parsed_fn_signature.parameters.get("data")
+        _body_types[key] = data.annotation if data is not None else _UNTYPED
+    return _body_types[key]
+
+
 class JsonBodyRequest(Request[Any, Any, Any]):
     """Decode failures of every kind (malformed JSON, bytes that are not UTF-8, nesting past the recursion
-    limit, which Litestar would let through as a 500) become a 400 that states the rule in our words."""
+    limit, which Litestar would let through as a 500) become a 400 that states the rule in our words.
+
+    A decoded body is also checked strictly against the request type: Litestar converts bodies leniently (as it
+    must query strings), so `"stream": 0` or `"max_tokens": "5"` would pass for a bool or an int, which the
+    documented schema and clients' own validators refuse."""
 
     async def json(self) -> Any:
         try:
-            return await super().json()
+            value = await super().json()
         except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidJsonBody(invalid_json_reason(await self.body(), exc)) from None
+        body_type = _body_type(self.route_handler)
+        if body_type is not _UNTYPED:
+            try:
+                msgspec.convert(value, body_type, strict=True)
+            except msgspec.ValidationError as exc:
+                # The shape Litestar gives its own validation errors: api/errors.py words the rule.
+                raise ValidationException("the body is invalid", extra=[{"message": str(exc), "source": "body"}]) from None
+        return value

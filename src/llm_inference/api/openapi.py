@@ -16,6 +16,7 @@ from litestar import Litestar
 
 from llm_inference.api import schemas
 from llm_inference.api.auth import is_exempt
+from llm_inference.models.registry import ModelEntry
 from llm_inference.settings import Settings
 
 SECURITY_SCHEME = "apiKey"
@@ -116,3 +117,21 @@ def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:
         components["securitySchemes"] = {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
     _responses(document, settings, auth)
     openapi.paths, openapi.components = document["paths"], components
+    _bound_token_ids_once_loaded(app, schemas_in_use["DetokenizeRequest"]["properties"]["tokens"]["items"])
+
+
+def _bound_token_ids_once_loaded(app: Litestar, token_id: dict[str, Any]) -> None:
+    """A token id's real bound is the model's vocabulary, known once it has loaded: then the document says so
+    (for the default model; another allowed model's ids are checked against its own vocabulary)."""
+    registry = app.state.service.registry
+
+    def on_loaded(entry: ModelEntry) -> None:
+        if entry.spec.id != registry.default_model or entry.engine is None:
+            return
+        token_id["maximum"] = entry.engine.vocab_size() - 1
+        # Litestar renders the document on its first request and keeps that; render it anew with the bound.
+        plugin: object = app.plugins.get("OpenAPIPlugin")
+        if hasattr(plugin, "_openapi_schema"):
+            plugin._openapi_schema = None
+
+    registry.on_loaded.append(on_loaded)

@@ -7,6 +7,7 @@ import time
 
 from litestar import get
 from litestar.datastructures import State
+from litestar.params import FromPath
 
 from llm_inference.api.openai.responses import ModelCard, ModelList
 from llm_inference.errors import ModelNotFound
@@ -30,7 +31,7 @@ async def list_models(state: State) -> ModelList:
 
 # `path`: hub model ids contain slashes (org/repo:file.gguf).
 @get("/models/{model_id:path}", summary="Retrieve an allowed model (OpenAI-compatible)")
-async def retrieve_model(model_id: str, state: State) -> ModelCard:
+async def retrieve_model(model_id: FromPath[str], state: State) -> ModelCard:
     model_id = model_id.lstrip("/")
     if not model_id:  # the registry would read an empty id as "the default model"
         raise ModelNotFound("the model id is empty", param="model")
