@@ -138,4 +138,6 @@ async def test_errors_do_not_echo_the_prompt(client) -> None:
 
 async def test_unknown_route_and_wrong_method(client) -> None:
     assert_error(await client.get("/api/nothing"), 404, "not_found")
-    assert_error(await client.get("/api/generate"), 405, "method_not_allowed")
+    error = assert_error(await client.get("/api/generate"), 405, "method_not_allowed")
+    stated, allowed = error["message"].split("; allowed: ")
+    assert stated == "GET is not allowed on /api/generate" and "POST" in allowed.split(", "), error

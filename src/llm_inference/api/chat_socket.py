@@ -14,13 +14,14 @@ import logging
 from typing import Any
 
 import msgspec
+import msgspec.inspect
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
+from llm_inference.api import field_rules
 from llm_inference.api.auth import BEARER_SUBPROTOCOL
 from llm_inference.api.errors import describe_invalid
-from llm_inference.api.field_rules import request_type_info
 from llm_inference.api.json_body import EMPTY_BODY, invalid_json_reason
 from llm_inference.api.native import chat_messages, sampling_input, stream_event
 from llm_inference.api.schemas import ChatRequest, ErrorDetail, ErrorEvent, StreamEvent
@@ -34,7 +35,7 @@ CANCEL = {"type": "cancel"}
 # socket is closed rather than buffering without bound (reading must go on, or a cancel would go unseen).
 MAX_PENDING = 8
 POLICY_VIOLATION = 1008
-CHAT_REQUEST = request_type_info(ChatRequest)
+CHAT_REQUEST = msgspec.inspect.type_info(ChatRequest)
 _encoder = msgspec.json.Encoder()
 
 
@@ -55,6 +56,9 @@ def parse_message(raw: str | bytes, max_bytes: int) -> ChatRequest | ErrorDetail
         return ErrorDetail("invalid_json", invalid_json_reason(data, exc))
     if value == CANCEL:
         return None
+    if (where := field_rules.lenient_only(CHAT_REQUEST, value)) is not None:  # as JsonBodyRequest checks HTTP
+        type_, message, param = describe_invalid(CHAT_REQUEST, "wrong type", key=where)
+        return ErrorDetail(type_, message, param or None)
     try:
         # As Litestar converts an HTTP body: not strict, so the same values pass and fail.
         return msgspec.convert(value, ChatRequest, strict=False, str_keys=True)

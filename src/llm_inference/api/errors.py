@@ -158,7 +158,8 @@ def _our_words(request: Request[Any, Any, Any], exc: HTTPException) -> str:
         case NotFoundException():
             return f"there is no endpoint at {request.url.path} (see /swagger-ui for the API)"
         case MethodNotAllowedException():
-            allowed = (exc.headers or {}).get("Allow", "")
+            # Litestar names the header in lower case ("allow"); HTTP header names are case-insensitive.
+            allowed = next((v for k, v in (exc.headers or {}).items() if k.lower() == "allow"), "")
             return f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
         case RequestEntityTooLarge():
             limit = request.route_handler.resolve_request_max_body_size()

@@ -102,3 +102,35 @@ def request_type_info(annotation: Any) -> mi.Type | None:
         return mi.type_info(annotation)
     except (TypeError, ValueError):
         return None
+
+
+def _lenient_only(info: mi.Type, value: Any, path: str) -> str | None:
+    """Where `value` holds a bool or a number that only lenient conversion accepts (0 or "true" for a bool,
+    "5" for a number), or None. An integral float such as 5.0 is an integer by JSON Schema, so it passes."""
+    if isinstance(info, mi.Metadata):
+        info = info.type
+    if isinstance(info, mi.UnionType):
+        if value is None and any(isinstance(t, mi.NoneType) for t in info.types):
+            return None
+        found = [_lenient_only(t, value, path) for t in info.types if not isinstance(t, mi.NoneType)]
+        return None if None in found else found[0]
+    if isinstance(info, mi.BoolType):
+        return None if isinstance(value, bool) else path
+    if isinstance(info, mi.IntType | mi.FloatType):
+        return path if isinstance(value, str | bool) else None
+    if isinstance(info, mi.ListType) and isinstance(value, list):
+        return next((p for i, item in enumerate(value) if (p := _lenient_only(info.item_type, item, f"{path}[{i}]"))),
+                    None)
+    if isinstance(info, mi.StructType) and isinstance(value, dict):
+        for field in info.fields:
+            if field.encode_name in value:
+                inner = f"{path}.{field.encode_name}" if path else field.encode_name
+                found_path = _lenient_only(field.type, value[field.encode_name], inner)
+                if found_path is not None:
+                    return found_path
+    return None
+
+
+def lenient_only(info: mi.Type, value: Any) -> str | None:
+    """The field path of the first value only lenient conversion would accept, or None."""
+    return _lenient_only(info, value, "")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
+import msgspec.inspect
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
+
+from llm_inference.api import field_rules
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 EMPTY_BODY = "the body is empty: send a JSON object"
@@ -54,16 +56,15 @@ def invalid_json_reason(body: bytes, error: Exception) -> str:
     return f"the body is not valid JSON ({error})"
 
 
-_UNTYPED = object()
-_body_types: dict[int, Any] = {}
+_body_types: dict[int, msgspec.inspect.Type | None] = {}
 
 
-def _body_type(route_handler: BaseRouteHandler) -> Any:
-    """The type of the handler's JSON body (its `data` parameter), or _UNTYPED; looked up once per handler."""
+def _body_type(route_handler: BaseRouteHandler) -> msgspec.inspect.Type | None:
+    """The type of the handler's JSON body (its `data` parameter), if any; looked up once per handler."""
     key = id(route_handler)
     if key not in _body_types:
         data = route_handler.parsed_fn_signature.parameters.get("data")
-        _body_types[key] = data.annotation if data is not None else _UNTYPED
+        _body_types[key] = field_rules.request_type_info(data.annotation) if data is not None else None
     return _body_types[key]
 
 
@@ -71,9 +72,9 @@ class JsonBodyRequest(Request[Any, Any, Any]):
     """Decode failures of every kind (malformed JSON, bytes that are not UTF-8, nesting past the recursion
     limit, which Litestar would let through as a 500) become a 400 that states the rule in our words.
 
-    A decoded body is also checked strictly against the request type: Litestar converts bodies leniently (as it
-    must query strings), so `"stream": 0` or `"max_tokens": "5"` would pass for a bool or an int, which the
-    documented schema and clients' own validators refuse."""
+    A decoded body is also checked for what only lenient conversion accepts: Litestar converts bodies as it
+    must convert query strings, so `"stream": 0` or `"max_tokens": "5"` would pass for a bool or an int, which
+    the documented schema (and clients' own validators) refuse."""
 
     async def json(self) -> Any:
         try:
@@ -81,10 +82,8 @@ class JsonBodyRequest(Request[Any, Any, Any]):
         except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidJsonBody(invalid_json_reason(await self.body(), exc)) from None
         body_type = _body_type(self.route_handler)
-        if body_type is not _UNTYPED:
-            try:
-                msgspec.convert(value, body_type, strict=True)
-            except msgspec.ValidationError as exc:
-                # The shape Litestar gives its own validation errors: api/errors.py words the rule.
-                raise ValidationException("the body is invalid", extra=[{"message": str(exc), "source": "body"}]) from None
+        where = field_rules.lenient_only(body_type, value) if body_type is not None else None
+        if where is not None:
+            # The shape of Litestar's own validation errors; api/errors.py words the field's rule.
+            raise ValidationException("the body is invalid", extra=[{"message": "wrong type", "key": where}])
         return value

@@ -61,3 +61,15 @@ def test_a_model_outside_the_allow_list_is_not_found(client: openai.OpenAI) -> N
         client.chat.completions.create(model="org/repo:file.gguf", messages=[{"role": "user", "content": "Hi"}])
     assert chat.value.code == "model_not_found" and chat.value.param == "model"
     assert chat.value.type == "invalid_request_error"
+
+
+def test_the_body_vllm_bench_serve_sends_is_served(http) -> None:
+    """`vllm bench serve --backend openai` (vLLM 0.26-0.32) posts exactly this: its neutral vLLM extensions
+    (repetition_penalty 1.0, ignore_eos) must be accepted for the tool to measure this service at all."""
+    body = {"model": MODEL, "prompt": "The capital of France is", "repetition_penalty": 1.0, "max_tokens": 4,
+            "logprobs": None, "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True,
+            "temperature": 0.0}
+    response = http.post("/v1/completions", json=body)
+    assert response.status_code == 200, response.text
+    frames = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert frames[-1] == "[DONE]" and '"completion_tokens":4' in frames[-2]

@@ -42,6 +42,7 @@ def assert_openai_error(response: httpx.Response, status: int, type_: str, code:
         ({"tool_choice": "required"}, "tool_choice"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"logit_bias": {"42": 5}}, "logit_bias"),
+        ({"extra_body": {"repetition_penalty": 1.3}}, "repetition_penalty"),
         ({"max_tokens": 9000}, "max_tokens"),
         ({"max_completion_tokens": 0}, "max_completion_tokens"),
     ],
@@ -95,7 +96,7 @@ def test_errors_before_the_handler_have_openais_shape(http: httpx.Client, server
     assert_openai_error(big, 413, "invalid_request_error", "request_too_large", None)
     form = http.post("/v1/completions", content=b"prompt=hi", headers={"content-type": "text/plain"})
     assert_openai_error(form, 415, "invalid_request_error", "unsupported_media_type", None)
-    assert_openai_error(http.get("/v1/embeddings"), 404, "invalid_request_error", "not_found", None)
+    assert_openai_error(http.get("/v1/nothing"), 404, "invalid_request_error", "not_found", None)
     wrong_method = http.get("/v1/chat/completions")
     assert_openai_error(wrong_method, 405, "invalid_request_error", "method_not_allowed", None)
     assert "POST" in wrong_method.headers["allow"]

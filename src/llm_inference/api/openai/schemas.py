@@ -62,6 +62,8 @@ class CommonFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Extensions (vLLM's names).
     top_k: TopK | None = None
     ignore_eos: bool = False
+    # vLLM's extension, which its benchmark client (`vllm bench serve`) always sends, as 1.0.
+    repetition_penalty: Annotated[float, Meta(gt=0, le=2)] | None = None
 
 
 class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=True):

@@ -30,6 +30,7 @@ _COMMON = {
     "presence_penalty": "is not supported; only 0 is accepted",
     "frequency_penalty": "is not supported; only 0 is accepted",
     "logit_bias": "is not supported",
+    "repetition_penalty": "is not supported; only 1 is accepted",
 }
 _CHAT = {
     "logprobs": "log probabilities are not supported",
@@ -56,6 +57,7 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "best_of": (None, 1),
     "presence_penalty": (None, 0),
     "frequency_penalty": (None, 0),
+    "repetition_penalty": (None, 1),
     "logit_bias": (None, {}),
     "logprobs": (None, False),
     "echo": (False,),
