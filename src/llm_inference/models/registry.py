@@ -84,12 +84,14 @@ class ModelRegistry:
 
     @staticmethod
     async def _warm_up(engine: Engine) -> None:
-        """One real generation: readiness means the model has answered, not just that it is in memory."""
-        request = GenerationRequest(
-            request_id="warm-up", prompt="Hello", sampling=SamplingParams(max_tokens=1, temperature=0, top_p=1)
-        )
-        async for _ in engine.generate(request):
-            pass
+        """Real generations, greedy and sampled: readiness means the model has answered, not just that it is in
+        memory. The sampled one (top-k, top-p) matters on vLLM: its sampling kernels are compiled on first use,
+        which stalled every stream for ~7 s when the first client request sampled (seen on an H200)."""
+        greedy = SamplingParams(max_tokens=2, temperature=0, top_p=1)
+        sampled = SamplingParams(max_tokens=2, temperature=0.7, top_p=0.9, top_k=40, seed=0)
+        for name, sampling in (("warm-up", greedy), ("warm-up-sampled", sampled)):
+            async for _ in engine.generate(GenerationRequest(request_id=name, prompt="Hello", sampling=sampling)):
+                pass
 
     def entry_for(self, model: str | None) -> ModelEntry:
         model = model or self.default_model
