@@ -14,7 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-SERVERS = {"ours": "llm-inference (vLLM backend)", "vllm_serve": "vllm serve"}
+SERVERS = {"ours": "llm-inference, /v1/completions", "ours_api": "llm-inference, /api/generate/stream",
+           "vllm_serve": "vllm serve"}
 PANELS = [
     ("output_tokens_per_s", None, "output tokens/s"),
     ("ttft_p50_ms", "ttft_p99_ms", "TTFT ms (p50 solid, p99 dashed)"),
