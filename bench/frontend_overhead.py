@@ -79,8 +79,13 @@ async def _idle_engine(*_: Any, **__: Any) -> IdleEngine:
 MESSAGES = [{"role": "user", "content": "a b c d e f g h"}]
 SURFACES = {
     "/api/chat/stream": lambda tokens: {"messages": MESSAGES, "max_tokens": tokens, "temperature": 0},
-    "/v1/chat/completions": lambda tokens: {"model": "smollm2-135m-instruct", "messages": MESSAGES,
-                                            "max_tokens": tokens, "temperature": 0, "stream": True},
+    "/v1/chat/completions": lambda tokens: {
+        "model": "smollm2-135m-instruct",
+        "messages": MESSAGES,
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+    },
 }
 
 
@@ -108,10 +113,18 @@ async def _stream(app: Any, path: str, body: bytes) -> int:
                 finished.set()
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8091),
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8091),
     }
     await app(scope, receive, send)
     return received
@@ -127,10 +140,13 @@ async def _round(app: Any, path: str, streams: int, tokens: int) -> dict[str, fl
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    settings, _ = load_settings({"LLM_MAX_CONCURRENT_REQUESTS": str(args.streams), "LLM_LOG_LEVEL": "WARNING",
-                                 "LLM_MAX_QUEUED_REQUESTS": "0"})
-    with mock.patch("llm_inference.models.registry.load_engine", _idle_engine), \
-            mock.patch("llm_inference.models.registry.fetch", lambda spec: (Path("/dev/null"), None)):
+    settings, _ = load_settings(
+        {"LLM_MAX_CONCURRENT_REQUESTS": str(args.streams), "LLM_LOG_LEVEL": "WARNING", "LLM_MAX_QUEUED_REQUESTS": "0"}
+    )
+    with (
+        mock.patch("llm_inference.models.registry.load_engine", _idle_engine),
+        mock.patch("llm_inference.models.registry.fetch", lambda spec: (Path("/dev/null"), None)),
+    ):
         app = create_app(settings)
         async with app.lifespan():
             while not (await app.state.service.readiness())[0]:

@@ -16,7 +16,48 @@ from dataclasses import dataclass, field
 
 import httpx
 
-WORDS = ["river", "mountain", "cloud", "window", "garden", "silver", "music", "paper", "engine", "candle", "forest", "harbor", "planet", "lantern", "market", "winter", "bridge", "thunder", "valley", "meadow", "ocean", "signal", "castle", "pocket", "shadow", "circle", "orange", "yellow", "teacher", "doctor", "farmer", "baker", "pilot", "sailor", "writer", "painter", "dancer", "singer", "hunter", "driver"]
+WORDS = [
+    "river",
+    "mountain",
+    "cloud",
+    "window",
+    "garden",
+    "silver",
+    "music",
+    "paper",
+    "engine",
+    "candle",
+    "forest",
+    "harbor",
+    "planet",
+    "lantern",
+    "market",
+    "winter",
+    "bridge",
+    "thunder",
+    "valley",
+    "meadow",
+    "ocean",
+    "signal",
+    "castle",
+    "pocket",
+    "shadow",
+    "circle",
+    "orange",
+    "yellow",
+    "teacher",
+    "doctor",
+    "farmer",
+    "baker",
+    "pilot",
+    "sailor",
+    "writer",
+    "painter",
+    "dancer",
+    "singer",
+    "hunter",
+    "driver",
+]
 
 
 def make_prompts(count: int, words: int, seed: int) -> list[str]:
@@ -37,7 +78,11 @@ class Dialect:
         if self.path == "/api/generate/stream":
             return {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
         body: dict[str, object] = {
-            "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True, "ignore_eos": True,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "ignore_eos": True,
         }
         if self.eos_token_ids:
             body["logit_bias"] = {str(t): -100.0 for t in self.eos_token_ids}
@@ -64,7 +109,9 @@ class RequestResult:
     error: str = ""
 
 
-async def one_request(client: httpx.AsyncClient, url: str, dialect: Dialect, prompt: str, max_tokens: int) -> RequestResult:
+async def one_request(
+    client: httpx.AsyncClient, url: str, dialect: Dialect, prompt: str, max_tokens: int
+) -> RequestResult:
     started = time.perf_counter()
     arrivals: list[float] = []
     try:
@@ -84,7 +131,9 @@ async def one_request(client: httpx.AsyncClient, url: str, dialect: Dialect, pro
     return RequestResult(True, arrivals[0] - started, gaps, len(arrivals), time.perf_counter() - started)
 
 
-async def run_level(url: str, dialect: Dialect, prompts: list[str], concurrency: int, max_tokens: int) -> dict[str, float]:
+async def run_level(
+    url: str, dialect: Dialect, prompts: list[str], concurrency: int, max_tokens: int
+) -> dict[str, float]:
     """Send every prompt, `concurrency` at a time; aggregate throughput counts max_tokens per request
     (EOS is ignored, and each server's chunk count is checked against it)."""
     queue = list(prompts)

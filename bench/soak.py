@@ -33,12 +33,21 @@ RUNNING, QUEUED = 4, 8
 CAPACITY = RUNNING + QUEUED
 BURST_EVERY_SECONDS = 30
 SERVER_ENV = {
-    "LLM_MAX_CONCURRENT_REQUESTS": str(RUNNING), "LLM_MAX_QUEUED_REQUESTS": str(QUEUED),
-    "LLM_CONTEXT_LENGTH": "1024", "LLM_MAX_TOKENS_LIMIT": "512", "LLM_MAX_REQUEST_BYTES": "65536",
-    "LLM_LOG_FORMAT": "json", "LLM_INFERENCE_HOSTNAME": "127.0.0.1",
+    "LLM_MAX_CONCURRENT_REQUESTS": str(RUNNING),
+    "LLM_MAX_QUEUED_REQUESTS": str(QUEUED),
+    "LLM_CONTEXT_LENGTH": "1024",
+    "LLM_MAX_TOKENS_LIMIT": "512",
+    "LLM_MAX_REQUEST_BYTES": "65536",
+    "LLM_LOG_FORMAT": "json",
+    "LLM_INFERENCE_HOSTNAME": "127.0.0.1",
 }
-PROMPTS = ["The capital of France is", "Write a haiku about the sea:", "def fibonacci(n):",
-           "Once upon a time, in a small village,", "To make a cup of tea, first"]
+PROMPTS = [
+    "The capital of France is",
+    "Write a haiku about the sea:",
+    "def fibonacci(n):",
+    "Once upon a time, in a small village,",
+    "To make a cup of tea, first",
+]
 # Requests the service must refuse with a 4xx: (name, body bytes, content type).
 BAD_INPUTS = [
     ("malformed JSON", b'{"prompt": "hi",', "application/json"),
@@ -91,8 +100,9 @@ class Soak:
             body["messages"] = [{"role": "user", "content": prompt}]
         else:
             body["prompt"] = prompt
-        async with client.stream("POST", self.url + ("/api/chat/stream" if chat else "/api/generate/stream"),
-                                 json=body) as response:
+        async with client.stream(
+            "POST", self.url + ("/api/chat/stream" if chat else "/api/generate/stream"), json=body
+        ) as response:
             text = (await response.aread()).decode()
         if response.status_code == 200 and not text.rstrip().endswith("data: [DONE]"):
             return response.status_code, "stream without its [DONE] terminator"
@@ -139,13 +149,13 @@ class Soak:
         async with httpx.AsyncClient(timeout=180, limits=limits) as client:
             while self.running():
                 await asyncio.sleep(BURST_EVERY_SECONDS)
-                await asyncio.gather(*(self.timed("burst", lambda: self.complete(client))
-                                       for _ in range(3 * CAPACITY)))
+                await asyncio.gather(*(self.timed("burst", lambda: self.complete(client)) for _ in range(3 * CAPACITY)))
 
     async def run(self) -> None:
         self.deadline = time.monotonic() + self.seconds
         await asyncio.gather(
-            self.loop("stream", self.stream, 0), self.loop("stream", self.stream, 0),
+            self.loop("stream", self.stream, 0),
+            self.loop("stream", self.stream, 0),
             self.loop("abandoned stream", self.abandon, 0.2),
             self.loop("bad input", self.bad_input, 0.05),
             self.loop("liveness", self.liveness, 0.5),
@@ -196,11 +206,15 @@ def print_table(summary: dict, figures: dict[str, float], seconds: float) -> Non
         cells = "".join(f"{row['by_status'].get(s, 0):>7}" for s in statuses)
         print(f"{kind:<18}{row['requests']:>9}{cells}{row['p50_seconds']:>9.3f}{row['p99_seconds']:>9.3f}")
     print(f"\nrequests {summary['requests']}  by status {summary['by_status']}")
-    print(f"5xx {summary['server_errors_5xx']}  no answer {summary['no_answer']}  "
-          f"wrong answers {summary['wrong_answers'] or 'none'}")
+    print(
+        f"5xx {summary['server_errors_5xx']}  no answer {summary['no_answer']}  "
+        f"wrong answers {summary['wrong_answers'] or 'none'}"
+    )
     print(f"p99 latency (all answered requests) {summary['p99_seconds_all']:.3f}s")
-    print(f"server RSS: start {figures['start_mib']:.0f} MiB, end {figures['end_mib']:.0f} MiB, "
-          f"max {figures['max_mib']:.0f} MiB")
+    print(
+        f"server RSS: start {figures['start_mib']:.0f} MiB, end {figures['end_mib']:.0f} MiB, "
+        f"max {figures['max_mib']:.0f} MiB"
+    )
     print(f"engine idle {figures['engine_idle_after_seconds']}s after the last client")
 
 
@@ -222,8 +236,12 @@ async def soak(server: RunningServer, seconds: float, seed: int) -> tuple[list[R
     await sampler
     idle_after = await seconds_to_idle(server.url)
     end = rss_mib(server.process.pid)
-    figures = {"start_mib": round(start, 1), "end_mib": round(end, 1), "max_mib": round(max(samples), 1),
-               "engine_idle_after_seconds": idle_after}
+    figures = {
+        "start_mib": round(start, 1),
+        "end_mib": round(end, 1),
+        "max_mib": round(max(samples), 1),
+        "engine_idle_after_seconds": idle_after,
+    }
     return run.records, figures
 
 
@@ -242,14 +260,17 @@ async def seconds_to_idle(url: str, timeout: float = 120) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=300, help=f"run length (at most {MAX_SECONDS})")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     seconds = min(args.seconds, MAX_SECONDS)
-    spec = ServerSpec("llm-inference-soak", [sys.executable, "-m", "llm_inference", "serve"], "/health/ready",
-                      {**SERVER_ENV, "LLM_INFERENCE_PORT": "{port}"})
+    spec = ServerSpec(
+        "llm-inference-soak",
+        [sys.executable, "-m", "llm_inference", "serve"],
+        "/health/ready",
+        {**SERVER_ENV, "LLM_INFERENCE_PORT": "{port}"},
+    )
     server = RunningServer(spec, free_port(), RESULTS)  # its log: bench/results/llm-inference-soak.log
     try:
         server.wait_ready()
@@ -260,11 +281,20 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary, figures, seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"soak-{stamp}.json"
-    out.write_text(json.dumps({
-        "when": stamp, "seconds": seconds, "seed": args.seed, "server_env": SERVER_ENV,
-        "server": figures, **summary,
-        "no_answer_errors": sorted({r.error for r in records if r.status == 0})[:20],
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "seconds": seconds,
+                "seed": args.seed,
+                "server_env": SERVER_ENV,
+                "server": figures,
+                **summary,
+                "no_answer_errors": sorted({r.error for r in records if r.status == 0})[:20],
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
     clean = summary["server_errors_5xx"] == 0 and summary["no_answer"] == 0 and not summary["wrong_answers"]
     return 0 if clean else 1

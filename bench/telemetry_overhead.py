@@ -60,9 +60,15 @@ async def _chunks(tokens: int) -> AsyncIterator[Chunk]:
 async def _inference(requests: int, tokens: int, observer: InferenceObserver | None) -> float:
     """Seconds per request to pass `tokens` chunks through (observed or not)."""
     prepared = Prepared(
-        model="m", engine=_InfoOnly(), operation="text_completion",  # type: ignore[arg-type]
-        request=GenerationRequest("id", "prompt", SamplingParams(max_tokens=tokens, temperature=0.7, top_p=0.9),
-                                  prompt_token_ids=tuple(range(16))),
+        model="m",
+        engine=_InfoOnly(),
+        operation="text_completion",  # type: ignore[arg-type]
+        request=GenerationRequest(
+            "id",
+            "prompt",
+            SamplingParams(max_tokens=tokens, temperature=0.7, top_p=0.9),
+            prompt_token_ids=tuple(range(16)),
+        ),
     )
     started = time.perf_counter()
     for _ in range(requests):
@@ -79,9 +85,16 @@ async def _http(requests: int, wrap: bool, tracer) -> float:  # type: ignore[no-
         await send({"type": "http.response.body", "body": b"ok"})
 
     handler = observe_http(app, Metrics(), tracer) if wrap else app
-    scope = {"type": "http", "method": "POST", "path": "/api/generate", "path_template": "/api/generate",
-             "headers": [(b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")],
-             "client": ("127.0.0.1", 5000), "scheme": "http", "http_version": "1.1"}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/generate",
+        "path_template": "/api/generate",
+        "headers": [(b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")],
+        "client": ("127.0.0.1", 5000),
+        "scheme": "http",
+        "http_version": "1.1",
+    }
 
     async def receive():  # type: ignore[no-untyped-def]
         return {"type": "http.request", "body": b""}
@@ -118,11 +131,25 @@ async def main(requests: int, tokens: int) -> None:
         print(f"{label:44} {seconds * 1e6:12.1f} {added * 1e6:18.1f} {per_token}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "telemetry_overhead.json"
-    out.write_text(json.dumps({
-        "requests": requests, "tokens_per_request": tokens, "python": platform.python_version(),
-        "rows": [{"case": label, "microseconds_per_request": round(s * 1e6, 2),
-                  "added_microseconds_per_request": round(a * 1e6, 2)} for label, s, a in rows],
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "requests": requests,
+                "tokens_per_request": tokens,
+                "python": platform.python_version(),
+                "rows": [
+                    {
+                        "case": label,
+                        "microseconds_per_request": round(s * 1e6, 2),
+                        "added_microseconds_per_request": round(a * 1e6, 2),
+                    }
+                    for label, s, a in rows
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwrote {out}")
 
 

@@ -57,17 +57,19 @@ class Collected:
             resource = _attributes(resource_spans.resource.attributes)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    spans.append(Span(
-                        name=span.name,
-                        kind=SpanProto.SpanKind.Name(span.kind),
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(),
-                        attributes=_attributes(span.attributes),
-                        events=[(event.name, _attributes(event.attributes)) for event in span.events],
-                        status_code=span.status.StatusCode.Name(span.status.code),
-                        resource=resource,
-                    ))
+                    spans.append(
+                        Span(
+                            name=span.name,
+                            kind=SpanProto.SpanKind.Name(span.kind),
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            attributes=_attributes(span.attributes),
+                            events=[(event.name, _attributes(event.attributes)) for event in span.events],
+                            status_code=span.status.StatusCode.Name(span.status.code),
+                            resource=resource,
+                        )
+                    )
         with self.lock:
             self.requests += 1
             self.headers.append(headers)

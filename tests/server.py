@@ -19,8 +19,13 @@ def run_cli(command: str, env: dict[str, str], timeout: float = 60) -> subproces
     """Run `python -m llm_inference <command>` to its end with `env` on top of this environment, minus any
     LLM_* or HF_* variable of the caller's own."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "HF_"))}
-    return subprocess.run([sys.executable, "-m", "llm_inference", command], env={**clean, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "llm_inference", command],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:

@@ -73,8 +73,7 @@ def test_an_unreadable_key_file_keeps_the_keys_read_before(tmp_path: Path) -> No
         ({"LLM_API_KEYS_FILE": "/nonexistent/keys"}, "LLM_API_KEYS_FILE", "a readable UTF-8 file"),
     ],
 )
-def test_bad_key_settings_stop_start_up_without_printing_keys(env: dict[str, str], variable: str,
-                                                              rule: str) -> None:
+def test_bad_key_settings_stop_start_up_without_printing_keys(env: dict[str, str], variable: str, rule: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(env)
     [line] = caught.value.lines

@@ -79,7 +79,9 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(tmp_path: P
                 assert done["type"] == "done" and done["usage"]["completion_tokens"] == client.max_tokens
                 assert done["finish_reason"] == "length"
             else:
-                assert httpx.Response(200, content=client.body).json()["usage"]["completion_tokens"] == client.max_tokens
+                assert (
+                    httpx.Response(200, content=client.body).json()["usage"]["completion_tokens"] == client.max_tokens
+                )
         assert server.process.wait(60) == 0  # type: ignore[union-attr]
         assert '"drained: no request in flight"' in server.logs()
 
@@ -108,5 +110,3 @@ def test_sigterm_with_nothing_in_flight_exits_at_once(tmp_path: Path) -> None:
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < WORKER_KILL_MARGIN_SECONDS
-
-

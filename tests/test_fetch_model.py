@@ -24,8 +24,14 @@ def test_hub_model_is_downloaded_into_hf_home(tmp_path: Path) -> None:
     gguf = embedded_model_path()
     with FakeHub("org/smol", gguf) as hub:
         hub.release.set()
-        result = fetch_model({"LLM_ALLOWED_MODELS": f"org/smol:{gguf.name}", "HF_ENDPOINT": hub.url,
-                              "HF_HOME": str(tmp_path), "HF_HUB_DISABLE_XET": "1"})
+        result = fetch_model(
+            {
+                "LLM_ALLOWED_MODELS": f"org/smol:{gguf.name}",
+                "HF_ENDPOINT": hub.url,
+                "HF_HOME": str(tmp_path),
+                "HF_HUB_DISABLE_XET": "1",
+            }
+        )
     assert result.returncode == 0, result.stderr
     model_id, path = result.stdout.strip().split("\t")
     assert model_id == f"org/smol:{gguf.name}"

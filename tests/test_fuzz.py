@@ -22,11 +22,19 @@ KEY = "f" * 24 + "-fuzzing-key"
 MIN_CASES = 1000
 # Every response check schemathesis has; max_response_time is left out: timings are not tested here.
 CHECKS = [
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
     "response_headers_conformance",
-    "response_schema_conformance", "negative_data_rejection", "positive_data_acceptance",
-    "missing_required_header", "unsupported_method", "allow_header_conformance", "use_after_free",
-    "ensure_resource_availability", "ignored_auth",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+    "use_after_free",
+    "ensure_resource_availability",
+    "ignored_auth",
 ]
 
 
@@ -40,24 +48,39 @@ def answered_5xx(url: str) -> float:
 def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(tmp_path: Path) -> None:
     env = {
         # Small generations keep a thousand cases to minutes: the fuzzing is about the HTTP surface.
-        "LLM_MAX_TOKENS_LIMIT": "2", "LLM_DEFAULT_MAX_TOKENS": "2", "LLM_CONTEXT_LENGTH": "512",
+        "LLM_MAX_TOKENS_LIMIT": "2",
+        "LLM_DEFAULT_MAX_TOKENS": "2",
+        "LLM_CONTEXT_LENGTH": "512",
         "LLM_MAX_REQUEST_BYTES": "65536",
         # Fuzz the access-control layers too, with a budget the fuzzer will not exhaust.
-        "LLM_API_KEYS": KEY, "LLM_RATE_LIMIT_PER_MINUTE": "1000000",
+        "LLM_API_KEYS": KEY,
+        "LLM_RATE_LIMIT_PER_MINUTE": "1000000",
     }
     report = tmp_path / "schemathesis.json"
     with ServerProcess(env, log_path=tmp_path / "server.log") as server:
         server.wait_for("/health/ready", 200)
         command = [
-            str(Path(sys.executable).parent / "schemathesis"), "run", server.url + "/openapi.json",
-            "--checks", ",".join(CHECKS),
-            "--header", f"Authorization: Bearer {KEY}",
-            "--max-examples", os.environ.get("FUZZ_MAX_EXAMPLES", "120"),
-            "--seed", os.environ.get("FUZZ_SEED", "20261122"),
-            "--workers", "2",
-            "--request-timeout", "120",
-            "--suppress-health-check", "too_slow",
-            "--report", "json", "--report-json-path", str(report),
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            server.url + "/openapi.json",
+            "--checks",
+            ",".join(CHECKS),
+            "--header",
+            f"Authorization: Bearer {KEY}",
+            "--max-examples",
+            os.environ.get("FUZZ_MAX_EXAMPLES", "120"),
+            "--seed",
+            os.environ.get("FUZZ_SEED", "20261122"),
+            "--workers",
+            "2",
+            "--request-timeout",
+            "120",
+            "--suppress-health-check",
+            "too_slow",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
         ]
         answered_5xx_before = answered_5xx(server.url)
         result = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=tmp_path)

@@ -33,14 +33,13 @@ def test_no_key_token_prompt_or_completion_in_logs_or_error_bodies(tmp_path: Pat
             streamed = client.post("/api/chat/stream", json=chat, headers=auth)
             stream_completion = joined_text(parse_events(streamed.text))
             errors = [
-                client.post("/api/generate", json={"prompt": PROMPT},
-                            headers={"Authorization": f"Bearer {WRONG_KEY}"}),
+                client.post("/api/generate", json={"prompt": PROMPT}, headers={"Authorization": f"Bearer {WRONG_KEY}"}),
                 client.post("/api/generate", json={"prompt": PROMPT + "\u0000"}, headers=auth),
                 client.post("/api/generate", json={"prompt": PROMPT * 400}, headers=auth),
-                client.post("/api/chat", json={"messages": [{"role": "wizard", "content": SECRET_MESSAGE}]},
-                            headers=auth),
-                client.post("/api/generate", content=PROMPT.encode(),
-                            headers={**auth, "content-type": "text/plain"}),
+                client.post(
+                    "/api/chat", json={"messages": [{"role": "wizard", "content": SECRET_MESSAGE}]}, headers=auth
+                ),
+                client.post("/api/generate", content=PROMPT.encode(), headers={**auth, "content-type": "text/plain"}),
             ]
         assert [e.status_code for e in errors] == [401, 422, 400, 422, 415]
         assert server.stop() == 0
@@ -48,8 +47,16 @@ def test_no_key_token_prompt_or_completion_in_logs_or_error_bodies(tmp_path: Pat
     assert "model ready" in logs, "the log was captured"
     # The completions must be long enough for their absence from the logs to mean something.
     assert len(completion) >= 20 and len(stream_completion) >= 20, (completion, stream_completion)
-    for secret in (KEY, WRONG_KEY, PROMPT, "Quokka", SECRET_MESSAGE, "90210", completion.strip(),
-                   stream_completion.strip()):
+    for secret in (
+        KEY,
+        WRONG_KEY,
+        PROMPT,
+        "Quokka",
+        SECRET_MESSAGE,
+        "90210",
+        completion.strip(),
+        stream_completion.strip(),
+    ):
         assert secret not in logs, f"{secret!r} appears in the logs"
         for error in errors:
             assert secret not in error.text, f"{secret!r} appears in an error body: {error.text}"
@@ -94,8 +101,7 @@ def _unreadable(path: Path) -> Path:
         ("not a PEM certificate", "LLM_TLS_CERT_PATH", "a PEM certificate"),
     ],
 )
-def test_a_bad_tls_file_stops_start_up_with_exit_code_2(tmp_path: Path, case: str, variable: str,
-                                                         says: str) -> None:
+def test_a_bad_tls_file_stops_start_up_with_exit_code_2(tmp_path: Path, case: str, variable: str, says: str) -> None:
     cert, key = _self_signed(tmp_path)
     if case == "no read permission" and os.geteuid() == 0:
         pytest.skip("root reads any file whatever its mode")

@@ -30,8 +30,11 @@ IMAGES = {"Dockerfile": ROOT / "Dockerfile", "Dockerfile.cuda": ROOT / "Dockerfi
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", "\n".join(
-        line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")))
+    text = re.sub(
+        r"\\\n\s*",
+        " ",
+        "\n".join(line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")),
+    )
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
 
 
@@ -58,7 +61,8 @@ def test_every_build_step_is_a_script_of_the_repository(name: str) -> None:
             words = [w for w in shlex.split(command) if not re.match(r"^[A-Z_]+=", w)]
             program = words[0]
             assert program == "rm" or re.match(r"^(/tmp/image|scripts/image)/[\w.-]+\.sh$", program), (
-                f"{name}: `{command.strip()}` is a build step outside scripts/image/ (tests cannot run it)")
+                f"{name}: `{command.strip()}` is a build step outside scripts/image/ (tests cannot run it)"
+            )
             script = ROOT / "scripts" / "image" / Path(program).name
             if program != "rm":
                 assert script.is_file() and os.access(script, os.X_OK), script
@@ -96,14 +100,24 @@ def test_cuda_image_installs_the_locked_vllm_that_runs_on_the_lent_gpu() -> None
 def test_cpu_image_build_step_in_a_clean_virtual_environment(tmp_path: Path) -> None:
     """Run the Dockerfile's build step, then serve from its result with the image's environment."""
     venv = tmp_path / "opt-llm-inference"
-    build = subprocess.run(["scripts/image/build-venv.sh", str(venv)], cwd=ROOT, capture_output=True, text=True,
-                           env={k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "VIRTUAL_ENV"))})
+    build = subprocess.run(
+        ["scripts/image/build-venv.sh", str(venv)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "VIRTUAL_ENV"))},
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     assert "smollm2-135m-instruct\t" in build.stdout  # fetch-model found the embedded model
 
     # A copy of the project, not the source tree, with bytecode compiled for a read-only root filesystem.
-    located = subprocess.run([str(venv / "bin/python"), "-c", "import llm_inference; print(llm_inference.__file__)"],
-                             cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    located = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import llm_inference; print(llm_inference.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     package = Path(located).parent
     assert package.is_relative_to(venv), located
     assert list((package / "__pycache__").glob("app.cpython-*.pyc"))
@@ -111,10 +125,17 @@ def test_cpu_image_build_step_in_a_clean_virtual_environment(tmp_path: Path) -> 
     env = image_env(IMAGES["Dockerfile"]) | {"HF_HOME": str(tmp_path / "hf-home")}
     env["PATH"] = env["PATH"].replace("/opt/llm-inference", str(venv)).replace("$PATH", os.environ["PATH"])
     port = free_port()  # the image's 8091 may be taken on a shared machine
-    with ServerProcess(env | {"LLM_INFERENCE_PORT": str(port)}, log_path=tmp_path / "server.log", port=port,
-                       command=[str(venv / "bin/llm-inference"), "serve"]) as server:
+    with ServerProcess(
+        env | {"LLM_INFERENCE_PORT": str(port)},
+        log_path=tmp_path / "server.log",
+        port=port,
+        command=[str(venv / "bin/llm-inference"), "serve"],
+    ) as server:
         server.wait_for("/health/ready", 200)
-        answer = httpx.post(server.url + "/api/generate", timeout=120,
-                            json={"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0})
+        answer = httpx.post(
+            server.url + "/api/generate",
+            timeout=120,
+            json={"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0},
+        )
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] >= 1
         assert server.stop() == 0

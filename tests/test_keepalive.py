@@ -34,11 +34,14 @@ NORMAL = {"prompt": "Hi", "max_tokens": 2}
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {"LLM_API_KEYS": ",".join([*KEYS, SPENT_KEY]),
-            "LLM_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
-            "LLM_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
-            # One thread: a decode step never waits on a descheduled sibling thread on a busy test machine.
-            "LLM_THREADS": "1", **extra}
+    return {
+        "LLM_API_KEYS": ",".join([*KEYS, SPENT_KEY]),
+        "LLM_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
+        "LLM_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
+        # One thread: a decode step never waits on a descheduled sibling thread on a busy test machine.
+        "LLM_THREADS": "1",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +76,13 @@ def _refusals(key: str) -> list[tuple[str, set[int], dict[str, object]]]:
         ("/api/generate", {413}, {"content": oversized, "headers": {**auth, **json_type}}),
         ("/api/generate", {413}, {"content": _chunks(oversized), "headers": {**auth, **json_type}}),
         ("/api/generate", {401}, {"content": oversized, "headers": json_type}),
-        ("/api/generate", {415}, {"content": b"Hi " * 20000,
-                                  "headers": {**auth, "content-type": "text/plain"}}),
+        ("/api/generate", {415}, {"content": b"Hi " * 20000, "headers": {**auth, "content-type": "text/plain"}}),
         ("/api/no-such-route", {404}, {"content": oversized, "headers": {**auth, **json_type}}),
-        ("/api/generate", {429, 413}, {"content": oversized,
-                                       "headers": {"Authorization": f"Bearer {SPENT_KEY}", **json_type}}),
+        (
+            "/api/generate",
+            {429, 413},
+            {"content": oversized, "headers": {"Authorization": f"Bearer {SPENT_KEY}", **json_type}},
+        ),
     ]
 
 

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 _PIN = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)(?:\s*;\s*(?P<marker>[^\\]+?))?\s*\\?$")
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)(?:\s*;\s*(?P<marker>[^\\]+?))?\s*\\?$"
+)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,14 @@ def read_lock(path: Path) -> dict[NormalizedName, list[Pin]]:
             continue
         match = _PIN.match(first)
         assert match, f"{path.name}: not an exact pin: {first!r}"
-        pins.setdefault(canonicalize_name(match["name"]), []).append(Pin(
-            Version(match["version"]), match["marker"], block.count("--hash=sha256:"),
-            "llm-inference (pyproject.toml)" in block))
+        pins.setdefault(canonicalize_name(match["name"]), []).append(
+            Pin(
+                Version(match["version"]),
+                match["marker"],
+                block.count("--hash=sha256:"),
+                "llm-inference (pyproject.toml)" in block,
+            )
+        )
     return pins
 
 
@@ -71,14 +77,21 @@ def direct_requirements(lock: Lock) -> list[Requirement]:
     for extra in lock.extras:
         lines += PYPROJECT["optional-dependencies"][extra]
     for name in lock.inputs:
-        lines += [line for line in (REQUIREMENTS / name).read_text().splitlines()
-                  if line.strip() and not line.startswith("#")]
+        lines += [
+            line for line in (REQUIREMENTS / name).read_text().splitlines() if line.strip() and not line.startswith("#")
+        ]
     return [Requirement(line) for line in lines]
 
 
 def environment(python: str) -> dict[str, str]:
-    return {**default_environment(), "python_version": python, "python_full_version": f"{python}.0",
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"}
+    return {
+        **default_environment(),
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+    }
 
 
 @pytest.mark.parametrize("lock", LOCKS, ids=[lock.file for lock in LOCKS])
@@ -93,7 +106,8 @@ def test_every_direct_requirement_is_pinned_within_its_range(lock: Lock) -> None
         for pin in pins[name]:
             # A local version (torch 2.13.0+cpu) satisfies the range its public version does.
             assert requirement.specifier.contains(pin.version.public, prereleases=True), (
-                f"{lock.file} pins {name}=={pin.version}, outside pyproject's {requirement}: run `make lock`")
+                f"{lock.file} pins {name}=={pin.version}, outside pyproject's {requirement}: run `make lock`"
+            )
 
 
 @pytest.mark.parametrize("lock", LOCKS, ids=[lock.file for lock in LOCKS])
@@ -116,8 +130,11 @@ def test_the_image_vllm_and_torch_are_the_pair_that_runs_on_the_lent_gpu() -> No
 def test_msgspec_and_litestar_are_pinned_alike_everywhere() -> None:
     """The error messages' wording was checked against these: every environment runs the same releases."""
     for name in ("msgspec", "litestar", "granian", "llama-cpp-python"):
-        versions = {lock.file: {str(p.version) for p in read_lock(REQUIREMENTS / lock.file)[NormalizedName(name)]}
-                    for lock in LOCKS if lock.file not in {"no-deps.lock", "helm.lock"}}
+        versions = {
+            lock.file: {str(p.version) for p in read_lock(REQUIREMENTS / lock.file)[NormalizedName(name)]}
+            for lock in LOCKS
+            if lock.file not in {"no-deps.lock", "helm.lock"}
+        }
         assert len(set(map(frozenset, versions.values()))) == 1, versions
 
 

@@ -77,7 +77,8 @@ def test_a_burst_of_four_times_capacity_completes_or_is_refused_promptly(tmp_pat
             limits = httpx.Limits(max_connections=burst + 4)
             async with httpx.AsyncClient(timeout=120, limits=limits) as client:
                 results = await asyncio.wait_for(
-                    asyncio.gather(*(stream_once(client, server.url) for _ in range(burst))), 300)
+                    asyncio.gather(*(stream_once(client, server.url) for _ in range(burst))), 300
+                )
             stop.set()
             return results, await liveness
 
@@ -110,8 +111,11 @@ async def disconnect_mid_stream(client: httpx.AsyncClient, url: str) -> None:
 def test_two_hundred_clients_that_leave_mid_stream_free_everything(tmp_path: Path) -> None:
     running, queued = 4, 4
     capacity = running + queued
-    env = {"LLM_MAX_CONCURRENT_REQUESTS": str(running), "LLM_MAX_QUEUED_REQUESTS": str(queued),
-           "LLM_MAX_TOKENS_LIMIT": "512"}
+    env = {
+        "LLM_MAX_CONCURRENT_REQUESTS": str(running),
+        "LLM_MAX_QUEUED_REQUESTS": str(queued),
+        "LLM_MAX_TOKENS_LIMIT": "512",
+    }
     with ServerProcess(env, log_path=tmp_path / "server.log") as server:
         server.wait_for("/health/ready", 200)
 
@@ -131,9 +135,12 @@ def test_two_hundred_clients_that_leave_mid_stream_free_everything(tmp_path: Pat
                 idle_after = await wait_engine_idle(server.url, 30)
                 rss_after = rss_bytes(server)
                 # The whole capacity serves again: no admission slot or engine slot was left behind.
-                answers = await asyncio.gather(*(
-                    client.post(server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 4})
-                    for _ in range(capacity)))
+                answers = await asyncio.gather(
+                    *(
+                        client.post(server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 4})
+                        for _ in range(capacity)
+                    )
+                )
                 assert [a.status_code for a in answers] == [200] * capacity
             return {"rss_before": rss_before, "rss_after": rss_after, "idle_after": idle_after}
 

@@ -23,8 +23,12 @@ def test_live_during_a_slow_download_ready_only_after_load(tmp_path: Path) -> No
     gguf = embedded_model_path()
     spec = f"{HUB_REPO}:{gguf.name}"
     with FakeHub(HUB_REPO, gguf) as hub:
-        env = {"LLM_ALLOWED_MODELS": spec, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
-               "HF_HUB_DISABLE_XET": "1"}
+        env = {
+            "LLM_ALLOWED_MODELS": spec,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_XET": "1",
+        }
         with ServerProcess(env, log_path=tmp_path / "server.log") as server:
             server.wait_for("/health/live", 200)
             not_ready = httpx.get(server.url + "/health/ready")
@@ -68,16 +72,24 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -87,7 +99,9 @@ def test_tls_serves_https_to_a_verifying_client(tmp_path: Path) -> None:
     verify = ssl.create_default_context(cafile=str(cert))
     with ServerProcess(env, log_path=tmp_path / "server.log", scheme="https") as server:
         server.wait_for("/health/ready", 200, verify=verify)
-        answer = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 3}, verify=verify, timeout=60)
+        answer = httpx.post(
+            server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 3}, verify=verify, timeout=60
+        )
         assert answer.status_code == 200
         # plain HTTP to the TLS port does not get an answer
         try:

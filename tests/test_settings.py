@@ -27,8 +27,13 @@ def test_defaults() -> None:
 
 def test_values_are_parsed() -> None:
     settings, _ = load_settings(
-        {"LLM_INFERENCE_PORT": "9000", "LLM_TLS_ENABLED": "false", "LLM_DEFAULT_TEMPERATURE": "0",
-         "LLM_CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example", "LLM_LOG_LEVEL": "debug"}
+        {
+            "LLM_INFERENCE_PORT": "9000",
+            "LLM_TLS_ENABLED": "false",
+            "LLM_DEFAULT_TEMPERATURE": "0",
+            "LLM_CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "LLM_LOG_LEVEL": "debug",
+        }
     )
     assert settings.inference_port == 9000
     assert settings.default_temperature == 0.0
@@ -125,8 +130,14 @@ def test_check_config_prints_effective_settings() -> None:
 
 
 def test_the_seed_systems_variable_names_earn_a_warning_naming_the_replacement() -> None:
-    _, warnings = load_settings({"SERVER_SSL_ENABLED": "true", "TLS_SERVER_CERT_PATH": "/tls/cert.pem",
-                                 "CORS_ALLOWED_ORIGINS": "*", "LLM_LOG_FORMAT": "json"})
+    _, warnings = load_settings(
+        {
+            "SERVER_SSL_ENABLED": "true",
+            "TLS_SERVER_CERT_PATH": "/tls/cert.pem",
+            "CORS_ALLOWED_ORIGINS": "*",
+            "LLM_LOG_FORMAT": "json",
+        }
+    )
     assert warnings == [
         "CORS_ALLOWED_ORIGINS is not read by this service and is ignored; set LLM_CORS_ALLOWED_ORIGINS instead",
         "SERVER_SSL_ENABLED is not read by this service and is ignored; set LLM_TLS_ENABLED instead",

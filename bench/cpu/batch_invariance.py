@@ -40,7 +40,9 @@ async def trials(url: str, ours: bool, count: int) -> dict[str, object]:
         alone = await generate(client, url, ours, SHORT, 40)
         differing = 0
         for _ in range(count):
-            beside, _ = await asyncio.gather(generate(client, url, ours, SHORT, 40), generate(client, url, ours, LONG, 120))
+            beside, _ = await asyncio.gather(
+                generate(client, url, ours, SHORT, 40), generate(client, url, ours, LONG, 120)
+            )
             differing += beside != alone
     return {"trials": count, "differing_from_alone": differing, "alone": alone}
 
@@ -52,14 +54,46 @@ def main() -> None:
     args = parser.parse_args()
     threads, slots, ctx = str(os.cpu_count()), "8", "1024"
     specs = [
-        (ServerSpec("llm-inference", [sys.executable, "-m", "llm_inference", "serve"], "/health/ready",
-                    {"LLM_INFERENCE_HOSTNAME": "127.0.0.1", "LLM_INFERENCE_PORT": "{port}", "LLM_THREADS": threads,
-                     "LLM_MAX_CONCURRENT_REQUESTS": slots, "LLM_CONTEXT_LENGTH": ctx, "LLM_LOG_LEVEL": "WARNING"}),
-         True),
-        (ServerSpec("llama-server", [args.llama_server, "-m", str(embedded_model_path()), "--host", "127.0.0.1",
-                                     "--port", "{port}", "-np", slots, "-t", threads, "-c", str(int(ctx) * 8),
-                                     "--no-repack", "--no-webui"], "/health"),
-         False),
+        (
+            ServerSpec(
+                "llm-inference",
+                [sys.executable, "-m", "llm_inference", "serve"],
+                "/health/ready",
+                {
+                    "LLM_INFERENCE_HOSTNAME": "127.0.0.1",
+                    "LLM_INFERENCE_PORT": "{port}",
+                    "LLM_THREADS": threads,
+                    "LLM_MAX_CONCURRENT_REQUESTS": slots,
+                    "LLM_CONTEXT_LENGTH": ctx,
+                    "LLM_LOG_LEVEL": "WARNING",
+                },
+            ),
+            True,
+        ),
+        (
+            ServerSpec(
+                "llama-server",
+                [
+                    args.llama_server,
+                    "-m",
+                    str(embedded_model_path()),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "{port}",
+                    "-np",
+                    slots,
+                    "-t",
+                    threads,
+                    "-c",
+                    str(int(ctx) * 8),
+                    "--no-repack",
+                    "--no-webui",
+                ],
+                "/health",
+            ),
+            False,
+        ),
     ]
     report = {}
     for spec, ours in specs:
@@ -69,8 +103,11 @@ def main() -> None:
             report[spec.name] = asyncio.run(trials(server.url, ours, args.trials))
         finally:
             server.stop()
-        print(f"{spec.name:15} {report[spec.name]['differing_from_alone']}/{args.trials} runs beside a long "
-              f"generation differ from the prompt alone", flush=True)
+        print(
+            f"{spec.name:15} {report[spec.name]['differing_from_alone']}/{args.trials} runs beside a long "
+            f"generation differ from the prompt alone",
+            flush=True,
+        )
     Path("bench/results/batch-invariance.json").write_text(json.dumps(report, indent=2))
 
 

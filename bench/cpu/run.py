@@ -27,38 +27,79 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 METRICS = ("output_tokens_per_second", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")
 
 
-def server_specs(llama_server: str, slots: int, threads: int, context_per_slot: int) -> list[tuple[ServerSpec, Dialect]]:
+def server_specs(
+    llama_server: str, slots: int, threads: int, context_per_slot: int
+) -> list[tuple[ServerSpec, Dialect]]:
     model = str(embedded_model_path())
     python = sys.executable
     ours = ServerSpec(
         "llm-inference",
         [python, "-m", "llm_inference", "serve"],
         "/health/ready",
-        {"LLM_INFERENCE_HOSTNAME": "127.0.0.1", "LLM_INFERENCE_PORT": "{port}", "LLM_THREADS": str(threads),
-         "LLM_MAX_CONCURRENT_REQUESTS": str(slots), "LLM_CONTEXT_LENGTH": str(context_per_slot),
-         "LLM_LOG_LEVEL": "WARNING"},
+        {
+            "LLM_INFERENCE_HOSTNAME": "127.0.0.1",
+            "LLM_INFERENCE_PORT": "{port}",
+            "LLM_THREADS": str(threads),
+            "LLM_MAX_CONCURRENT_REQUESTS": str(slots),
+            "LLM_CONTEXT_LENGTH": str(context_per_slot),
+            "LLM_LOG_LEVEL": "WARNING",
+        },
     )
     peer = ServerSpec(
         "llama-server",
-        [llama_server, "-m", model, "--host", "127.0.0.1", "--port", "{port}", "-np", str(slots), "-t", str(threads),
-         "-tb", str(threads), "-c", str(context_per_slot * slots), "--kv-unified", "--no-repack", "--no-webui"],
+        [
+            llama_server,
+            "-m",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "-np",
+            str(slots),
+            "-t",
+            str(threads),
+            "-tb",
+            str(threads),
+            "-c",
+            str(context_per_slot * slots),
+            "--kv-unified",
+            "--no-repack",
+            "--no-webui",
+        ],
         "/health",
     )
     python_server = ServerSpec(
         "llama_cpp.server",
-        [python, "-m", "bench.cpu.llama_cpp_server_no_repack", "--model", model, "--host", "127.0.0.1",
-         "--port", "{port}", "--n_threads", str(threads), "--n_threads_batch", str(threads),
-         "--n_ctx", str(context_per_slot),
-         # By default a new request interrupts the stream in progress; queue them instead (its lock).
-         "--interrupt_requests", "False"],
+        [
+            python,
+            "-m",
+            "bench.cpu.llama_cpp_server_no_repack",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--n_threads",
+            str(threads),
+            "--n_threads_batch",
+            str(threads),
+            "--n_ctx",
+            str(context_per_slot),
+            # By default a new request interrupts the stream in progress; queue them instead (its lock).
+            "--interrupt_requests",
+            "False",
+        ],
         "/v1/models",
     )
     # llama_cpp.server has no ignore_eos: ban SmolLM2's end tokens (<|endoftext|> 0, <|im_end|> 2) instead.
     return [(ours, OURS), (peer, OPENAI), (python_server, Dialect(OPENAI.path, eos_token_ids=(0, 2)))]
 
 
-async def measure(server: RunningServer, dialect: Dialect, levels: list[int], requests_per_client: int,
-                  max_tokens: int, seed: int) -> dict[int, dict[str, float]]:
+async def measure(
+    server: RunningServer, dialect: Dialect, levels: list[int], requests_per_client: int, max_tokens: int, seed: int
+) -> dict[int, dict[str, float]]:
     await run_level(server.url, dialect, make_prompts(2, 90, seed=-1), 1, 8)  # warm-up
     figures = {}
     for level in levels:
@@ -66,13 +107,18 @@ async def measure(server: RunningServer, dialect: Dialect, levels: list[int], re
         prompts = make_prompts(max(level * requests_per_client, 4), 90, seed=seed * 1000 + level)
         figures[level] = await run_level(server.url, dialect, prompts, level, max_tokens)
         row = figures[level]
-        print(f"  {server.spec.name:17} c={level:<3} {row['output_tokens_per_second']:7.1f} tok/s  "
-              f"TTFT p50 {row['ttft_p50_ms']:7.0f} ms  ITL p50 {row['itl_p50_ms']:6.1f} ms  "
-              f"failed {row['failed']}", flush=True)
+        print(
+            f"  {server.spec.name:17} c={level:<3} {row['output_tokens_per_second']:7.1f} tok/s  "
+            f"TTFT p50 {row['ttft_p50_ms']:7.0f} ms  ITL p50 {row['itl_p50_ms']:6.1f} ms  "
+            f"failed {row['failed']}",
+            flush=True,
+        )
     return figures
 
 
-def median_table(runs: dict[str, list[dict[int, dict[str, float]]]], levels: list[int]) -> dict[str, dict[int, dict[str, float]]]:
+def median_table(
+    runs: dict[str, list[dict[int, dict[str, float]]]], levels: list[int]
+) -> dict[str, dict[int, dict[str, float]]]:
     return {
         name: {level: {m: statistics.median(r[level][m] for r in rounds) for m in METRICS} for level in levels}
         for name, rounds in runs.items()
@@ -84,15 +130,19 @@ def print_table(table: dict[str, dict[int, dict[str, float]]], levels: list[int]
     for name, by_level in table.items():
         for level in levels:
             row = by_level[level]
-            print(f"{name:18} {level:>4} {row['output_tokens_per_second']:8.1f} {row['ttft_p50_ms']:8.0f}ms "
-                  f"{row['ttft_p99_ms']:8.0f}ms {row['itl_p50_ms']:6.1f}ms {row['itl_p99_ms']:6.1f}ms")
+            print(
+                f"{name:18} {level:>4} {row['output_tokens_per_second']:8.1f} {row['ttft_p50_ms']:8.0f}ms "
+                f"{row['ttft_p99_ms']:8.0f}ms {row['itl_p50_ms']:6.1f}ms {row['itl_p99_ms']:6.1f}ms"
+            )
     ours, peer, python_server = (table[n] for n in ("llm-inference", "llama-server", "llama_cpp.server"))
     print("\nratios (ours / peer), output tok/s:")
     for level in levels:
         mine = ours[level]["output_tokens_per_second"]
-        print(f"  c={level:<3} vs llama-server {mine / peer[level]['output_tokens_per_second']:.2f}x   "
-              f"vs llama_cpp.server {mine / python_server[level]['output_tokens_per_second']:.2f}x   "
-              f"TTFT p50 vs llama-server {ours[level]['ttft_p50_ms'] / peer[level]['ttft_p50_ms']:.2f}x")
+        print(
+            f"  c={level:<3} vs llama-server {mine / peer[level]['output_tokens_per_second']:.2f}x   "
+            f"vs llama_cpp.server {mine / python_server[level]['output_tokens_per_second']:.2f}x   "
+            f"TTFT p50 vs llama-server {ours[level]['ttft_p50_ms'] / peer[level]['ttft_p50_ms']:.2f}x"
+        )
 
 
 def plot(table: dict[str, dict[int, dict[str, float]]], levels: list[int], path: Path) -> None:
@@ -130,14 +180,17 @@ def main() -> None:
     log_dir = RESULTS / "logs"
     for round_index in range(args.rounds):
         # Rotate the order each round so no server always runs first (or last) in a drift.
-        order = specs[round_index % len(specs):] + specs[: round_index % len(specs)]
+        order = specs[round_index % len(specs) :] + specs[: round_index % len(specs)]
         print(f"round {round_index + 1}/{args.rounds}", flush=True)
         for spec, dialect in order:
             server = RunningServer(spec, free_port(), log_dir)
             try:
                 server.wait_ready()
-                runs[spec.name].append(asyncio.run(measure(server, dialect, levels, args.requests_per_client,
-                                                           args.max_tokens, seed=round_index)))
+                runs[spec.name].append(
+                    asyncio.run(
+                        measure(server, dialect, levels, args.requests_per_client, args.max_tokens, seed=round_index)
+                    )
+                )
             finally:
                 server.stop()
     table = median_table(runs, levels)
@@ -145,8 +198,11 @@ def main() -> None:
     stamp = datetime.date.today().isoformat()
     RESULTS.mkdir(exist_ok=True)
     result = {
-        "date": stamp, "machine": {"cpus": os.cpu_count()}, "settings": vars(args),
-        "median": table, "rounds": runs,
+        "date": stamp,
+        "machine": {"cpus": os.cpu_count()},
+        "settings": vars(args),
+        "median": table,
+        "rounds": runs,
         "note": "llama.cpp extra CPU buffer types off in all three servers (they crash multi-token batches here)",
     }
     (RESULTS / f"cpu-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))

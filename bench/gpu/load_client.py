@@ -26,11 +26,20 @@ import numpy as np
 def _body(api: str, prompt: str, max_tokens: int, model: str | None) -> tuple[str, dict[str, Any]]:
     # ignore_eos: every request generates exactly max_tokens, so both servers do the same work.
     if api == "ours":
-        return "/api/generate/stream", {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-                                        "ignore_eos": True}
+        return "/api/generate/stream", {
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+        }
     return "/v1/completions", {
-        "model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
-        "stream": True, "stream_options": {"include_usage": True},
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 
@@ -48,8 +57,9 @@ def _parse(api: str, event: dict[str, Any]) -> tuple[str, int | None, str | None
     return text, usage["completion_tokens"] if usage else None, None
 
 
-async def _one(session: aiohttp.ClientSession, api: str, url: str, prompt: str, max_tokens: int,
-               model: str | None) -> dict[str, Any]:
+async def _one(
+    session: aiohttp.ClientSession, api: str, url: str, prompt: str, max_tokens: int, model: str | None
+) -> dict[str, Any]:
     path, body = _body(api, prompt, max_tokens, model)
     started = time.perf_counter()
     chunk_times: list[float] = []
@@ -70,13 +80,18 @@ async def _one(session: aiohttp.ClientSession, api: str, url: str, prompt: str, 
     if error or not chunk_times:
         return {"error": error or "no text streamed"}
     return {
-        "start": started, "end": ended, "tokens": tokens, "ttft": chunk_times[0] - started,
-        "itl": np.diff(chunk_times).tolist(), "tail": ended - chunk_times[-1],
+        "start": started,
+        "end": ended,
+        "tokens": tokens,
+        "ttft": chunk_times[0] - started,
+        "itl": np.diff(chunk_times).tolist(),
+        "tail": ended - chunk_times[-1],
     }
 
 
-async def _worker_process_main(api: str, url: str, prompts: list[str], concurrency: int, max_tokens: int,
-                               model: str | None, start_at: float) -> list[dict[str, Any]]:
+async def _worker_process_main(
+    api: str, url: str, prompts: list[str], concurrency: int, max_tokens: int, model: str | None, start_at: float
+) -> list[dict[str, Any]]:
     queue: asyncio.Queue[str] = asyncio.Queue()
     for prompt in prompts:
         queue.put_nowait(prompt)
@@ -102,8 +117,9 @@ def _process(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     return asyncio.run(_worker_process_main(*args))
 
 
-def run_requests(api: str, url: str, prompts: list[str], concurrency: int, max_tokens: int, processes: int,
-                 model: str | None = None) -> list[dict[str, Any]]:
+def run_requests(
+    api: str, url: str, prompts: list[str], concurrency: int, max_tokens: int, processes: int, model: str | None = None
+) -> list[dict[str, Any]]:
     """Every prompt once, `concurrency` streams at a time; the per-request records."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
@@ -116,8 +132,9 @@ def run_requests(api: str, url: str, prompts: list[str], concurrency: int, max_t
         return [r for part in pool.map(_process, jobs) for r in part]
 
 
-def run_level(api: str, url: str, prompts: list[str], concurrency: int, max_tokens: int, processes: int,
-              model: str | None = None) -> dict[str, Any]:
+def run_level(
+    api: str, url: str, prompts: list[str], concurrency: int, max_tokens: int, processes: int, model: str | None = None
+) -> dict[str, Any]:
     return summarize([run_requests(api, url, prompts, concurrency, max_tokens, processes, model)], concurrency)
 
 
@@ -135,10 +152,16 @@ def summarize(runs: list[list[dict[str, Any]]], concurrency: int) -> dict[str, A
     ok = [r for r in results if "error" not in r]
     errors = [r["error"] for r in results if "error" in r]
     if not ok:
-        return {"concurrency": concurrency, "requests": len(results), "errors": len(errors),
-                "first_error": errors[0] if errors else None}
-    duration = sum(max(r["end"] for r in run if "error" not in r) - min(r["start"] for r in run if "error" not in r)
-                   for run in runs)
+        return {
+            "concurrency": concurrency,
+            "requests": len(results),
+            "errors": len(errors),
+            "first_error": errors[0] if errors else None,
+        }
+    duration = sum(
+        max(r["end"] for r in run if "error" not in r) - min(r["start"] for r in run if "error" not in r)
+        for run in runs
+    )
     tokens = sum(r["tokens"] for r in ok)
     ttft = [r["ttft"] for r in ok]
     itl = [gap for r in ok for gap in r["itl"]]
@@ -152,13 +175,20 @@ def summarize(runs: list[list[dict[str, Any]]], concurrency: int) -> dict[str, A
         "mean_output_tokens": round(tokens / len(ok), 2),
         "output_tokens_per_s": round(tokens / duration, 1),
         "runs_output_tokens_per_s": [
-            round(sum(r["tokens"] for r in run if "error" not in r)
-                  / (max(r["end"] for r in run if "error" not in r) - min(r["start"] for r in run if "error" not in r)), 1)
-            for run in runs],
-        "ttft_p50_ms": _ms(ttft, 50), "ttft_p99_ms": _ms(ttft, 99),
-        "itl_p50_ms": _ms(itl, 50), "itl_p99_ms": _ms(itl, 99),
+            round(
+                sum(r["tokens"] for r in run if "error" not in r)
+                / (max(r["end"] for r in run if "error" not in r) - min(r["start"] for r in run if "error" not in r)),
+                1,
+            )
+            for run in runs
+        ],
+        "ttft_p50_ms": _ms(ttft, 50),
+        "ttft_p99_ms": _ms(ttft, 99),
+        "itl_p50_ms": _ms(itl, 50),
+        "itl_p99_ms": _ms(itl, 99),
         # where a request's time goes, on average: to the first text, between texts, after the last text
-        "ttft_mean_ms": _mean_ms(ttft), "itl_mean_ms": _mean_ms(itl),
+        "ttft_mean_ms": _mean_ms(ttft),
+        "itl_mean_ms": _mean_ms(itl),
         "tail_mean_ms": _mean_ms([r["tail"] for r in ok]),
         "latency_mean_ms": _mean_ms([r["end"] - r["start"] for r in ok]),
     }
@@ -176,8 +206,11 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.prompts) as handle:
         prompts = json.load(handle)
-    print(json.dumps(run_level(args.api, args.url, prompts, args.concurrency, args.max_tokens, args.processes,
-                               args.model)))
+    print(
+        json.dumps(
+            run_level(args.api, args.url, prompts, args.concurrency, args.max_tokens, args.processes, args.model)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Plot a bench/gpu results JSON: output tokens/s, TTFT and ITL against concurrency, both servers.
 
-    python bench/gpu/plot.py bench/results/gpu-DATE.json   # writes bench/results/gpu-DATE.png
+python bench/gpu/plot.py bench/results/gpu-DATE.json   # writes bench/results/gpu-DATE.png
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-SERVERS = {"ours": "llm-inference, /v1/completions", "ours_api": "llm-inference, /api/generate/stream",
-           "vllm_serve": "vllm serve"}
+SERVERS = {
+    "ours": "llm-inference, /v1/completions",
+    "ours_api": "llm-inference, /api/generate/stream",
+    "vllm_serve": "vllm serve",
+}
 PANELS = [
     ("output_tokens_per_s", None, "output tokens/s"),
     ("ttft_p50_ms", "ttft_p99_ms", "TTFT ms (p50 solid, p99 dashed)"),
@@ -41,8 +44,10 @@ def plot(path: Path) -> Path:
         if key != "output_tokens_per_s":
             axis.set_yscale("log")
     axes[0].legend()
-    figure.suptitle(f"{report['model']} on {report['device']}, vLLM {report['vllm']}, "
-                    f"{report['workload']['input_tokens']} in / {report['workload']['output_tokens']} out tokens")
+    figure.suptitle(
+        f"{report['model']} on {report['device']}, vLLM {report['vllm']}, "
+        f"{report['workload']['input_tokens']} in / {report['workload']['output_tokens']} out tokens"
+    )
     figure.tight_layout()
     output = path.with_suffix(".png")
     figure.savefig(output, dpi=110)

@@ -78,14 +78,35 @@ def start_ours(model_dir: str, log: Path, **extra: str) -> subprocess.Popen[byte
         "LLM_LOG_FORMAT": "json",
         **extra,
     }
-    return subprocess.Popen([sys.executable, "-m", "llm_inference", "serve"], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "llm_inference", "serve"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def start_vllm(model_dir: str, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model_dir, "--host", "127.0.0.1",
-               "--port", str(VLLM_PORT), "--served-model-name", "bench", "--max-model-len", str(MAX_MODEL_LEN),
-               "--gpu-memory-utilization", str(GPU_MEMORY_UTILIZATION), "--max-num-seqs", str(MAX_NUM_SEQS)]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.cli.main",
+        "serve",
+        model_dir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(VLLM_PORT),
+        "--served-model-name",
+        "bench",
+        "--max-model-len",
+        str(MAX_MODEL_LEN),
+        "--gpu-memory-utilization",
+        str(GPU_MEMORY_UTILIZATION),
+        "--max-num-seqs",
+        str(MAX_NUM_SEQS),
+    ]
     return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -101,8 +122,9 @@ class Server:
 
 def start_server(name: str, model_dir: str, log: Path) -> Server:
     if name == "ours":
-        return Server(start_ours(model_dir, log), f"http://127.0.0.1:{OUR_PORT}", "openai", "/health/ready", log,
-                      model_dir)
+        return Server(
+            start_ours(model_dir, log), f"http://127.0.0.1:{OUR_PORT}", "openai", "/health/ready", log, model_dir
+        )
     return Server(start_vllm(model_dir, log), f"http://127.0.0.1:{VLLM_PORT}", "openai", "/health", log, "bench")
 
 
@@ -131,12 +153,41 @@ def engine_settings(log: Path) -> dict[str, Any]:
 def vllm_bench_serve(server: Server, model_dir: str, concurrency: int, out: Path, name: str) -> dict[str, Any]:
     """vLLM's own benchmark client against one server's /v1/completions: random 256/128 prompts, greedy."""
     prompts = REQUESTS.get(concurrency, 4 * concurrency)
-    command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "openai",
-               "--base-url", server.url, "--endpoint", "/v1/completions", "--model", server.model,
-               "--tokenizer", model_dir, "--dataset-name", "random", "--random-input-len", str(INPUT_TOKENS),
-               "--random-output-len", str(OUTPUT_TOKENS), "--ignore-eos", "--num-prompts", str(prompts),
-               "--max-concurrency", str(concurrency), "--seed", str(concurrency + len(name)),
-               "--save-result", "--result-dir", str(out.parent), "--result-filename", f"vllm-bench-{name}.json"]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.cli.main",
+        "bench",
+        "serve",
+        "--backend",
+        "openai",
+        "--base-url",
+        server.url,
+        "--endpoint",
+        "/v1/completions",
+        "--model",
+        server.model,
+        "--tokenizer",
+        model_dir,
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(INPUT_TOKENS),
+        "--random-output-len",
+        str(OUTPUT_TOKENS),
+        "--ignore-eos",
+        "--num-prompts",
+        str(prompts),
+        "--max-concurrency",
+        str(concurrency),
+        "--seed",
+        str(concurrency + len(name)),
+        "--save-result",
+        "--result-dir",
+        str(out.parent),
+        "--result-filename",
+        f"vllm-bench-{name}.json",
+    ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)
     out.with_name(f"vllm-bench-{name}.log").write_text(run.stdout + run.stderr)
     if run.returncode != 0:
@@ -177,29 +228,52 @@ def frontend_pid(name: str, process: subprocess.Popen[bytes]) -> int:
     return int(children[0])
 
 
-def profile_frontend(py_spy: str, name: str, server: Server, level: int, prompts: list[str], processes: int,
-                     output: Path) -> None:
+def profile_frontend(
+    py_spy: str, name: str, server: Server, level: int, prompts: list[str], processes: int, output: Path
+) -> None:
     """An extra, uncounted pass with py-spy sampling the front end: it must not skew the measured levels."""
-    sampler = subprocess.Popen([py_spy, "record", "--format", "raw", "--nonblocking", "-r", "200", "-d", "10",
-                                "-p", str(frontend_pid(name, server.process)), "-o", str(output)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    sampler = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-r",
+            "200",
+            "-d",
+            "10",
+            "-p",
+            str(frontend_pid(name, server.process)),
+            "-o",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     run_requests(server.api, server.url, prompts, level, OUTPUT_TOKENS, processes, model=server.model)
     sampler.wait()
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
-    lines = ["| concurrency | server | output tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | tokens/request | errors |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| concurrency | server | output tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | tokens/request | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
     labels = {"ours": "ours, /v1/completions", "ours_api": "ours, /api/generate/stream", "vllm_serve": "vllm serve"}
     for index, (ours, theirs) in enumerate(zip(results["ours"], results["vllm_serve"], strict=True)):
         rows = [(labels[name], results[name][index]) for name in labels if name in results]
         for name, r in rows:
-            lines.append(f"| {r['concurrency']} | {name} | {r.get('output_tokens_per_s', 0):,.0f} | "
-                         f"{r.get('ttft_p50_ms')} / {r.get('ttft_p99_ms')} | {r.get('itl_p50_ms')} / "
-                         f"{r.get('itl_p99_ms')} | {r.get('mean_output_tokens')} | {r['errors']} |")
+            lines.append(
+                f"| {r['concurrency']} | {name} | {r.get('output_tokens_per_s', 0):,.0f} | "
+                f"{r.get('ttft_p50_ms')} / {r.get('ttft_p99_ms')} | {r.get('itl_p50_ms')} / "
+                f"{r.get('itl_p99_ms')} | {r.get('mean_output_tokens')} | {r['errors']} |"
+            )
         ratio = ours.get("output_tokens_per_s", 0) / max(theirs.get("output_tokens_per_s", 1), 1e-9)
         ttft = (ours.get("ttft_p50_ms") or 0) / max(theirs.get("ttft_p50_ms") or 1, 1e-9)
-        lines.append(f"| {ours['concurrency']} | **ours / vllm serve** | **{ratio:.2f}×** | **{ttft:.2f}×** p50 | | | |")
+        lines.append(
+            f"| {ours['concurrency']} | **ours / vllm serve** | **{ratio:.2f}×** | **{ttft:.2f}×** p50 | | | |"
+        )
     return "\n".join(lines)
 
 
@@ -209,12 +283,19 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="results JSON path (logs are written beside it)")
     parser.add_argument("--levels", default="1,16,64,256")
     parser.add_argument("--processes", type=int, default=8, help="load client processes")
-    parser.add_argument("--servers", default="vllm_serve,ours,ours_api",
-                        help="in start order; ours_api is ours driven over /api/generate/stream")
+    parser.add_argument(
+        "--servers",
+        default="vllm_serve,ours,ours_api",
+        help="in start order; ours_api is ours driven over /api/generate/stream",
+    )
     parser.add_argument("--py-spy", help="path of py-spy: sample each server's front end during --profile-level")
     parser.add_argument("--profile-level", type=int, default=256)
-    parser.add_argument("--vllm-bench-serve", type=int, metavar="CONCURRENCY",
-                        help="also run `vllm bench serve` against each server's /v1 at this concurrency")
+    parser.add_argument(
+        "--vllm-bench-serve",
+        type=int,
+        metavar="CONCURRENCY",
+        help="also run `vllm bench serve` against each server's /v1 at this concurrency",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     out = Path(args.out)
@@ -248,8 +329,11 @@ def main() -> None:
             for name in [*order, *order[::-1]]:
                 server = servers[name]
                 batch = prompts[level][len(runs[name])]
-                runs[name].append(run_requests(server.api, server.url, batch, level, OUTPUT_TOKENS,
-                                               args.processes, model=server.model))
+                runs[name].append(
+                    run_requests(
+                        server.api, server.url, batch, level, OUTPUT_TOKENS, args.processes, model=server.model
+                    )
+                )
             for name in names:
                 result = summarize(runs[name], level)
                 print(f"{name:>11} c={level:<4} {json.dumps(result)}", flush=True)
@@ -264,8 +348,9 @@ def main() -> None:
                 if name == "ours_api":
                     continue
                 output = out.with_name(f"{name}-c{args.profile_level}.pyspy.txt")
-                profile_frontend(args.py_spy, name, server, args.profile_level, prompts["profile"], args.processes,
-                                 output)
+                profile_frontend(
+                    args.py_spy, name, server, args.profile_level, prompts["profile"], args.processes, output
+                )
     finally:
         for name, server in servers.items():
             if name != "ours_api":
@@ -273,10 +358,14 @@ def main() -> None:
     engines = {name: engine_settings(server.log) for name, server in servers.items() if name != "ours_api"}
     capacities = [e.get("kv_cache_tokens") for e in engines.values()]
     valid = None not in capacities and max(capacities) <= 1.05 * min(capacities)  # type: ignore[type-var]
-    differing = sorted(k for k in set().union(*engines.values())
-                       if k != "kv_cache_tokens" and len({str(e.get(k)) for e in engines.values()}) > 1)
-    device = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                            text=True).stdout.strip()
+    differing = sorted(
+        k
+        for k in set().union(*engines.values())
+        if k != "kv_cache_tokens" and len({str(e.get(k)) for e in engines.values()}) > 1
+    )
+    device = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+    ).stdout.strip()
     import vllm
 
     report = {
@@ -284,17 +373,24 @@ def main() -> None:
         "device": device,
         "vllm": vllm.__version__,
         "model": "SmolLM2-135M-Instruct (bf16, converted from the embedded GGUF)",
-        "workload": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS, "ignore_eos": True,
-                     "temperature": 0,
-                     "requests": {str(k): REQUESTS.get(k, 4 * k) for k in levels},
-                     "client_processes": args.processes},
-        "engine": {"max_model_len": MAX_MODEL_LEN, "gpu_memory_utilization": GPU_MEMORY_UTILIZATION,
-                   "max_num_seqs": MAX_NUM_SEQS,
-                   "prefix_caching": "default (on) in both, new prompts for every pass"},
+        "workload": {
+            "input_tokens": INPUT_TOKENS,
+            "output_tokens": OUTPUT_TOKENS,
+            "ignore_eos": True,
+            "temperature": 0,
+            "requests": {str(k): REQUESTS.get(k, 4 * k) for k in levels},
+            "client_processes": args.processes,
+        },
+        "engine": {
+            "max_model_len": MAX_MODEL_LEN,
+            "gpu_memory_utilization": GPU_MEMORY_UTILIZATION,
+            "max_num_seqs": MAX_NUM_SEQS,
+            "prefix_caching": "default (on) in both, new prompts for every pass",
+        },
         "method": "servers started one after the other and all kept up; both driven over /v1/completions "
-                  "(ours_api: this service over /api/generate/stream); each level runs A B B A over the "
-                  "servers (first alternating by level), each pass with new prompts; a server's figures "
-                  "combine its two passes",
+        "(ours_api: this service over /api/generate/stream); each level runs A B B A over the "
+        "servers (first alternating by level), each pass with new prompts; a server's figures "
+        "combine its two passes",
         "startup_seconds": startup,
         "engines": engines,
         "valid": valid,

@@ -8,6 +8,4 @@ from llm_inference.unread_body import CloseAfterUnreadBody
 settings = settings_or_exit()
 litestar_app = create_app(settings)
 # Outermost: it must see the final response headers of every refusal, GracefulDrain's included.
-app = CloseAfterUnreadBody(
-    GracefulDrain(litestar_app, litestar_app.state.service, settings.shutdown_grace_seconds)
-)
+app = CloseAfterUnreadBody(GracefulDrain(litestar_app, litestar_app.state.service, settings.shutdown_grace_seconds))

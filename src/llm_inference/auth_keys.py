@@ -80,14 +80,18 @@ class ApiKeys:
                 keys = parse_keys(file.read())
         except (OSError, UnicodeDecodeError) as exc:
             if not self._read_failed:
-                log.warning("API key file unreadable; keeping the keys read before",
-                            extra={"path": self._path, "error": type(exc).__name__})
+                log.warning(
+                    "API key file unreadable; keeping the keys read before",
+                    extra={"path": self._path, "error": type(exc).__name__},
+                )
             self._read_failed = True
             return
         usable = [k for k in keys if len(k) >= MIN_KEY_LENGTH]
         if len(usable) < len(keys):
-            log.warning("API key file has keys too short to use; they are ignored",
-                        extra={"path": self._path, "ignored": len(keys) - len(usable)})
+            log.warning(
+                "API key file has keys too short to use; they are ignored",
+                extra={"path": self._path, "ignored": len(keys) - len(usable)},
+            )
         self._from_file = {_digest(k): key_id(k) for k in usable}
         self._version, self._read_failed = version, False
         log.info("API keys loaded", extra={"path": self._path, "keys": len(self._from_file)})

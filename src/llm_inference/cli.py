@@ -46,7 +46,9 @@ def exit_if_no_backend(settings: Settings) -> None:
     from llm_inference.engines.selection import unavailable_backends
     from llm_inference.models.spec import parse_spec
 
-    problems = unavailable_backends(settings.backend, [parse_spec(s, settings.model_path) for s in settings.allowed_models])
+    problems = unavailable_backends(
+        settings.backend, [parse_spec(s, settings.model_path) for s in settings.allowed_models]
+    )
     if problems:
         stop_start_up("cannot serve the allowed models on this machine:", problems)
 

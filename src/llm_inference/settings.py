@@ -67,9 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Access control and hardening (README "Hardening").
     api_keys: tuple[str, ...] = ()
     api_keys_file: str | None = None
-    auth_exempt_paths: tuple[str, ...] = (
-        "/health/live", "/health/ready", "/metrics", "/openapi.json", "/swagger-ui"
-    )
+    auth_exempt_paths: tuple[str, ...] = ("/health/live", "/health/ready", "/metrics", "/openapi.json", "/swagger-ui")
     rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
     sse_ping_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0

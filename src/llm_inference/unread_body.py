@@ -47,7 +47,9 @@ class CloseAfterUnreadBody:
     connection and says so; after it, the rest of the body is drained within a bound."""
 
     def __init__(
-        self, app: ASGIApp, drain_limit_bytes: int = DRAIN_LIMIT_BYTES,
+        self,
+        app: ASGIApp,
+        drain_limit_bytes: int = DRAIN_LIMIT_BYTES,
         drain_limit_seconds: float = DRAIN_LIMIT_SECONDS,
     ) -> None:
         self.app = app

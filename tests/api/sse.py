@@ -13,7 +13,7 @@ def parse_events(body: str) -> list[Any]:
     events = []
     for frame in frames[:-1]:
         assert frame.startswith("data: "), frame
-        events.append(json.loads(frame[len("data: "):]))
+        events.append(json.loads(frame[len("data: ") :]))
     return events
 
 

@@ -32,8 +32,7 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def keyed(key_file: Path) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    settings = make_settings(LLM_API_KEYS=KEY_A, LLM_API_KEYS_FILE=str(key_file),
-                             LLM_CORS_ALLOWED_ORIGINS=ORIGIN)
+    settings = make_settings(LLM_API_KEYS=KEY_A, LLM_API_KEYS_FILE=str(key_file), LLM_CORS_ALLOWED_ORIGINS=ORIGIN)
     async with AsyncTestClient(create_app(settings), timeout=120) as client:
         await wait_ready(client)
         yield client
@@ -78,8 +77,14 @@ async def test_keys_from_the_variable_and_the_file_both_work(keyed) -> None:
 
 
 async def test_probes_metrics_and_docs_stay_open(keyed) -> None:
-    for path in ("/health/live", "/health/ready", "/metrics", "/openapi.json", "/swagger-ui",
-                 "/swagger-ui/assets/swagger-ui.css"):
+    for path in (
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/openapi.json",
+        "/swagger-ui",
+        "/swagger-ui/assets/swagger-ui.css",
+    ):
         assert (await keyed.get(path)).status_code == 200, path
 
 
@@ -134,8 +139,13 @@ async def test_rate_limit_is_per_key_with_retry_after_and_ratelimit_headers(limi
 async def test_cors_allows_exactly_the_configured_origin(keyed) -> None:
     allowed = await keyed.get("/health/live", headers={"Origin": ORIGIN})
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
-    for origin in ("https://evil.example", "https://app.example.evil.example", "http://app.example",
-                   "https://app.example:8443", "null"):
+    for origin in (
+        "https://evil.example",
+        "https://app.example.evil.example",
+        "http://app.example",
+        "https://app.example:8443",
+        "null",
+    ):
         response = await keyed.get("/health/live", headers={"Origin": origin})
         assert response.status_code == 200
         leaked = [h for h in response.headers if h.lower().startswith("access-control-")]

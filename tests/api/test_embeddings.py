@@ -6,10 +6,14 @@ import math
 
 from tests.api.test_errors import LONG_PROMPT, assert_error
 
-SIMILAR = [("The cat sat on the mat.", "A cat was sitting on the rug."),
-           ("How do I reset my password?", "I forgot my password, how can I change it?")]
-UNRELATED = [("The cat sat on the mat.", "Shares dropped steeply on Wall Street today."),
-             ("How do I reset my password?", "A cat was sitting on the rug.")]
+SIMILAR = [
+    ("The cat sat on the mat.", "A cat was sitting on the rug."),
+    ("How do I reset my password?", "I forgot my password, how can I change it?"),
+]
+UNRELATED = [
+    ("The cat sat on the mat.", "Shares dropped steeply on Wall Street today."),
+    ("How do I reset my password?", "A cat was sitting on the rug."),
+]
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -49,6 +53,10 @@ async def test_bad_embedding_requests_name_the_field(client) -> None:
     too_long = await client.post("/api/embeddings", json={"input": ["short", LONG_PROMPT]})
     error = assert_error(too_long, 400, "context_length_exceeded", "input[1]")
     assert "1024 tokens" in error["message"]
-    assert_error(await client.post("/api/embeddings", json={"input": "x", "model": "other/model"}), 404,
-                 "model_not_found", "model")
+    assert_error(
+        await client.post("/api/embeddings", json={"input": "x", "model": "other/model"}),
+        404,
+        "model_not_found",
+        "model",
+    )
     assert (await client.post("/api/embeddings", json={"input": "still serving"})).status_code == 200

@@ -102,8 +102,10 @@ class FailOnce:
 @pytest.fixture(scope="module")
 async def tuned() -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     settings = make_settings(
-        LLM_MAX_CONCURRENT_REQUESTS="2", LLM_REQUEST_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
-        LLM_ENGINE_STALL_SECONDS=str(STALL_SECONDS), LLM_SSE_PING_SECONDS=str(PING_SECONDS),
+        LLM_MAX_CONCURRENT_REQUESTS="2",
+        LLM_REQUEST_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+        LLM_ENGINE_STALL_SECONDS=str(STALL_SECONDS),
+        LLM_SSE_PING_SECONDS=str(PING_SECONDS),
         LLM_MAX_TOKENS_LIMIT="512",
         # One thread: a decode step then never waits on a descheduled sibling thread on a busy test machine.
         LLM_THREADS="1",
@@ -267,7 +269,8 @@ async def test_a_failure_while_sampling_one_sequence_fails_only_that_request(tun
 
 
 async def start_long_request(
-    client: AsyncTestClient, max_tokens: int  # type: ignore[type-arg]
+    client: AsyncTestClient,
+    max_tokens: int,  # type: ignore[type-arg]
 ) -> concurrent.futures.Future:  # type: ignore[type-arg]
     """A request that is decoding (it holds a slot and the loop steps) when this returns."""
     engine = engine_of(client)
@@ -359,7 +362,10 @@ async def test_zz_a_dead_decode_loop_fails_liveness_so_the_orchestrator_restarts
     assert in_flight.status_code == 500 and in_flight.json()["error"]["type"] == "engine_error", in_flight.text
     live = await tuned.get("/health/live")
     assert live.status_code == 503, live.text
-    assert live.json() == {"status": "dead", "reason": "engine dead (smollm2-135m-instruct): the llama.cpp decode loop stopped"}
+    assert live.json() == {
+        "status": "dead",
+        "reason": "engine dead (smollm2-135m-instruct): the llama.cpp decode loop stopped",
+    }
     ready = await tuned.get("/health/ready")
     assert ready.status_code == 503 and ready.json()["reason"] == "engine dead: the llama.cpp decode loop stopped"
     refused = await tuned.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2})

@@ -24,7 +24,9 @@ async def test_generate_returns_text_usage_and_timings(client) -> None:
 
 
 async def test_max_tokens_is_honoured_exactly(client) -> None:
-    body = (await client.post("/api/generate", json={"prompt": "Count: one, two,", "max_tokens": 5, "temperature": 0})).json()
+    body = (
+        await client.post("/api/generate", json={"prompt": "Count: one, two,", "max_tokens": 5, "temperature": 0})
+    ).json()
     assert body["finish_reason"] == "length"
     assert body["usage"]["completion_tokens"] == 5
 
@@ -40,9 +42,7 @@ async def test_seed_makes_sampling_reproducible(client) -> None:
     request = {"prompt": "My favourite animal is", "max_tokens": 20, "temperature": 1.5, "top_p": 1.0, "seed": 1234}
     runs = [(await client.post("/api/generate", json=request)).json()["text"] for _ in range(2)]
     assert runs[0] == runs[1]
-    others = {
-        (await client.post("/api/generate", json={**request, "seed": seed})).json()["text"] for seed in (1, 2, 3)
-    }
+    others = {(await client.post("/api/generate", json={**request, "seed": seed})).json()["text"] for seed in (1, 2, 3)}
     assert len(others | {runs[0]}) > 1, "different seeds should not all give the same sample"
 
 
@@ -60,7 +60,7 @@ async def test_stop_sequence_spanning_tokens(client) -> None:
     request = {"prompt": "Count from one to ten: one, two, three,", "max_tokens": 30, "temperature": 0}
     free = (await client.post("/api/generate", json=request)).json()["text"]
     # " four, fi" spans several tokens and ends mid-token, so matching must work across token boundaries.
-    stop = free[free.index("four") - 1: free.index("five") + 2]
+    stop = free[free.index("four") - 1 : free.index("five") + 2]
     stopped = (await client.post("/api/generate", json={**request, "stop": [stop]})).json()
     assert stopped["finish_reason"] == "stop"
     assert stopped["text"] == free[: free.index(stop)]

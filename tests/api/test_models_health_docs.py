@@ -46,8 +46,16 @@ async def test_openapi_document_describes_every_endpoint_and_error(client) -> No
     spec = (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.1")
     paths = spec["paths"]
-    for path in ("/api/generate", "/api/generate/stream", "/api/chat", "/api/chat/stream", "/api/llms",
-                 "/health/live", "/health/ready", "/metrics"):
+    for path in (
+        "/api/generate",
+        "/api/generate/stream",
+        "/api/chat",
+        "/api/chat/stream",
+        "/api/llms",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ):
         assert path in paths, path
     generate = paths["/api/generate"]["post"]
     assert {"400", "404", "413", "422", "429", "503", "504"} <= set(generate["responses"])

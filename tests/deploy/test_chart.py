@@ -48,7 +48,9 @@ def validate_all(manifests: dict[str, dict[str, Any]]) -> None:
             try:
                 kubernetes_validate.validate(manifest, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
-                raise AssertionError(f"{key} is invalid for Kubernetes {version}: {exc.message} at {list(exc.path)}") from None
+                raise AssertionError(
+                    f"{key} is invalid for Kubernetes {version}: {exc.message} at {list(exc.path)}"
+                ) from None
 
 
 def lint(values: dict[str, Any] | None = None) -> None:
@@ -122,9 +124,17 @@ def test_bad_values_file_is_rejected_by_the_schema() -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError) as error:
         chart.validate_schema(bad)
     message = str(error.value)
-    for mistake in ("/replicaCount", "/config/LLM_BACKEND", "LLM_MAX_CONCURENT_REQUESTS", "/config/LLM_DEFAULT_TOP_P",
-                    "/config/LLM_SHUTDOWN_GRACE_SECONDS", "/tls/secretName", "/gpu/count",
-                    "/probes/startup/failureThreshold", "/env"):
+    for mistake in (
+        "/replicaCount",
+        "/config/LLM_BACKEND",
+        "LLM_MAX_CONCURENT_REQUESTS",
+        "/config/LLM_DEFAULT_TOP_P",
+        "/config/LLM_SHUTDOWN_GRACE_SECONDS",
+        "/tls/secretName",
+        "/gpu/count",
+        "/probes/startup/failureThreshold",
+        "/env",
+    ):
         assert mistake in message, f"{mistake} not reported:\n{message}"
     # Helm's install path (render) refuses them too, as lint does.
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError):
@@ -136,8 +146,12 @@ def test_config_schema_is_generated_from_the_settings() -> None:
     import subprocess
     import sys
 
-    check = subprocess.run([sys.executable, "scripts/chart_config_schema.py", "--check"], cwd=CHART.parents[1],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "scripts/chart_config_schema.py", "--check"],
+        cwd=CHART.parents[1],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
     values = load_values(CHART / "values.yaml")
@@ -151,8 +165,9 @@ def test_rendered_configmap_is_what_the_service_accepts_and_defaults_match() -> 
     settings, warnings = load_settings(env)
     assert warnings == [], "every LLM_* variable the chart sets must be a setting the service knows"
     chart_settings, service_defaults = masked(settings), masked(DEFAULTS)
-    differences = {k: (chart_settings[k], service_defaults[k]) for k in chart_settings
-                   if chart_settings[k] != service_defaults[k]}
+    differences = {
+        k: (chart_settings[k], service_defaults[k]) for k in chart_settings if chart_settings[k] != service_defaults[k]
+    }
     assert differences == {}, "the chart's defaults must be the service's defaults"
     assert env["HF_HOME"] == load_values(CHART / "values.yaml")["modelCache"]["path"]
 

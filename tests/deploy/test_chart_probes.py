@@ -60,7 +60,7 @@ def pod_environment(manifests: dict[str, Any], container: dict[str, Any], files:
     for name, value in env.items():
         for pod_path, local in files.items():
             if value == pod_path or value.startswith(pod_path + "/"):
-                env[name] = str(local) + value[len(pod_path):]
+                env[name] = str(local) + value[len(pod_path) :]
     return env
 
 
@@ -69,8 +69,9 @@ def run_helm_test(manifests: dict[str, Any], base_url: str) -> subprocess.Comple
     [container] = helm_test_pod(manifests)["spec"]["containers"]
     assert container["command"] == ["python3", "-c"]
     env = {e["name"]: e["value"] for e in container["env"]} | {"BASE_URL": base_url, "TIMEOUT_SECONDS": "120"}
-    return subprocess.run([sys.executable, "-c", container["args"][0]], env=env, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-c", container["args"][0]], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_probes_through_loading_serving_and_draining(tmp_path: Path) -> None:
@@ -79,8 +80,11 @@ def test_probes_through_loading_serving_and_draining(tmp_path: Path) -> None:
         values = {
             "containerPort": free_port(),
             # A long drain, so the stream below finishes even on a loaded machine.
-            "config": {"LLM_ALLOWED_MODELS": f"{HUB_REPO}:{gguf.name}", "LLM_CONTEXT_LENGTH": 1024,
-                       "LLM_SHUTDOWN_GRACE_SECONDS": 300},
+            "config": {
+                "LLM_ALLOWED_MODELS": f"{HUB_REPO}:{gguf.name}",
+                "LLM_CONTEXT_LENGTH": 1024,
+                "LLM_SHUTDOWN_GRACE_SECONDS": 300,
+            },
             "env": {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"},
         }
         manifests = render(values)
@@ -114,9 +118,12 @@ def test_probes_through_loading_serving_and_draining(tmp_path: Path) -> None:
 
             def read_stream() -> None:
                 body = ""
-                with httpx.stream("POST", server.url + "/api/generate/stream", timeout=120,
-                                  json={"prompt": "Count from 1 to 200: 1, 2,", "max_tokens": 200,
-                                        "temperature": 0}) as response:
+                with httpx.stream(
+                    "POST",
+                    server.url + "/api/generate/stream",
+                    timeout=120,
+                    json={"prompt": "Count from 1 to 200: 1, 2,", "max_tokens": 200, "temperature": 0},
+                ) as response:
                     for text in response.iter_text():
                         body += text
                         first_delta.set()
@@ -140,8 +147,11 @@ def test_probes_through_loading_serving_and_draining(tmp_path: Path) -> None:
 
 def test_tls_probes_and_helm_test_over_https(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
-    values = {"containerPort": free_port(), "config": {"LLM_CONTEXT_LENGTH": 1024},
-              "tls": {"enabled": True, "secretName": "llm-tls"}}
+    values = {
+        "containerPort": free_port(),
+        "config": {"LLM_CONTEXT_LENGTH": 1024},
+        "tls": {"enabled": True, "secretName": "llm-tls"},
+    }
     manifests = render(values)
     container = server_container(manifests)
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -159,6 +169,13 @@ def test_tls_probes_and_helm_test_over_https(tmp_path: Path) -> None:
         helm_test = run_helm_test(manifests, server.url)
         assert helm_test.returncode == 0, helm_test.stdout + helm_test.stderr
         # plain HTTP on the same port is no probe success
-        assert not Kubelet({**container, "livenessProbe": {**container["livenessProbe"], "httpGet": {
-            **container["livenessProbe"]["httpGet"], "scheme": "HTTP"}}}).probe("livenessProbe")
+        assert not Kubelet(
+            {
+                **container,
+                "livenessProbe": {
+                    **container["livenessProbe"],
+                    "httpGet": {**container["livenessProbe"]["httpGet"], "scheme": "HTTP"},
+                },
+            }
+        ).probe("livenessProbe")
         assert server.stop() == 0

@@ -26,7 +26,13 @@ def test_embedded_model_is_found_in_the_installed_wheel() -> None:
 )
 def test_hub_specs(text: str, repo: str, filename: str | None, tokenizer: str | None) -> None:
     spec = parse_spec(text)
-    assert (spec.source, spec.id, spec.repo, spec.filename, spec.tokenizer_repo) == ("hub", text, repo, filename, tokenizer)
+    assert (spec.source, spec.id, spec.repo, spec.filename, spec.tokenizer_repo) == (
+        "hub",
+        text,
+        repo,
+        filename,
+        tokenizer,
+    )
     assert spec.is_gguf == bool(filename)
 
 

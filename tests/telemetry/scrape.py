@@ -26,8 +26,7 @@ class Scrape:
         return {sample.name for sample in self.samples}
 
     def matching(self, name: str, **labels: str) -> list[Sample]:
-        return [s for s in self.samples
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        return [s for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of every sample of `name` whose labels include `labels` (0 when there is none yet)."""

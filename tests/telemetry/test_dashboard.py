@@ -63,8 +63,11 @@ def _exercise(observed: Observed) -> None:
     """Real requests, so every labelled series the dashboards chart has samples."""
     generate = httpx.post(observed.url + "/api/generate", json={"prompt": "Hello", "max_tokens": 3}, timeout=300)
     assert generate.status_code == 200
-    stream = httpx.post(observed.url + "/api/chat/stream",
-                        json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}, timeout=300)
+    stream = httpx.post(
+        observed.url + "/api/chat/stream",
+        json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3},
+        timeout=300,
+    )
     assert parse_events(stream.text)[-1]["type"] == "done"
     assert httpx.post(observed.url + "/api/generate", json={"prompt": "x", "model": "no/such"}).status_code == 404
 
@@ -88,24 +91,34 @@ def test_every_dashboard_query_names_exported_metrics_and_labels(observed: Obser
                 used.add(name)
                 available |= labels_of[name]
                 for matcher in selector.matchers.matchers:
-                    assert matcher.name in labels_of[name] | TARGET_LABELS, \
+                    assert matcher.name in labels_of[name] | TARGET_LABELS, (
                         f"{path.name} / {where}: {name} has no label {matcher.name!r}"
+                    )
                     if matcher.op == promql_parser.MatchOp.Equal:
-                        assert scraped.matching(name, **{matcher.name: matcher.value}), \
+                        assert scraped.matching(name, **{matcher.name: matcher.value}), (
                             f"{path.name} / {where}: no {name} series with {matcher.name}={matcher.value!r}"
+                        )
             missing = (grouping | result_labels) - available
             assert not missing, f"{path.name} / {where}: labels {missing} are on none of {expr!r}'s metrics"
     # The panels an operator needs: traffic by status, TTFT / TPOT percentiles, tokens/s, running/waiting.
-    assert {"http_requests_total", "gen_ai_server_time_to_first_token_seconds_bucket",
-            "gen_ai_server_time_per_output_token_seconds_bucket", "gen_ai_server_request_duration_seconds_bucket",
-            "llm_generation_tokens_total", "llm_prompt_tokens_total", "llm_num_requests_running",
-            "llm_num_requests_waiting", "llm_request_queue_time_seconds_bucket"} <= used
+    assert {
+        "http_requests_total",
+        "gen_ai_server_time_to_first_token_seconds_bucket",
+        "gen_ai_server_time_per_output_token_seconds_bucket",
+        "gen_ai_server_request_duration_seconds_bucket",
+        "llm_generation_tokens_total",
+        "llm_prompt_tokens_total",
+        "llm_num_requests_running",
+        "llm_num_requests_waiting",
+        "llm_request_queue_time_seconds_bucket",
+    } <= used
 
 
 def test_a_query_naming_a_metric_the_service_lacks_is_caught() -> None:
     # The check above relies on the parser finding every selector, including ones nested in functions.
     selectors, grouping = _walk(
-        'histogram_quantile(0.9, sum by (le, model) (rate(vllm:time_to_first_token_seconds_bucket'
-        '{model=~"$model"}[$__rate_interval]))) / on (model) group_left sum by (model) (llm_info)')
+        "histogram_quantile(0.9, sum by (le, model) (rate(vllm:time_to_first_token_seconds_bucket"
+        '{model=~"$model"}[$__rate_interval]))) / on (model) group_left sum by (model) (llm_info)'
+    )
     assert [s.name for s in selectors] == ["vllm:time_to_first_token_seconds_bucket", "llm_info"]
     assert grouping == {"le", "model"}

@@ -40,8 +40,12 @@ def test_every_line_is_one_json_object_with_the_required_fields(observed: Observ
 def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Observed) -> None:
     traceparent_trace = secrets.token_hex(16)
     before = len(_access_lines(observed, "/api/generate"))
-    answer = httpx.post(observed.url + "/api/generate", json={"prompt": "Two plus two is", "max_tokens": 3},
-                        headers={"traceparent": f"00-{traceparent_trace}-{secrets.token_hex(8)}-01"}, timeout=300)
+    answer = httpx.post(
+        observed.url + "/api/generate",
+        json={"prompt": "Two plus two is", "max_tokens": 3},
+        headers={"traceparent": f"00-{traceparent_trace}-{secrets.token_hex(8)}-01"},
+        timeout=300,
+    )
     assert answer.status_code == 200
     line = _wait_for_access_line(observed, "/api/generate", before + 1)[-1]
     assert line["message"] == "POST /api/generate 200"
@@ -52,9 +56,13 @@ def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Ob
     assert line["completion_tokens"] == answer.json()["usage"]["completion_tokens"]
     assert line["finish_reason"] == answer.json()["finish_reason"]
     # The line is written inside the server span: its ids are that span's, in the caller's trace.
-    [server_span] = [s for s in observed.receiver.wait_for(
-        lambda spans: any(s.trace_id == traceparent_trace and s.name == "POST /api/generate" for s in spans))
-        if s.trace_id == traceparent_trace and s.name == "POST /api/generate"]
+    [server_span] = [
+        s
+        for s in observed.receiver.wait_for(
+            lambda spans: any(s.trace_id == traceparent_trace and s.name == "POST /api/generate" for s in spans)
+        )
+        if s.trace_id == traceparent_trace and s.name == "POST /api/generate"
+    ]
     assert line["trace_id"] == traceparent_trace and line["span_id"] == server_span.span_id
 
 
@@ -63,8 +71,9 @@ def test_errors_and_probes_are_logged_too(observed: Observed) -> None:
     assert httpx.get(observed.url + "/no/such/route", timeout=30).status_code == 404
     [*_, line] = _wait_for_access_line(observed, "unmatched", before_404 + 1)
     assert line["status"] == 404 and line["level"] == "INFO" and "model" not in line
-    probes = [e for e in observed.log_entries() if e["logger"] == "llm_inference.access"
-              and e.get("route") == "/health/ready"]
+    probes = [
+        e for e in observed.log_entries() if e["logger"] == "llm_inference.access" and e.get("route") == "/health/ready"
+    ]
     assert probes and all(e["level"] == "DEBUG" for e in probes)  # probes every few seconds: debug only
 
 
@@ -73,15 +82,26 @@ def test_no_prompt_completion_or_secret_in_any_log_line(observed: Observed) -> N
     api_key = "sk-observability-" + secrets.token_hex(12)
     headers = {"Authorization": f"Bearer {api_key}", "X-API-Key": api_key}
     completions = []
-    answer = httpx.post(observed.url + "/api/generate", json={"prompt": prompt, "max_tokens": 12},
-                        headers=headers, timeout=300)
+    answer = httpx.post(
+        observed.url + "/api/generate", json={"prompt": prompt, "max_tokens": 12}, headers=headers, timeout=300
+    )
     completions.append(answer.json()["text"])
-    chat = httpx.post(observed.url + "/api/chat", json={"messages": [
-        {"role": "system", "content": "You are terse."}, {"role": "user", "content": prompt}], "max_tokens": 12},
-        headers=headers, timeout=300)
+    chat = httpx.post(
+        observed.url + "/api/chat",
+        json={
+            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": prompt}],
+            "max_tokens": 12,
+        },
+        headers=headers,
+        timeout=300,
+    )
     completions.append(chat.json()["message"]["content"])
-    stream = httpx.post(observed.url + "/api/chat/stream", json={"messages": [
-        {"role": "user", "content": prompt}], "max_tokens": 12}, headers=headers, timeout=300)
+    stream = httpx.post(
+        observed.url + "/api/chat/stream",
+        json={"messages": [{"role": "user", "content": prompt}], "max_tokens": 12},
+        headers=headers,
+        timeout=300,
+    )
     completions.append(joined_text(parse_events(stream.text)))
     _wait_for_access_line(observed, "/api/chat/stream", 1)
 
@@ -112,22 +132,32 @@ def test_formatters_add_the_current_trace_and_span_ids() -> None:
 
 def test_every_response_carries_a_request_id_also_in_its_access_line_and_span(observed: Observed) -> None:
     caller_id = "gw-7f3a9c1e-0b2d-4e5f"
-    answered = httpx.post(observed.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 2},
-                          headers={"X-Request-ID": caller_id}, timeout=300)
+    answered = httpx.post(
+        observed.url + "/api/generate",
+        json={"prompt": "Hi", "max_tokens": 2},
+        headers={"X-Request-ID": caller_id},
+        timeout=300,
+    )
     assert answered.status_code == 200 and answered.headers["x-request-id"] == caller_id
     line = next(e for e in reversed(_access_lines(observed, "/api/generate")) if e.get("request_id") == caller_id)
     assert line["status"] == 200
-    [server] = [s for s in observed.receiver.wait_for(
-        lambda spans: any(s.attributes.get("http.request.id") == caller_id for s in spans))
-        if s.attributes.get("http.request.id") == caller_id]
+    [server] = [
+        s
+        for s in observed.receiver.wait_for(
+            lambda spans: any(s.attributes.get("http.request.id") == caller_id for s in spans)
+        )
+        if s.attributes.get("http.request.id") == caller_id
+    ]
     assert server.name == "POST /api/generate"
 
     # A header that is not a plain token is not echoed into logs: the request gets an id of its own.
     made = set()
     for headers in ({"X-Request-ID": "two words"}, {"X-Request-ID": "x" * 129}, {}):
-        for response in (httpx.post(observed.url + "/api/generate", content=b"{", headers=headers, timeout=60),
-                         httpx.get(observed.url + "/nowhere", headers=headers, timeout=60),
-                         httpx.get(observed.url + "/health/live", headers=headers, timeout=60)):
+        for response in (
+            httpx.post(observed.url + "/api/generate", content=b"{", headers=headers, timeout=60),
+            httpx.get(observed.url + "/nowhere", headers=headers, timeout=60),
+            httpx.get(observed.url + "/health/live", headers=headers, timeout=60),
+        ):
             assert response.status_code in {400, 404, 200}
             assert len(response.headers.get_list("x-request-id")) == 1, response.headers
             made.add(response.headers["x-request-id"])

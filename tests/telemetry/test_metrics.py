@@ -30,10 +30,13 @@ async def scrape(client: AsyncTestClient) -> Scrape:  # type: ignore[type-arg]
 
 async def test_generations_count_their_tokens_and_times(client) -> None:
     before = await scrape(client)
-    generated = (await client.post(
-        "/api/generate", json={"prompt": "Once upon a time", "max_tokens": 6, "temperature": 0})).json()
-    streamed = await client.post("/api/chat/stream", json={
-        "messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 5, "temperature": 0})
+    generated = (
+        await client.post("/api/generate", json={"prompt": "Once upon a time", "max_tokens": 6, "temperature": 0})
+    ).json()
+    streamed = await client.post(
+        "/api/chat/stream",
+        json={"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 5, "temperature": 0},
+    )
     done = parse_events(streamed.text)[-1]
     after = await scrape(client)
 
@@ -65,13 +68,57 @@ async def test_histograms_use_the_genai_conventions_bucket_boundaries(client) ->
     scraped = await scrape(client)
     # The boundaries the GenAI semantic conventions advise for each metric (plus Prometheus' +Inf).
     assert scraped.bucket_bounds("gen_ai_server_time_to_first_token_seconds") == [
-        "0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.25", "0.5", "0.75", "1.0", "2.5",
-        "5.0", "7.5", "10.0", "+Inf"]
+        "0.001",
+        "0.005",
+        "0.01",
+        "0.02",
+        "0.04",
+        "0.06",
+        "0.08",
+        "0.1",
+        "0.25",
+        "0.5",
+        "0.75",
+        "1.0",
+        "2.5",
+        "5.0",
+        "7.5",
+        "10.0",
+        "+Inf",
+    ]
     assert scraped.bucket_bounds("gen_ai_server_time_per_output_token_seconds") == [
-        "0.01", "0.025", "0.05", "0.075", "0.1", "0.15", "0.2", "0.3", "0.4", "0.5", "0.75", "1.0", "2.5", "+Inf"]
+        "0.01",
+        "0.025",
+        "0.05",
+        "0.075",
+        "0.1",
+        "0.15",
+        "0.2",
+        "0.3",
+        "0.4",
+        "0.5",
+        "0.75",
+        "1.0",
+        "2.5",
+        "+Inf",
+    ]
     assert scraped.bucket_bounds("gen_ai_server_request_duration_seconds") == [
-        "0.01", "0.02", "0.04", "0.08", "0.16", "0.32", "0.64", "1.28", "2.56", "5.12", "10.24", "20.48",
-        "40.96", "81.92", "+Inf"]
+        "0.01",
+        "0.02",
+        "0.04",
+        "0.08",
+        "0.16",
+        "0.32",
+        "0.64",
+        "1.28",
+        "2.56",
+        "5.12",
+        "10.24",
+        "20.48",
+        "40.96",
+        "81.92",
+        "+Inf",
+    ]
 
 
 async def test_model_build_and_process_info(client) -> None:
@@ -92,19 +139,24 @@ async def test_unknown_routes_and_wrong_methods_are_counted(client) -> None:
     assert (await client.get("/no/such/route")).status_code == 404
     assert (await client.get("/api/generate")).status_code == 405
     after = await scrape(client)
-    assert after.value("http_requests_total", method="GET", status="404") == \
-        before.value("http_requests_total", method="GET", status="404") + 1
+    assert (
+        after.value("http_requests_total", method="GET", status="404")
+        == before.value("http_requests_total", method="GET", status="404") + 1
+    )
     # No route handles GET here, so it is counted as unmatched (not one series per path a client invents).
-    assert after.value("http_requests_total", route="unmatched", method="GET", status="405") == \
-        before.value("http_requests_total", route="unmatched", method="GET", status="405") + 1
+    assert (
+        after.value("http_requests_total", route="unmatched", method="GET", status="405")
+        == before.value("http_requests_total", route="unmatched", method="GET", status="405") + 1
+    )
 
 
 async def test_a_timed_out_generation_is_counted_as_a_timeout() -> None:
     app = create_app(make_settings(LLM_REQUEST_TIMEOUT_SECONDS="0.3", LLM_MAX_TOKENS_LIMIT="1000"))
     async with AsyncTestClient(app, timeout=120) as client:
         await wait_ready(client)
-        response = await client.post("/api/generate", json={"prompt": "Tell a long story.", "max_tokens": 1000,
-                                                           "ignore_eos": True})
+        response = await client.post(
+            "/api/generate", json={"prompt": "Tell a long story.", "max_tokens": 1000, "ignore_eos": True}
+        )
         assert response.status_code == 504
         scraped = await scrape(client)
         assert scraped.value("llm_requests_finished_total", **MODEL, finish_reason="timeout") == 1
@@ -118,15 +170,23 @@ async def test_running_and_waiting_follow_the_engine(observed: Observed) -> None
     labels = {"model": observed.model, "backend": "llamacpp"}
     before = observed.scrape()
     # ignore_eos: each stream must hold its slot long enough for the 50 ms polls to see it, even on a fast CPU.
-    body = {"prompt": "List the numbers from one to one hundred in words:", "max_tokens": 128, "temperature": 0,
-            "ignore_eos": True}
+    body = {
+        "prompt": "List the numbers from one to one hundred in words:",
+        "max_tokens": 128,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
     async with httpx.AsyncClient(base_url=observed.url, timeout=300) as client:
         streams = [asyncio.create_task(client.post("/api/generate/stream", json=body)) for _ in range(3)]
         seen, kv_usage = set(), set()
         while not all(s.done() for s in streams):
             scraped = Scrape((await client.get("/metrics")).text)
-            seen.add((scraped.value("llm_num_requests_running", **labels),
-                      scraped.value("llm_num_requests_waiting", **labels)))
+            seen.add(
+                (
+                    scraped.value("llm_num_requests_running", **labels),
+                    scraped.value("llm_num_requests_waiting", **labels),
+                )
+            )
             kv_usage.add(scraped.value("llm_kv_cache_usage_ratio", **labels))
             await asyncio.sleep(0.05)
         for stream in streams:
@@ -176,10 +236,18 @@ def test_embeddings_are_measured_and_traced_as_their_own_operation(observed: Obs
     tokens = response.json()["usage"]["prompt_tokens"]
     after = observed.scrape()
     count = "gen_ai_server_request_duration_seconds_count"
-    assert after.value(count, **labels, operation="embeddings", error_type="") - before.value(
-        count, **labels, operation="embeddings", error_type="") == 1
-    assert after.value("llm_prompt_tokens_total", **labels) - before.value("llm_prompt_tokens_total", **labels) == tokens
-    span = next(s for s in observed.receiver.wait_for(
-        lambda spans: any(s.name == f"embeddings {observed.model}" for s in spans)) if s.name.startswith("embeddings"))
+    assert (
+        after.value(count, **labels, operation="embeddings", error_type="")
+        - before.value(count, **labels, operation="embeddings", error_type="")
+        == 1
+    )
+    assert (
+        after.value("llm_prompt_tokens_total", **labels) - before.value("llm_prompt_tokens_total", **labels) == tokens
+    )
+    span = next(
+        s
+        for s in observed.receiver.wait_for(lambda spans: any(s.name == f"embeddings {observed.model}" for s in spans))
+        if s.name.startswith("embeddings")
+    )
     assert span.attributes["gen_ai.operation.name"] == "embeddings"
     assert span.attributes["gen_ai.usage.input_tokens"] == tokens

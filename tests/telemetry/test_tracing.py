@@ -34,9 +34,9 @@ def test_a_request_continues_the_callers_trace_with_a_genai_child_span(observed:
     traceparent, trace_id, caller_span = _traceparent()
     response = httpx.post(
         observed.url + "/api/chat",
-        json={"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 5, "temperature": 0.5,
-              "top_p": 0.8},
-        headers={"traceparent": traceparent}, timeout=300,
+        json={"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 5, "temperature": 0.5, "top_p": 0.8},
+        headers={"traceparent": traceparent},
+        timeout=300,
     )
     assert response.status_code == 200
     usage = response.json()["usage"]
@@ -74,16 +74,20 @@ def test_a_request_continues_the_callers_trace_with_a_genai_child_span(observed:
 
 def test_a_stream_without_traceparent_starts_a_trace(observed: Observed) -> None:
     earlier = {span.span_id for span in observed.receiver.spans}
-    response = httpx.post(observed.url + "/api/generate/stream", json={"prompt": "The sky is", "max_tokens": 7},
-                          timeout=300)
+    response = httpx.post(
+        observed.url + "/api/generate/stream", json={"prompt": "The sky is", "max_tokens": 7}, timeout=300
+    )
     done = parse_events(response.text)[-1]
     name = f"text_completion {observed.model}"
 
     def this_stream(spans: list[Span]) -> list[Span]:
         new = [s for s in spans if s.span_id not in earlier]
         servers = {s.span_id for s in new if s.name == "POST /api/generate/stream"}
-        return [s for s in new if s.name == name and s.parent_span_id in servers
-                and s.attributes["gen_ai.request.max_tokens"] == 7]
+        return [
+            s
+            for s in new
+            if s.name == name and s.parent_span_id in servers and s.attributes["gen_ai.request.max_tokens"] == 7
+        ]
 
     [inference] = this_stream(observed.receiver.wait_for(this_stream))
     server = next(s for s in observed.receiver.spans if s.span_id == inference.parent_span_id)
@@ -96,8 +100,12 @@ def test_a_stream_without_traceparent_starts_a_trace(observed: Observed) -> None
 
 def test_a_failed_request_marks_its_span_and_probes_are_not_traced(observed: Observed) -> None:
     traceparent, trace_id, _ = _traceparent()
-    refused = httpx.post(observed.url + "/api/generate", json={"prompt": "Hi", "model": "not/allowed"},
-                         headers={"traceparent": traceparent}, timeout=60)
+    refused = httpx.post(
+        observed.url + "/api/generate",
+        json={"prompt": "Hi", "model": "not/allowed"},
+        headers={"traceparent": traceparent},
+        timeout=60,
+    )
     assert refused.status_code == 404
     for path in ("/health/live", "/health/ready", "/metrics"):
         assert httpx.get(observed.url + path, headers={"traceparent": traceparent}, timeout=60).status_code == 200
@@ -111,15 +119,24 @@ def test_a_failed_request_marks_its_span_and_probes_are_not_traced(observed: Obs
 def test_http_protobuf_export_with_content_recorded(tmp_path: Path) -> None:
     """OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, OTEL_SERVICE_NAME and LLM_TRACE_CONTENT=true."""
     with HttpReceiver() as receiver:
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-               "OTEL_SERVICE_NAME": "named-by-otel", "OTEL_BSP_SCHEDULE_DELAY": "200",
-               "LLM_TRACE_CONTENT": "true", "LLM_LOG_LEVEL": "DEBUG"}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_SERVICE_NAME": "named-by-otel",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "LLM_TRACE_CONTENT": "true",
+            "LLM_LOG_LEVEL": "DEBUG",
+        }
         with ServerProcess(env, log_path=tmp_path / "server.log") as server:
             server.wait_for("/health/ready", 200, timeout=300)
             traceparent, trace_id, _ = _traceparent()
             prompt = "Alpaca-quartz-mirage says"
-            answer = httpx.post(server.url + "/api/generate/stream", json={"prompt": prompt, "max_tokens": 6},
-                                headers={"traceparent": traceparent}, timeout=300)
+            answer = httpx.post(
+                server.url + "/api/generate/stream",
+                json={"prompt": prompt, "max_tokens": 6},
+                headers={"traceparent": traceparent},
+                timeout=300,
+            )
             text = joined_text(parse_events(answer.text))
             names = {"POST /api/generate/stream", "text_completion smollm2-135m-instruct"}
             spans = _trace(receiver.wait_for(lambda s: names <= set(_trace(s, trace_id))), trace_id)
@@ -128,7 +145,8 @@ def test_http_protobuf_export_with_content_recorded(tmp_path: Path) -> None:
     assert inference.parent_span_id == spans["POST /api/generate/stream"].span_id
     assert inference.resource["service.name"] == "named-by-otel"  # OTEL_SERVICE_NAME wins
     assert json.loads(inference.attributes["gen_ai.input.messages"]) == [
-        {"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+        {"role": "user", "parts": [{"type": "text", "content": prompt}]}
+    ]
     [output] = json.loads(inference.attributes["gen_ai.output.messages"])
     assert output["role"] == "assistant" and output["parts"][0]["content"] == text
     # Content goes to traces only: the logs, at DEBUG level, still hold neither prompt nor completion.
@@ -142,15 +160,20 @@ def test_an_unreachable_collector_neither_fails_nor_slows_requests(tmp_path: Pat
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(64)
         exporter_timeout = 60
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
-               "OTEL_EXPORTER_OTLP_TIMEOUT": str(exporter_timeout), "OTEL_BSP_SCHEDULE_DELAY": "50",
-               "OTEL_BSP_MAX_QUEUE_SIZE": "4", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2"}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": str(exporter_timeout),
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "OTEL_BSP_MAX_QUEUE_SIZE": "4",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2",
+        }
         with ServerProcess(env, log_path=tmp_path / "server.log") as server:
             server.wait_for("/health/ready", 200, timeout=300)
             started = time.monotonic()
             for _ in range(6):  # more spans than the export queue holds: the surplus is dropped
-                answer = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 2},
-                                    timeout=exporter_timeout)
+                answer = httpx.post(
+                    server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 2}, timeout=exporter_timeout
+                )
                 assert answer.status_code == 200
             # Every request finished while the exporter was still waiting out its first export's timeout.
             assert time.monotonic() - started < exporter_timeout
@@ -162,12 +185,20 @@ def test_an_unreachable_collector_neither_fails_nor_slows_requests(tmp_path: Pat
 
 def test_without_an_endpoint_tracing_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracer_provider("svc", environ={}) is None
-    assert tracer_provider("svc", environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317",
-                                           "OTEL_SDK_DISABLED": "true"}) is None
-    assert tracer_provider("svc", environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317",
-                                           "OTEL_TRACES_EXPORTER": "none"}) is None
-    assert tracer_provider("svc", environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317",
-                                           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}) is None
+    assert (
+        tracer_provider("svc", environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317", "OTEL_SDK_DISABLED": "true"})
+        is None
+    )
+    assert (
+        tracer_provider("svc", environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317", "OTEL_TRACES_EXPORTER": "none"})
+        is None
+    )
+    assert (
+        tracer_provider(
+            "svc", environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+        )
+        is None
+    )
     for variable in ENDPOINT_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     telemetry = create_app(make_settings()).state.telemetry

@@ -65,10 +65,14 @@ def test_the_engine_gets_the_defaults_vllm_serve_would_pick(server: ServerProces
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.usage.usage_lib import UsageContext
 
-    [loaded] = [json.loads(line) for line in server.logs().splitlines()
-                if line.startswith("{") and '"vLLM engine loaded"' in line]
-    args = AsyncEngineArgs(model=str(model_dir), max_model_len=1024, enforce_eager=True, max_num_seqs=4,
-                           gpu_memory_utilization=0.2)
+    [loaded] = [
+        json.loads(line)
+        for line in server.logs().splitlines()
+        if line.startswith("{") and '"vLLM engine loaded"' in line
+    ]
+    args = AsyncEngineArgs(
+        model=str(model_dir), max_model_len=1024, enforce_eager=True, max_num_seqs=4, gpu_memory_utilization=0.2
+    )
     serve = args.create_engine_config(UsageContext.OPENAI_API_SERVER).scheduler_config.max_num_batched_tokens
     assert int(loaded["max_num_batched_tokens"]) == serve
 
@@ -111,11 +115,14 @@ def test_chat_uses_the_tokenizers_chat_template(server: ServerProcess, model_dir
     assert body["finish_reason"] == "stop"  # the answer ends with the template's end-of-turn token
 
 
-@pytest.mark.parametrize(("path", "request_body"), [
-    ("/api/generate", {"prompt": "The best thing about summer is"}),
-    ("/api/generate", {"prompt": COUNT, "stop": ["five"]}),
-    ("/api/chat", {"messages": QUESTION}),
-])
+@pytest.mark.parametrize(
+    ("path", "request_body"),
+    [
+        ("/api/generate", {"prompt": "The best thing about summer is"}),
+        ("/api/generate", {"prompt": COUNT, "stop": ["five"]}),
+        ("/api/chat", {"messages": QUESTION}),
+    ],
+)
 def test_stream_equals_the_whole_response(server: ServerProcess, path: str, request_body: dict[str, Any]) -> None:
     request_body = {**request_body, "max_tokens": 24, "temperature": 0}
     whole = ok(server, path, **request_body)
@@ -137,7 +144,7 @@ def test_stop_sequence_ends_generation_without_emitting_it(server: ServerProcess
     assert stopped["finish_reason"] == "stop"
     assert stopped["text"] == free[: free.index("five")]
     # a stop string that spans several tokens and ends mid-token
-    stop = free[free.index("four") - 1: free.index("five") + 2]
+    stop = free[free.index("four") - 1 : free.index("five") + 2]
     spanning = ok(server, "/api/generate", prompt=COUNT, max_tokens=30, temperature=0, stop=[stop])
     assert (spanning["finish_reason"], spanning["text"]) == ("stop", free[: free.index(stop)])
 
@@ -181,8 +188,16 @@ def test_the_openai_sdk_on_the_vllm_backend(server: ServerProcess, model_dir: Pa
     native = ok(server, "/api/chat", messages=QUESTION, max_tokens=12, temperature=0)
     assert chat.choices[0].message.content == native["message"]["content"]
     assert chat.usage.completion_tokens == native["usage"]["completion_tokens"]
-    chunks = list(client.chat.completions.create(model=model, messages=QUESTION, max_tokens=12, temperature=0,
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=QUESTION,
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == native["message"]["content"]
     assert chunks[-1].usage.completion_tokens == native["usage"]["completion_tokens"]
     completion = client.completions.create(model=model, prompt=PROMPT, max_tokens=2, temperature=0)
@@ -204,8 +219,11 @@ def test_zz_a_dead_engine_turns_readiness_and_requests_into_503(server: ServerPr
     engine_core.kill()
     ready = server.wait_for("/health/ready", 503, timeout=60)
     assert ready.json()["reason"].startswith("engine dead: the vLLM engine core has died")
-    for path, body in [("/api/generate", {"prompt": PROMPT}), ("/api/generate/stream", {"prompt": PROMPT}),
-                       ("/api/chat", {"messages": QUESTION})]:
+    for path, body in [
+        ("/api/generate", {"prompt": PROMPT}),
+        ("/api/generate/stream", {"prompt": PROMPT}),
+        ("/api/chat", {"messages": QUESTION}),
+    ]:
         response = post(server, path, **body)
         assert response.status_code == 503, (path, response.text)
         assert response.json()["error"]["type"] == "engine_unavailable"

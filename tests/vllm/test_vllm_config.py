@@ -20,9 +20,15 @@ from tests.conftest import make_settings
 
 
 def test_engine_args_follow_the_settings(tmp_path) -> None:
-    settings = make_settings(LLM_GPU_MEMORY_UTILIZATION="0.5", LLM_TENSOR_PARALLEL_SIZE="2", LLM_DTYPE="float16",
-                             LLM_ENABLE_PREFIX_CACHING="false", LLM_ENFORCE_EAGER="true", LLM_MAX_MODEL_LEN="2048",
-                             LLM_MAX_CONCURRENT_REQUESTS="64")
+    settings = make_settings(
+        LLM_GPU_MEMORY_UTILIZATION="0.5",
+        LLM_TENSOR_PARALLEL_SIZE="2",
+        LLM_DTYPE="float16",
+        LLM_ENABLE_PREFIX_CACHING="false",
+        LLM_ENFORCE_EAGER="true",
+        LLM_MAX_MODEL_LEN="2048",
+        LLM_MAX_CONCURRENT_REQUESTS="64",
+    )
     args = engine_args(vllm_config(settings), tmp_path, None)
     assert (args.model, args.tokenizer) == (str(tmp_path), None)
     assert (args.gpu_memory_utilization, args.tensor_parallel_size, args.dtype) == (0.5, 2, "float16")
@@ -53,14 +59,16 @@ def test_an_unsupported_isq_type_is_refused_with_the_supported_ones() -> None:
 
 
 def test_sampling_maps_to_vllm_delta_outputs() -> None:
-    params = vllm_sampling(SamplingParams(max_tokens=100, temperature=0.8, top_p=0.9, top_k=0, seed=7,
-                                          stop=("\n\n", "END")), room=40)
+    params = vllm_sampling(
+        SamplingParams(max_tokens=100, temperature=0.8, top_p=0.9, top_k=0, seed=7, stop=("\n\n", "END")), room=40
+    )
     assert params.output_kind is RequestOutputKind.DELTA
     assert params.max_tokens == 40  # never past the end of the context
     assert (params.temperature, params.top_p, params.top_k, params.seed) == (0.8, 0.9, 0, 7)
     assert params.stop == ["\n\n", "END"] and not params.include_stop_str_in_output
-    assert vllm_sampling(SamplingParams(max_tokens=5, temperature=0, top_p=1, top_k=40, ignore_eos=True),
-                         room=100).ignore_eos
+    assert vllm_sampling(
+        SamplingParams(max_tokens=5, temperature=0, top_p=1, top_k=40, ignore_eos=True), room=100
+    ).ignore_eos
 
 
 def test_backend_choice() -> None:

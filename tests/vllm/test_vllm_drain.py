@@ -47,6 +47,8 @@ def test_sigterm_drains_vllm_streams_and_stops_the_engine_core(model_dir: Path, 
             assert done["type"] == "done" and done["usage"]["completion_tokens"] == tokens
         assert server.process.wait(120) == 0  # type: ignore[union-attr]
         deadline = time.monotonic() + 30
-        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family) and time.monotonic() < deadline:
+        while (
+            any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family) and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

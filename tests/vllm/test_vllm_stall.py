@@ -24,8 +24,7 @@ def test_a_frozen_engine_core_turns_readiness_503_until_it_moves(model_dir: Path
         first_delta, body = threading.Event(), []
 
         def stream() -> None:
-            request = {"prompt": "Count from 1 to 500: 1, 2,", "max_tokens": 300, "temperature": 0,
-                       "ignore_eos": True}
+            request = {"prompt": "Count from 1 to 500: 1, 2,", "max_tokens": 300, "temperature": 0, "ignore_eos": True}
             with httpx.stream("POST", server.url + "/api/generate/stream", json=request, timeout=300) as response:
                 for text in response.iter_text():
                     body.append(text)

@@ -45,13 +45,21 @@ def cors(app: ASGIApp, allowed_origins: tuple[str, ...]) -> ASGIApp:
         granted = {"Access-Control-Allow-Origin": "*" if any_origin else origin, "Vary": "Origin"}
         if _is_preflight(scope):
             if not allowed:
-                await send_error(send, 403, "cors_origin_not_allowed",
-                                 "this origin is not in LLM_CORS_ALLOWED_ORIGINS", {"Vary": "Origin"},
-                                 path=scope["path"])
+                await send_error(
+                    send,
+                    403,
+                    "cors_origin_not_allowed",
+                    "this origin is not in LLM_CORS_ALLOWED_ORIGINS",
+                    {"Vary": "Origin"},
+                    path=scope["path"],
+                )
                 return
-            headers = {**granted, "Access-Control-Allow-Methods": ALLOWED_METHODS,
-                       "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-                       "Access-Control-Max-Age": PREFLIGHT_MAX_AGE_SECONDS}
+            headers = {
+                **granted,
+                "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                "Access-Control-Max-Age": PREFLIGHT_MAX_AGE_SECONDS,
+            }
             raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
             await send({"type": "http.response.start", "status": 204, "headers": raw})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -119,8 +119,9 @@ def _lenient_only(info: mi.Type, value: Any, path: str) -> str | None:
     if isinstance(info, mi.IntType | mi.FloatType):
         return path if isinstance(value, str | bool) else None
     if isinstance(info, mi.ListType) and isinstance(value, list):
-        return next((p for i, item in enumerate(value) if (p := _lenient_only(info.item_type, item, f"{path}[{i}]"))),
-                    None)
+        return next(
+            (p for i, item in enumerate(value) if (p := _lenient_only(info.item_type, item, f"{path}[{i}]"))), None
+        )
     if isinstance(info, mi.StructType) and isinstance(value, dict):
         for field in info.fields:
             if field.encode_name in value:

@@ -19,7 +19,9 @@ async def list_models(state: State) -> ModelList:
                 id=entry.spec.id,
                 backend=entry.backend,
                 backend_reason=entry.backend_reason,
-                format=info.model_format if info else ("gguf" if entry.spec.is_gguf or entry.spec.source == "embedded" else None),
+                format=info.model_format
+                if info
+                else ("gguf" if entry.spec.is_gguf or entry.spec.source == "embedded" else None),
                 context_length=info.context_length if info else None,
                 state=entry.state.value,
                 default=entry.spec.id == registry.default_model,

@@ -31,22 +31,31 @@ SSE_EVENT = {
     "required": ["data"],
     "properties": {
         "event": {"const": "message"},
-        "data": {"anyOf": [
-            {"const": "[DONE]"},
-            {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "contentSchema": {"oneOf": [{"$ref": f"#/components/schemas/{name}"}
-                                            for name in ("DeltaEvent", "DoneEvent", "ErrorEvent")]},
-            },
-        ]},
+        "data": {
+            "anyOf": [
+                {"const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "oneOf": [
+                            {"$ref": f"#/components/schemas/{name}"}
+                            for name in ("DeltaEvent", "DoneEvent", "ErrorEvent")
+                        ]
+                    },
+                },
+            ]
+        },
     },
 }
 
 
 def _structs() -> list[type[msgspec.Struct]]:
-    return [t for _, t in inspect.getmembers(schemas, inspect.isclass)
-            if issubclass(t, msgspec.Struct) and t.__module__ == schemas.__name__]
+    return [
+        t
+        for _, t in inspect.getmembers(schemas, inspect.isclass)
+        if issubclass(t, msgspec.Struct) and t.__module__ == schemas.__name__
+    ]
 
 
 def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
@@ -72,8 +81,12 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, method, op) for path, item in document["paths"].items() for method, op in item.items()
-            if method in {"get", "post", "put", "patch", "delete"}]
+    return [
+        (path, method, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
 
 
 def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None:
@@ -94,11 +107,11 @@ def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None
             continue
         if auth:
             operation["security"] = [{SECURITY_SCHEME: []}]
-            responses.setdefault("401", {"description": "Missing or invalid API key; see WWW-Authenticate",
-                                         **_ERROR})
+            responses.setdefault("401", {"description": "Missing or invalid API key; see WWW-Authenticate", **_ERROR})
         if settings.rate_limit_per_minute:
-            responses.setdefault("429", {"description": "Rate limit (LLM_RATE_LIMIT_PER_MINUTE) or overload; "
-                                                        "see Retry-After", **_ERROR})
+            responses.setdefault(
+                "429", {"description": "Rate limit (LLM_RATE_LIMIT_PER_MINUTE) or overload; see Retry-After", **_ERROR}
+            )
 
 
 def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:

@@ -109,8 +109,9 @@ class _SSEResponse:
         writer = _Writer(send)
         loop = asyncio.get_running_loop()
         stream = self._stream
-        writing = asyncio.create_task(_write_events(self._events, stream.encode, stream.error_frame, writer),
-                                      name="sse-writer")
+        writing = asyncio.create_task(
+            _write_events(self._events, stream.encode, stream.error_frame, writer), name="sse-writer"
+        )
         disconnect = asyncio.create_task(_until_disconnect(receive), name="sse-disconnect")
         try:
             while True:
@@ -119,8 +120,11 @@ class _SSEResponse:
                     await writer.write(PING_FRAME)
                     continue
                 # Overdue while a frame is being written (a slow reader): that write is news enough.
-                await asyncio.wait((writing, disconnect), timeout=due if due > 0 else self._ping_seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    (writing, disconnect),
+                    timeout=due if due > 0 else self._ping_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 if writing.done() or disconnect.done():
                     return  # on a disconnect, `finally` stops the writer and the caller closes the events
         except Exception as exc:  # a ping to a peer that is gone

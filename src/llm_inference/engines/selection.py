@@ -86,9 +86,7 @@ def unavailable_backends(requested: str, specs: list[ModelSpec]) -> list[str]:
     return problems
 
 
-async def load_engine(
-    spec: ModelSpec, model_path: Path, tokenizer_path: Path | None, config: EngineConfig
-) -> Engine:
+async def load_engine(spec: ModelSpec, model_path: Path, tokenizer_path: Path | None, config: EngineConfig) -> Engine:
     if isinstance(config, LlamaCppConfig):
         from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 

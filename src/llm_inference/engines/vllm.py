@@ -111,8 +111,9 @@ class VllmEngine:
         # The OpenAI-server usage context: vLLM picks its defaults (max_num_batched_tokens above all: 8192 on an
         # H100/H200, against 2048 for the engine context) by it, and this engine serves what `vllm serve` does.
         kv_cache = KvCacheUsage()
-        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER,
-                                        stat_loggers=[kv_cache.logger_factory])
+        llm = AsyncLLM.from_engine_args(
+            args, usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=[kv_cache.logger_factory]
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or model_path))
         model_config = llm.model_config
         info = EngineInfo(
@@ -130,8 +131,15 @@ class VllmEngine:
                 "enforce_eager": str(config.enforce_eager).lower(),
             },
         )
-        log.info("vLLM engine loaded", extra={"path": str(model_path), **info.extra,
-                                              "context_length": info.context_length, "quantization": info.quantization})
+        log.info(
+            "vLLM engine loaded",
+            extra={
+                "path": str(model_path),
+                **info.extra,
+                "context_length": info.context_length,
+                "quantization": info.quantization,
+            },
+        )
         return cls(llm, tokenizer, info, kv_cache)
 
     def info(self) -> EngineInfo:
@@ -228,4 +236,3 @@ class VllmEngine:
             return
         self._closed = True
         self._llm.shutdown()
-

@@ -36,5 +36,7 @@ class StallWatch:
         idle_for = now - self._since
         if idle_for < self.stall_seconds:
             return None
-        return (f"engine stalled: {busy} request(s) waiting and no decode progress for {idle_for:.1f}s "
-                f"(LLM_ENGINE_STALL_SECONDS={self.stall_seconds:g})")
+        return (
+            f"engine stalled: {busy} request(s) waiting and no decode progress for {idle_for:.1f}s "
+            f"(LLM_ENGINE_STALL_SECONDS={self.stall_seconds:g})"
+        )

@@ -101,4 +101,3 @@ async def prepare(
         request_id=uuid.uuid4().hex, prompt=prompt, sampling=sampling, prompt_token_ids=tuple(tokens)
     )
     return Prepared(model=model, engine=engine, request=request, operation=operation, messages=messages)
-

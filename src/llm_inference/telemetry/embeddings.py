@@ -32,10 +32,19 @@ def observe_embedding(
     metrics: Metrics, tracer: Tracer | None, model: str, backend: str, record: EmbeddingRecord
 ) -> Iterator[None]:
     started = time.perf_counter()
-    span = None if tracer is None else tracer.start_span(
-        f"{OPERATION} {model}", kind=SpanKind.INTERNAL,
-        attributes={"gen_ai.operation.name": OPERATION, "gen_ai.provider.name": backend, "gen_ai.system": backend,
-                    "gen_ai.request.model": model},
+    span = (
+        None
+        if tracer is None
+        else tracer.start_span(
+            f"{OPERATION} {model}",
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "gen_ai.operation.name": OPERATION,
+                "gen_ai.provider.name": backend,
+                "gen_ai.system": backend,
+                "gen_ai.request.model": model,
+            },
+        )
     )
     error_type = ""
     try:

@@ -123,10 +123,20 @@ def observe_http(app: ASGIApp, metrics: Metrics, tracer: Tracer | None) -> ASGIA
                 _describe_response(span, method, route, status)
             # Logged while the server span is still current, so the line carries its trace and span ids.
             access_log.log(
-                logging.DEBUG if quiet else logging.INFO, "%s %s %s", method, scope["path"], status,
-                extra={"route": route, "method": method, "status": status, "duration_seconds": round(duration, 6),
-                       "client": (scope.get("client") or ("",))[0], "request_id": request_id,
-                       **exchange.log_fields()},
+                logging.DEBUG if quiet else logging.INFO,
+                "%s %s %s",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "route": route,
+                    "method": method,
+                    "status": status,
+                    "duration_seconds": round(duration, 6),
+                    "client": (scope.get("client") or ("",))[0],
+                    "request_id": request_id,
+                    **exchange.log_fields(),
+                },
             )
             if span is not None:
                 span.end()

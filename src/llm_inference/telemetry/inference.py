@@ -79,10 +79,14 @@ class _Generation:
         self.exchange = current_exchange.get()
         if self.exchange is not None:
             self.exchange.model = prepared.model
-        self.span = None if observer.tracer is None else observer.tracer.start_span(
-            f"{prepared.operation} {prepared.model}",
-            kind=SpanKind.INTERNAL,  # the model runs in this process
-            attributes=self._request_attributes(),
+        self.span = (
+            None
+            if observer.tracer is None
+            else observer.tracer.start_span(
+                f"{prepared.operation} {prepared.model}",
+                kind=SpanKind.INTERNAL,  # the model runs in this process
+                attributes=self._request_attributes(),
+            )
         )
 
     def _request_attributes(self) -> dict[str, AttributeValue]:
@@ -164,12 +168,14 @@ class _Generation:
                 per_token = (now - self.first_token_at) / (self.completion_tokens - 1)
                 metrics.time_per_output_token.labels(*labels, operation).observe(per_token)
         if self.span is not None:
-            self.span.set_attributes({
-                "gen_ai.response.model": self.prepared.model,
-                "gen_ai.response.finish_reasons": [finish_reason],
-                "gen_ai.usage.input_tokens": self.prompt_tokens,
-                "gen_ai.usage.output_tokens": self.completion_tokens,
-            })
+            self.span.set_attributes(
+                {
+                    "gen_ai.response.model": self.prepared.model,
+                    "gen_ai.response.finish_reasons": [finish_reason],
+                    "gen_ai.usage.input_tokens": self.prompt_tokens,
+                    "gen_ai.usage.output_tokens": self.completion_tokens,
+                }
+            )
             if self.text is not None:
                 output = {**_text_message("assistant", "".join(self.text)), "finish_reason": finish_reason}
                 self.span.set_attribute("gen_ai.output.messages", json.dumps([output]))

@@ -29,8 +29,10 @@ class Telemetry:
             tracer = self.tracer_provider.get_tracer("llm_inference", version("llm-inference"))
         self.tracer = tracer
         self.inference = InferenceObserver(
-            self.metrics, tracer,
-            trace_content=settings.trace_content, timeout_seconds=settings.request_timeout_seconds,
+            self.metrics,
+            tracer,
+            trace_content=settings.trace_content,
+            timeout_seconds=settings.request_timeout_seconds,
         )
 
     def instrument(self, app: Litestar, models: ModelRegistry) -> None:

@@ -69,6 +69,8 @@ def granian_log_config(log_format: str) -> dict[str, Any]:
     formatter = JsonFormatter if log_format == "json" else PrettyFormatter
     return {
         "formatters": {"service": {"()": f"{__name__}.{formatter.__name__}"}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "service", "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "formatter": "service", "stream": "ext://sys.stderr"}
+        },
         "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False}},
     }

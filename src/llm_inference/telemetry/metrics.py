@@ -32,14 +32,28 @@ from llm_inference.models.registry import ModelRegistry, ModelState
 
 HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Bucket boundaries the GenAI semantic conventions advise for each histogram.
-TIME_TO_FIRST_TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
-                               5.0, 7.5, 10.0)
+TIME_TO_FIRST_TOKEN_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 TIME_PER_OUTPUT_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
-REQUEST_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96,
-                            81.92)
+REQUEST_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 # gen_ai.client.token.usage's boundaries: the conventions define no server-side token histogram.
-TOKEN_COUNT_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
-                       67108864)
+TOKEN_COUNT_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 # Queueing is short or it is overload; the TTFT boundaries cover both ends.
 QUEUE_TIME_BUCKETS = TIME_TO_FIRST_TOKEN_BUCKETS
 
@@ -52,58 +66,83 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         self.http_requests = Counter(
-            "http_requests", "HTTP requests by route, method and status.",
-            ["route", "method", "status"], registry=registry,
+            "http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
         )
         self.http_duration = Histogram(
-            "http_request_duration_seconds", "HTTP request duration until the last body byte is sent.",
-            ["route", "method"], buckets=HTTP_DURATION_BUCKETS, registry=registry,
+            "http_request_duration_seconds",
+            "HTTP request duration until the last body byte is sent.",
+            ["route", "method"],
+            buckets=HTTP_DURATION_BUCKETS,
+            registry=registry,
         )
         self.time_to_first_token = Histogram(
             "gen_ai_server_time_to_first_token_seconds",
             "Time from the start of generation to the first output token (gen_ai.server.time_to_first_token).",
-            [*MODEL_LABELS, "operation"], buckets=TIME_TO_FIRST_TOKEN_BUCKETS, registry=registry,
+            [*MODEL_LABELS, "operation"],
+            buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
+            registry=registry,
         )
         self.time_per_output_token = Histogram(
             "gen_ai_server_time_per_output_token_seconds",
             "Per request, decode time after the first token divided by the tokens after the first "
             "(gen_ai.server.time_per_output_token); successful requests with two or more tokens.",
-            [*MODEL_LABELS, "operation"], buckets=TIME_PER_OUTPUT_TOKEN_BUCKETS, registry=registry,
+            [*MODEL_LABELS, "operation"],
+            buckets=TIME_PER_OUTPUT_TOKEN_BUCKETS,
+            registry=registry,
         )
         self.request_duration = Histogram(
             "gen_ai_server_request_duration_seconds",
             "Generation time until the last token (gen_ai.server.request.duration); error_type is empty "
             "for successful requests.",
-            [*MODEL_LABELS, "operation", "error_type"], buckets=REQUEST_DURATION_BUCKETS, registry=registry,
+            [*MODEL_LABELS, "operation", "error_type"],
+            buckets=REQUEST_DURATION_BUCKETS,
+            registry=registry,
         )
         self.queue_time = Histogram(
             "llm_request_queue_time_seconds",
             "Time a request waited in the engine before it started on it (vLLM: request_queue_time_seconds).",
-            MODEL_LABELS, buckets=QUEUE_TIME_BUCKETS, registry=registry,
+            MODEL_LABELS,
+            buckets=QUEUE_TIME_BUCKETS,
+            registry=registry,
         )
         self.prompt_tokens = Counter(
-            "llm_prompt_tokens", "Prompt tokens prefilled (vLLM: prompt_tokens_total).",
-            MODEL_LABELS, registry=registry,
+            "llm_prompt_tokens",
+            "Prompt tokens prefilled (vLLM: prompt_tokens_total).",
+            MODEL_LABELS,
+            registry=registry,
         )
         self.generation_tokens = Counter(
-            "llm_generation_tokens", "Output tokens generated (vLLM: generation_tokens_total).",
-            MODEL_LABELS, registry=registry,
+            "llm_generation_tokens",
+            "Output tokens generated (vLLM: generation_tokens_total).",
+            MODEL_LABELS,
+            registry=registry,
         )
         self.request_prompt_tokens = Histogram(
-            "llm_request_prompt_tokens", "Prompt length of each finished request, in tokens.",
-            MODEL_LABELS, buckets=TOKEN_COUNT_BUCKETS, registry=registry,
+            "llm_request_prompt_tokens",
+            "Prompt length of each finished request, in tokens.",
+            MODEL_LABELS,
+            buckets=TOKEN_COUNT_BUCKETS,
+            registry=registry,
         )
         self.request_generation_tokens = Histogram(
-            "llm_request_generation_tokens", "Output length of each finished request, in tokens.",
-            MODEL_LABELS, buckets=TOKEN_COUNT_BUCKETS, registry=registry,
+            "llm_request_generation_tokens",
+            "Output length of each finished request, in tokens.",
+            MODEL_LABELS,
+            buckets=TOKEN_COUNT_BUCKETS,
+            registry=registry,
         )
         self.requests_finished = Counter(
             "llm_requests_finished",
             "Generations by how they ended: stop | length | cancelled (client gone) | timeout | error.",
-            [*MODEL_LABELS, "finish_reason"], registry=registry,
+            [*MODEL_LABELS, "finish_reason"],
+            registry=registry,
         )
-        build = Gauge("llm_build_info", "The running build; always 1.", ["version", "python_version"],
-                      registry=registry)
+        build = Gauge(
+            "llm_build_info", "The running build; always 1.", ["version", "python_version"], registry=registry
+        )
         build.labels(version("llm-inference"), platform.python_version()).set(1)
 
     def watch_models(self, models: ModelRegistry) -> None:
@@ -124,24 +163,35 @@ class _ModelCollector(Collector):
     def _families() -> dict[str, GaugeMetricFamily]:
         return {
             "state": GaugeMetricFamily(
-                "llm_model_state", "1 for the state each allowed model is in (loading | loaded | failed), else 0.",
-                labels=["model", "state"]),
+                "llm_model_state",
+                "1 for the state each allowed model is in (loading | loaded | failed), else 0.",
+                labels=["model", "state"],
+            ),
             "info": GaugeMetricFamily(
-                "llm_model_info", "A loaded model and what serves it; always 1.",
-                labels=["model", "backend", "format", "context_length", "quantization"]),
+                "llm_model_info",
+                "A loaded model and what serves it; always 1.",
+                labels=["model", "backend", "format", "context_length", "quantization"],
+            ),
             "load": GaugeMetricFamily(
-                "llm_model_load_duration_seconds", "Time the model took to load, warm-up generation included.",
-                labels=list(MODEL_LABELS)),
+                "llm_model_load_duration_seconds",
+                "Time the model took to load, warm-up generation included.",
+                labels=list(MODEL_LABELS),
+            ),
             "running": GaugeMetricFamily(
-                "llm_num_requests_running", "Requests the engine is decoding (vLLM: num_requests_running).",
-                labels=list(MODEL_LABELS)),
+                "llm_num_requests_running",
+                "Requests the engine is decoding (vLLM: num_requests_running).",
+                labels=list(MODEL_LABELS),
+            ),
             "waiting": GaugeMetricFamily(
-                "llm_num_requests_waiting", "Requests waiting for the engine (vLLM: num_requests_waiting).",
-                labels=list(MODEL_LABELS)),
+                "llm_num_requests_waiting",
+                "Requests waiting for the engine (vLLM: num_requests_waiting).",
+                labels=list(MODEL_LABELS),
+            ),
             "kv_cache": GaugeMetricFamily(
                 "llm_kv_cache_usage_ratio",
                 "Share of the KV cache held by running requests, 0..1 (vLLM: kv_cache_usage_perc).",
-                labels=list(MODEL_LABELS)),
+                labels=list(MODEL_LABELS),
+            ),
         }
 
     def describe(self) -> Iterable[Metric]:
@@ -158,7 +208,8 @@ class _ModelCollector(Collector):
             backend = entry.backend or "unknown"
             info = entry.engine.info()
             families["info"].add_metric(
-                [model, backend, info.model_format, str(info.context_length), info.quantization or ""], 1.0)
+                [model, backend, info.model_format, str(info.context_length), info.quantization or ""], 1.0
+            )
             if entry.load_seconds is not None:
                 families["load"].add_metric([model, backend], entry.load_seconds)
             stats = entry.engine.stats()

@@ -25,8 +25,12 @@ PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_
 DEFAULT_PROTOCOL = "grpc"
 
 
-BATCH_VARIABLES = ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                   "OTEL_BSP_EXPORT_TIMEOUT")
+BATCH_VARIABLES = (
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+)
 
 
 class _NoExporter(SpanExporter):
@@ -46,8 +50,10 @@ def batch_settings_problem() -> str | None:
     except ValueError as exc:
         shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
         # Our rule first; the SDK's wording only as a suffix, so its rewording cannot change the message.
-        return (f"{shown} is invalid: expected positive integers with "
-                f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE <= OTEL_BSP_MAX_QUEUE_SIZE ({exc})")
+        return (
+            f"{shown} is invalid: expected positive integers with "
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE <= OTEL_BSP_MAX_QUEUE_SIZE ({exc})"
+        )
     return None
 
 
@@ -78,8 +84,10 @@ def tracer_provider(service_name: str, environ: Mapping[str, str] | None = None)
         return None
     protocol = _first(environ, PROTOCOL_VARIABLES) or DEFAULT_PROTOCOL
     if protocol not in ("grpc", "http/protobuf"):
-        log.error("tracing is off: unsupported OTLP protocol",
-                  extra={"protocol": protocol, "expected": "grpc | http/protobuf"})
+        log.error(
+            "tracing is off: unsupported OTLP protocol",
+            extra={"protocol": protocol, "expected": "grpc | http/protobuf"},
+        )
         return None
     # LLM_SERVICE_NAME names the service unless OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES say otherwise.
     resource = Resource.create({SERVICE_NAME: service_name, SERVICE_VERSION: version("llm-inference")}).merge(
@@ -90,6 +98,8 @@ def tracer_provider(service_name: str, environ: Mapping[str, str] | None = None)
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(_exporter(protocol)))
     where = urlsplit(endpoint)  # without any user:password@ part
-    log.info("tracing on", extra={"endpoint": f"{where.scheme}://{where.netloc.rpartition('@')[2]}{where.path}",
-                                  "protocol": protocol})
+    log.info(
+        "tracing on",
+        extra={"endpoint": f"{where.scheme}://{where.netloc.rpartition('@')[2]}{where.path}", "protocol": protocol},
+    )
     return provider

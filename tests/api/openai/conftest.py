@@ -41,8 +41,9 @@ def client(server: ServerProcess) -> Iterator[openai.OpenAI]:
 
 @pytest.fixture
 async def async_client(server: ServerProcess) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="no-key-needed", max_retries=0,
-                                  timeout=120) as async_sdk:
+    async with openai.AsyncOpenAI(
+        base_url=server.url + "/v1", api_key="no-key-needed", max_retries=0, timeout=120
+    ) as async_sdk:
         yield async_sdk
 
 

@@ -20,8 +20,13 @@ FREED_WITHIN_SECONDS = 5
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {**SERVER_ENV, "LLM_MAX_CONCURRENT_REQUESTS": "1", "LLM_MAX_QUEUED_REQUESTS": "0",
-           "LLM_CONTEXT_LENGTH": "2048", "LLM_SSE_PING_SECONDS": "0.5"}
+    env = {
+        **SERVER_ENV,
+        "LLM_MAX_CONCURRENT_REQUESTS": "1",
+        "LLM_MAX_QUEUED_REQUESTS": "0",
+        "LLM_CONTEXT_LENGTH": "2048",
+        "LLM_SSE_PING_SECONDS": "0.5",
+    }
     with ServerProcess(env, log_path=tmp_path_factory.mktemp("single") / "server.log") as process:
         process.wait_for("/health/ready", 200)
         yield process

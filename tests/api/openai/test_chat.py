@@ -50,8 +50,13 @@ def test_content_parts_and_developer_role_read_as_text_and_system(client: openai
         max_tokens=12,
         temperature=0,
         # Result-neutral fields real clients send are accepted.
-        user="tester", store=False, metadata={"suite": "openai"}, parallel_tool_calls=False, n=1,
-        presence_penalty=0, frequency_penalty=0,
+        user="tester",
+        store=False,
+        metadata={"suite": "openai"},
+        parallel_tool_calls=False,
+        n=1,
+        presence_penalty=0,
+        frequency_penalty=0,
     )
     assert parts.choices[0].message.content == plain.choices[0].message.content
 
@@ -59,7 +64,11 @@ def test_content_parts_and_developer_role_read_as_text_and_system(client: openai
 def test_stream_with_usage_joins_to_the_whole_answer(client: openai.OpenAI) -> None:
     whole = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=16, temperature=0)
     stream = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=16, temperature=0, stream=True,
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -84,9 +93,9 @@ def test_stream_without_include_usage_carries_no_usage(http: httpx.Client) -> No
 
 
 async def test_async_client_whole_and_streamed(async_client: openai.AsyncOpenAI) -> None:
-    whole = await async_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12,
-                                                       temperature=0)
-    stream = await async_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12,
-                                                        temperature=0, stream=True)
+    whole = await async_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12, temperature=0)
+    stream = await async_client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=12, temperature=0, stream=True
+    )
     text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
     assert text == whole.choices[0].message.content and "Paris" in text

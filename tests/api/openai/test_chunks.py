@@ -20,14 +20,18 @@ def prepared() -> Prepared:
 def frames(data: bytes) -> list[Any]:
     parts = [part for part in data.decode().split("\n\n") if part]
     assert all(part.startswith("data: ") for part in parts)
-    return [json.loads(part[len("data: "):]) for part in parts]
+    return [json.loads(part[len("data: ") :]) for part in parts]
 
 
 def test_chat_chunks_name_the_role_first_then_text_then_the_finish() -> None:
     encode = ChatChunks(prepared(), include_usage=False)
     written = frames(encode(Delta("Hel")) + encode(Delta("lo")) + encode(FINISHED))
     assert [f["choices"][0]["delta"] for f in written] == [
-        {"role": "assistant", "content": ""}, {"content": "Hel"}, {"content": "lo"}, {}]
+        {"role": "assistant", "content": ""},
+        {"content": "Hel"},
+        {"content": "lo"},
+        {},
+    ]
     assert [f["choices"][0]["finish_reason"] for f in written] == [None, None, None, "stop"]
     assert {f["id"] for f in written} == {"chatcmpl-abc"} and all("usage" not in f for f in written)
 
@@ -44,8 +48,9 @@ def test_text_chunks_and_a_failure_mid_stream() -> None:
     first, failure = frames(encode(Delta("x")) + encode(Failed("timeout", "generation exceeded the limit")))
     assert first["object"] == "text_completion" and first["choices"][0]["text"] == "x"
     # OpenAI's SDKs raise APIError on a frame with an `error` key.
-    assert failure == {"error": {"message": "generation exceeded the limit", "type": "server_error",
-                                 "param": None, "code": "timeout"}}
+    assert failure == {
+        "error": {"message": "generation exceeded the limit", "type": "server_error", "param": None, "code": "timeout"}
+    }
 
 
 def test_the_templated_delta_frame_is_byte_for_byte_the_encoded_chunk() -> None:
@@ -66,9 +71,21 @@ def test_the_templated_delta_frame_is_byte_for_byte_the_encoded_chunk() -> None:
         chat(Delta("first"))  # past the role chunk
         unset_or_none = None if include_usage else chat.no_usage
         for piece in texts:
-            assert chat(Delta(piece)) == data_frame(ChatCompletionChunk(
-                id=chat.id, created=chat.created, model="m", choices=[ChatChunkChoice(ChunkDelta(content=piece))],
-                usage=unset_or_none))
-            assert text(Delta(piece)) == data_frame(Completion(
-                id=text.id, created=text.created, model="m", choices=[TextChoice(text=piece, finish_reason=None)],
-                usage=unset_or_none))
+            assert chat(Delta(piece)) == data_frame(
+                ChatCompletionChunk(
+                    id=chat.id,
+                    created=chat.created,
+                    model="m",
+                    choices=[ChatChunkChoice(ChunkDelta(content=piece))],
+                    usage=unset_or_none,
+                )
+            )
+            assert text(Delta(piece)) == data_frame(
+                Completion(
+                    id=text.id,
+                    created=text.created,
+                    model="m",
+                    choices=[TextChoice(text=piece, finish_reason=None)],
+                    usage=unset_or_none,
+                )
+            )

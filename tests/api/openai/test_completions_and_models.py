@@ -30,15 +30,18 @@ def test_a_list_of_one_prompt_is_that_prompt(client: openai.OpenAI) -> None:
 def test_stop_sequence_and_seed(client: openai.OpenAI) -> None:
     completion = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=16, temperature=0, stop=["."])
     assert "." not in completion.choices[0].text and completion.choices[0].finish_reason == "stop"
-    a, b = (client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=1,
-                                      seed=7) for _ in range(2))
+    a, b = (
+        client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=1, seed=7)
+        for _ in range(2)
+    )
     assert a.choices[0].text == b.choices[0].text
 
 
 async def test_streamed_completion_with_usage(async_client: openai.AsyncOpenAI) -> None:
     whole = await async_client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=8, temperature=0)
-    stream = await async_client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=8, temperature=0,
-                                                   stream=True, stream_options={"include_usage": True})
+    stream = await async_client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [chunk async for chunk in stream]
     *with_choices, last = chunks
     assert last.choices == [] and last.usage == whole.usage
@@ -66,9 +69,17 @@ def test_a_model_outside_the_allow_list_is_not_found(client: openai.OpenAI) -> N
 def test_the_body_vllm_bench_serve_sends_is_served(http) -> None:
     """`vllm bench serve --backend openai` (vLLM 0.26-0.32) posts exactly this: its neutral vLLM extensions
     (repetition_penalty 1.0, ignore_eos) must be accepted for the tool to measure this service at all."""
-    body = {"model": MODEL, "prompt": "The capital of France is", "repetition_penalty": 1.0, "max_tokens": 4,
-            "logprobs": None, "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True,
-            "temperature": 0.0}
+    body = {
+        "model": MODEL,
+        "prompt": "The capital of France is",
+        "repetition_penalty": 1.0,
+        "max_tokens": 4,
+        "logprobs": None,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+        "temperature": 0.0,
+    }
     response = http.post("/v1/completions", json=body)
     assert response.status_code == 200, response.text
     frames = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]

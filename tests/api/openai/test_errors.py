@@ -61,12 +61,17 @@ def test_a_field_that_cannot_be_honoured_is_a_bad_request_naming_it(
     ("body", "param", "code"),
     [
         ({"store": True, "unknown_thing": 1}, "unknown_thing", "invalid_parameter"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-         "messages[0].content[0].type", "unsupported_parameter"),
-        ({"messages": [{"role": "tool", "content": "1", "tool_call_id": "a"}]}, "messages[0].role",
-         "invalid_parameter"),
-        ({"messages": [{"role": "user", "content": "Hi", "name": "bob"}]}, "messages[0].name",
-         "unsupported_parameter"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages[0].content[0].type",
+            "unsupported_parameter",
+        ),
+        (
+            {"messages": [{"role": "tool", "content": "1", "tool_call_id": "a"}]},
+            "messages[0].role",
+            "invalid_parameter",
+        ),
+        ({"messages": [{"role": "user", "content": "Hi", "name": "bob"}]}, "messages[0].name", "unsupported_parameter"),
         ({"messages": []}, "messages", "invalid_parameter"),
         ({"model": None}, "model", "invalid_parameter"),
     ],
@@ -78,8 +83,14 @@ def test_bad_chat_bodies(http: httpx.Client, body: dict[str, Any], param: str, c
 
 @pytest.mark.parametrize(
     ("fields", "param"),
-    [({"prompt": ["a", "b"]}, "prompt"), ({"prompt": [1, 2, 3]}, "prompt"), ({"echo": True}, "echo"),
-     ({"logprobs": 0}, "logprobs"), ({"suffix": "end"}, "suffix"), ({"best_of": 2}, "best_of")],
+    [
+        ({"prompt": ["a", "b"]}, "prompt"),
+        ({"prompt": [1, 2, 3]}, "prompt"),
+        ({"echo": True}, "echo"),
+        ({"logprobs": 0}, "logprobs"),
+        ({"suffix": "end"}, "suffix"),
+        ({"best_of": 2}, "best_of"),
+    ],
 )
 def test_bad_completion_bodies(client: openai.OpenAI, fields: dict[str, Any], param: str) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
@@ -89,7 +100,8 @@ def test_bad_completion_bodies(client: openai.OpenAI, fields: dict[str, Any], pa
 
 def test_errors_before_the_handler_have_openais_shape(http: httpx.Client, server: ServerProcess) -> None:
     assert "not valid JSON" in assert_openai_error(
-        http.post("/v1/chat/completions", content=b'{"model": '), 400, "invalid_request_error", "invalid_json", None)
+        http.post("/v1/chat/completions", content=b'{"model": '), 400, "invalid_request_error", "invalid_json", None
+    )
     assert_openai_error(http.post("/v1/completions", content=b""), 400, "invalid_request_error", "invalid_json", None)
     # On a fresh connection: the server answers 413 before reading the body, then closes the connection.
     big = httpx.post(f"{server.url}/v1/completions", json={"model": MODEL, "prompt": "x" * 70_000}, timeout=60)
@@ -105,16 +117,25 @@ def test_errors_before_the_handler_have_openais_shape(http: httpx.Client, server
 def test_the_native_api_keeps_its_own_error_shape(http: httpx.Client) -> None:
     response = http.post("/api/chat", json={"messages": HI, "temperature": 3})
     assert response.status_code == 422
-    assert response.json() == {"error": {"type": "invalid_parameter", "param": "temperature",
-                                         "message": "temperature: must be a number >= 0 and <= 2"}}
+    assert response.json() == {
+        "error": {
+            "type": "invalid_parameter",
+            "param": "temperature",
+            "message": "temperature: must be a number >= 0 and <= 2",
+        }
+    }
     assert set(http.get("/api/nothing").json()["error"]) == {"type", "message", "param"}
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # No model can load from here: keys and rate limits are decided before any engine is asked.
-    env = {**SERVER_ENV, "LLM_API_KEYS": KEY, "LLM_RATE_LIMIT_PER_MINUTE": "3",
-           "LLM_ALLOWED_MODELS": "/nonexistent/model.gguf"}
+    env = {
+        **SERVER_ENV,
+        "LLM_API_KEYS": KEY,
+        "LLM_RATE_LIMIT_PER_MINUTE": "3",
+        "LLM_ALLOWED_MODELS": "/nonexistent/model.gguf",
+    }
     with ServerProcess(env, log_path=tmp_path_factory.mktemp("guarded") / "server.log") as process:
         process.wait_for("/health/live", 200)
         yield process

@@ -9,13 +9,28 @@ from tests.api.openai.conftest import MODEL
 
 
 def test_langchain_chat_openai_streams_the_same_answer_as_the_native_api(server, http) -> None:
-    chat = ChatOpenAI(base_url=server.url + "/v1", api_key="none", model=MODEL, temperature=0, max_tokens=16,
-                      max_retries=0, timeout=120)
+    chat = ChatOpenAI(
+        base_url=server.url + "/v1",
+        api_key="none",
+        model=MODEL,
+        temperature=0,
+        max_tokens=16,
+        max_retries=0,
+        timeout=120,
+    )
     messages = [SystemMessage("You are a helpful assistant."), HumanMessage("What is the capital of France?")]
     pieces = [chunk.content for chunk in chat.stream(messages)]
-    native = http.post("/api/chat", json={"temperature": 0, "max_tokens": 16, "messages": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What is the capital of France?"}]}).json()
+    native = http.post(
+        "/api/chat",
+        json={
+            "temperature": 0,
+            "max_tokens": 16,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+        },
+    ).json()
     assert len([p for p in pieces if p]) > 1  # streamed, not one block
     assert "".join(str(p) for p in pieces) == native["message"]["content"]
     assert "Paris" in native["message"]["content"]

@@ -29,10 +29,12 @@ class ChatCompletionsController(Controller):
             return chunk_stream(state.service, stream, chat=True, include_usage=include_usage)
         outcome = await complete(state.service, prepared)
         choice = ChatChoice(message=AssistantMessage(content=outcome.text), finish_reason=outcome.finish_reason)
-        return Response(ChatCompletion(
-            id=completion_id("chatcmpl", prepared),
-            created=int(time.time()),
-            model=prepared.model,
-            choices=[choice],
-            usage=usage(outcome.usage),
-        ))
+        return Response(
+            ChatCompletion(
+                id=completion_id("chatcmpl", prepared),
+                created=int(time.time()),
+                model=prepared.model,
+                choices=[choice],
+                usage=usage(outcome.usage),
+            )
+        )

@@ -91,8 +91,11 @@ class ChatChunks(_Encoder):
 
     def _chunk(self, delta: ChunkDelta, reason: str | None = None) -> bytes:
         choice = ChatChunkChoice(delta=delta, finish_reason=reason)
-        return data_frame(ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
-                                              choices=[choice], usage=self.no_usage))
+        return data_frame(
+            ChatCompletionChunk(
+                id=self.id, created=self.created, model=self.model, choices=[choice], usage=self.no_usage
+            )
+        )
 
     def _start(self) -> bytes:
         # OpenAI's first chunk names the role with empty content; the text follows in later chunks.
@@ -112,21 +115,22 @@ class ChatChunks(_Encoder):
         return self._start() + self._chunk(ChunkDelta(), reason)
 
     def usage(self, value: Usage) -> bytes:
-        return data_frame(ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
-                                              choices=[], usage=value))
+        return data_frame(
+            ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=[], usage=value)
+        )
 
 
 class TextChunks(_Encoder):
     prefix = "cmpl"
 
     def _chunk(self, choices: list[TextChoice], usage: Usage | None | UnsetType) -> bytes:
-        return data_frame(Completion(id=self.id, created=self.created, model=self.model,
-                                     choices=choices, usage=usage))
+        return data_frame(Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage))
 
     def __init__(self, prepared: Prepared, include_usage: bool) -> None:
         super().__init__(prepared, include_usage)
         self._text_frame = text_frame_template(
-            lambda text: self._chunk([TextChoice(text=text, finish_reason=None)], self.no_usage))
+            lambda text: self._chunk([TextChoice(text=text, finish_reason=None)], self.no_usage)
+        )
 
     def delta(self, text: str) -> bytes:
         return self._text_frame(text)

@@ -28,10 +28,12 @@ class CompletionsController(Controller):
             stream = await open_stream(state.service, prepared)
             return chunk_stream(state.service, stream, chat=False, include_usage=include_usage)
         outcome = await complete(state.service, prepared)
-        return Response(Completion(
-            id=completion_id("cmpl", prepared),
-            created=int(time.time()),
-            model=prepared.model,
-            choices=[TextChoice(text=outcome.text, finish_reason=outcome.finish_reason)],
-            usage=usage(outcome.usage),
-        ))
+        return Response(
+            Completion(
+                id=completion_id("cmpl", prepared),
+                created=int(time.time()),
+                model=prepared.model,
+                choices=[TextChoice(text=outcome.text, finish_reason=outcome.finish_reason)],
+                usage=usage(outcome.usage),
+            )
+        )

@@ -57,8 +57,9 @@ async def create_embeddings(data: JSONBody[EmbeddingRequest], state: State) -> E
     width = len(result.vectors[0])
     if data.dimensions is not None and data.dimensions != width:
         # Truncating would need a model trained for it (Matryoshka); this one is not.
-        raise UnsupportedParameter(f"dimensions: this model gives {width}-dimensional embeddings only",
-                                   param="dimensions")
+        raise UnsupportedParameter(
+            f"dimensions: this model gives {width}-dimensional embeddings only", param="dimensions"
+        )
     encode = _base64 if data.encoding_format == "base64" else list
     return EmbeddingList(
         data=[EmbeddingData(embedding=encode(vector), index=i) for i, vector in enumerate(result.vectors)],

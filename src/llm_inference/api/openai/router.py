@@ -16,8 +16,13 @@ from llm_inference.api.openai.models import list_models, retrieve_model
 def openai_router() -> Router:
     return Router(
         PREFIX,
-        route_handlers=[ChatCompletionsController, CompletionsController, create_embeddings, list_models,
-                        retrieve_model],
+        route_handlers=[
+            ChatCompletionsController,
+            CompletionsController,
+            create_embeddings,
+            list_models,
+            retrieve_model,
+        ],
         tags=["openai"],
         include_in_schema=False,
     )

@@ -39,7 +39,7 @@ _CHAT = {
     "functions": "function calling is not supported",
     "tool_choice": "tool calling is not supported; only none or auto (with no tools) is accepted",
     "function_call": "function calling is not supported; only none or auto is accepted",
-    "response_format": "structured output is not supported; only {\"type\": \"text\"} is accepted",
+    "response_format": 'structured output is not supported; only {"type": "text"} is accepted',
     "modalities": "only text output is supported",
     "audio": "audio output is not supported",
     "reasoning_effort": "the served models do not reason; leave it out",

@@ -52,8 +52,21 @@ llama_cpp.llama_log_set(_route_native_log, ctypes.c_void_p(0))
 
 BATCH_SIZE = 512  # tokens per llama_decode: decode tokens of every sequence plus prompt chunks
 # GGUF general.file_type (llama.cpp's LLAMA_FTYPE) as the names operators know.
-FILE_TYPES = {"0": "F32", "1": "F16", "2": "Q4_0", "3": "Q4_1", "7": "Q8_0", "8": "Q5_0", "9": "Q5_1",
-              "10": "Q2_K", "12": "Q3_K_M", "15": "Q4_K_M", "17": "Q5_K_M", "18": "Q6_K", "32": "BF16"}
+FILE_TYPES = {
+    "0": "F32",
+    "1": "F16",
+    "2": "Q4_0",
+    "3": "Q4_1",
+    "7": "Q8_0",
+    "8": "Q5_0",
+    "9": "Q5_1",
+    "10": "Q2_K",
+    "12": "Q3_K_M",
+    "15": "Q4_K_M",
+    "17": "Q5_K_M",
+    "18": "Q6_K",
+    "32": "BF16",
+}
 
 
 def _token_text(model: LlamaModel, token: int) -> str:
@@ -63,8 +76,15 @@ def _token_text(model: LlamaModel, token: int) -> str:
 
 
 class LlamaCppEngine:
-    def __init__(self, model: LlamaModel, ctx: Any, loop: DecodeLoop, template: ChatTemplate, info: EngineInfo,
-                 context_per_slot: int) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        ctx: Any,
+        loop: DecodeLoop,
+        template: ChatTemplate,
+        info: EngineInfo,
+        context_per_slot: int,
+    ) -> None:
         self._model, self._ctx, self._loop = model, ctx, loop
         self._template, self._info = template, info
         self._context_per_slot = context_per_slot
@@ -120,8 +140,10 @@ class LlamaCppEngine:
             quantization=FILE_TYPES.get(file_type, f"ftype {file_type}") if file_type else None,
             extra={"threads": str(threads), "slots": str(slots)},
         )
-        log.info("llama.cpp model loaded",
-                 extra={"path": str(model_path), "context_length": context_per_slot, "slots": slots, "threads": threads})
+        log.info(
+            "llama.cpp model loaded",
+            extra={"path": str(model_path), "context_length": context_per_slot, "slots": slots, "threads": threads},
+        )
         return cls(model, ctx, loop, template, info, context_per_slot)
 
     def info(self) -> EngineInfo:
@@ -205,8 +227,13 @@ class LlamaCppEngine:
             yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
             return
         queue: asyncio.Queue[Chunk | BaseException] = asyncio.Queue()
-        sequence = Sequence(request, prompt, queue.put_nowait, asyncio.get_running_loop(),
-                            max_new_tokens=min(request.sampling.max_tokens, room))
+        sequence = Sequence(
+            request,
+            prompt,
+            queue.put_nowait,
+            asyncio.get_running_loop(),
+            max_new_tokens=min(request.sampling.max_tokens, room),
+        )
         self._sequences[request.request_id] = sequence
         self._loop.submit(sequence)
         try:

@@ -15,7 +15,9 @@ def build_sampler(params: SamplingParams) -> llama_cpp.llama_sampler_p:
     Each sequence owns its chain (and so its random state), so a seeded request samples the same tokens
     whatever else is in the batch.
     """
-    chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
+        llama_cpp.llama_sampler_chain_default_params()
+    )
     try:
         _add_samplers(chain, params)
     except BaseException:  # the request fails (the decode loop contains it); its chain must not leak
