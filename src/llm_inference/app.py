@@ -28,6 +28,7 @@ from llm_inference.api.models import list_models
 from llm_inference.api.openai.errors import path_aware
 from llm_inference.api.openai.router import openai_router
 from llm_inference.api.openapi import correct_openapi
+from llm_inference.api.playground import PlaygroundPage, ui_router, with_content_security_policy
 from llm_inference.api.tokens import TokensController
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
@@ -42,7 +43,7 @@ SWAGGER_ASSETS = Path(__file__).parent / "api" / "static" / "swagger-ui"
 SWAGGER_ASSETS_URL = "/swagger-ui/assets"
 
 
-def _openapi_config() -> OpenAPIConfig:
+def _openapi_config(settings: Settings) -> OpenAPIConfig:
     # Swagger UI 5.x, served from the package: no CDN, so the docs work in an air-gapped cluster.
     swagger = SwaggerRenderPlugin(
         path="/swagger-ui",
@@ -56,7 +57,8 @@ def _openapi_config() -> OpenAPIConfig:
         version=version("llm-inference"),
         description="LLM inference over HTTP: generate and chat, whole or streamed as Server-Sent Events.",
         path="/",
-        render_plugins=[swagger],
+        # The playground is the plugin at "/" (404 when LLM_UI_ENABLED=false); Swagger UI stays at /swagger-ui.
+        render_plugins=[PlaygroundPage(settings.ui_enabled), swagger],
     )
 
 
@@ -88,6 +90,7 @@ def create_app(settings: Settings) -> Litestar:
             ready,
             metrics_endpoint,
             create_static_files_router(SWAGGER_ASSETS_URL, directories=[SWAGGER_ASSETS], include_in_schema=False),
+            *([ui_router()] if settings.ui_enabled else []),
         ],
         state=State({"service": service, "telemetry": telemetry}),
         lifespan=[lifespan],
@@ -97,11 +100,11 @@ def create_app(settings: Settings) -> Litestar:
         # One mapping from failures to statuses; on /v1 paths the body takes OpenAI's shape.
         exception_handlers=path_aware(exception_handlers),  # type: ignore[arg-type]
         request_max_body_size=settings.max_request_bytes,
-        openapi_config=_openapi_config(),
+        openapi_config=_openapi_config(settings),
         logging_config=None,
         debug=False,
     )
-    app.asgi_handler = cors(app.asgi_handler, settings.cors_allowed_origins)
+    app.asgi_handler = cors(with_content_security_policy(app.asgi_handler), settings.cors_allowed_origins)
     telemetry.instrument(app, service.registry)
     correct_openapi(app, settings, auth=keys.enabled)
     return app

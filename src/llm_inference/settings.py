@@ -67,10 +67,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Access control and hardening (README "Hardening").
     api_keys: tuple[str, ...] = ()
     api_keys_file: str | None = None
-    auth_exempt_paths: tuple[str, ...] = ("/health/live", "/health/ready", "/metrics", "/openapi.json", "/swagger-ui")
+    # The playground's page and files (/, /ui) carry no secret; its API calls carry the key.
+    auth_exempt_paths: tuple[str, ...] = (
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/openapi.json",
+        "/swagger-ui",
+        "/",
+        "/ui",
+    )
     rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
     sse_ping_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    # The chat playground at GET / (README "Playground"); false: / answers 404.
+    ui_enabled: bool = True
 
     @property
     def effective_default_model(self) -> str:

@@ -15,8 +15,9 @@ BEARER_SUBPROTOCOL = "bearer"
 
 
 def is_exempt(path: str, exempt_paths: tuple[str, ...]) -> bool:
-    """An exact match, or a prefix that ends at a path segment: /swagger-ui covers /swagger-ui/assets/x.js."""
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in exempt_paths)
+    """An exact match, or a prefix that ends at a path segment: /swagger-ui covers /swagger-ui/assets/x.js.
+    "/" is the root page alone, never a prefix of every path."""
+    return any(path == p or (p.rstrip("/") != "" and path.startswith(p.rstrip("/") + "/")) for p in exempt_paths)
 
 
 def is_guarded(scope: Scope, exempt_paths: tuple[str, ...]) -> bool:
