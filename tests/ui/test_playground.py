@@ -149,7 +149,9 @@ def test_answers_are_markdown_rendered_and_sanitized(tab: Page) -> None:
     assert body.locator("pre code").inner_text() == "print(1)\n"
     assert body.locator("pre button.copy").count() == 1
     html = body.inner_html()
-    assert "onerror" not in html and "<script" not in html and "<img" not in html
+    assert "<script" not in html and "<img" not in html and body.locator("img, script").count() == 0
+    # The model's markup is shown as text, not run (nor parsed: Chromium would report its handler).
+    assert "<img src=x onerror=alert(1)>" in body.inner_text()
     tab.assert_clean()
 
 

@@ -40,8 +40,13 @@ function applyTheme(theme) {
   $("theme").textContent = theme === "dark" ? "Light theme" : "Dark theme";
 }
 
+// Raw HTML in an answer is shown as text, never parsed: the model's markup is not ours to run, and parsing it
+// at all (even to sanitize it) makes Chromium report every inline handler in it as a CSP violation.
+const escapeHtml = (html) => html.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+marked.use({ renderer: { html: ({ text }) => escapeHtml(text) } });
+
 function renderMarkdown(element, text) {
-  // No images either: an answer must not make the page fetch anything.
+  // DOMPurify stays as a second line; no images either: an answer must not make the page fetch anything.
   element.innerHTML = DOMPurify.sanitize(marked.parse(text, { async: false, gfm: true, breaks: true }), { FORBID_TAGS: ["img"] });
   for (const pre of element.querySelectorAll("pre")) {
     const button = document.createElement("button");
