@@ -53,7 +53,9 @@ class GracefulDrain:
         try:
             async with request:
                 http_scope = cast("HTTPScope", scope)  # the lifespan scope returned above
-                await self.app(http_scope, receive, self._closing(send) if self.service.draining else send)
+                # HTTP/2 has no Connection header (RFC 9113 8.2.2): there the server's GOAWAY ends the connection.
+                closing = self.service.draining and http_scope.get("http_version", "1.1") in {"1.0", "1.1"}
+                await self.app(http_scope, receive, self._closing(send) if closing else send)
         except TimeoutError:
             if not request.expired():
                 raise
