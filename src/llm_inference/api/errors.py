@@ -22,7 +22,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Message, Receive, Scope, Send
 
 from llm_inference.api import field_rules
-from llm_inference.api.json_body import InvalidJsonBody
+from llm_inference.api.json_body import InvalidJsonBody, body_type
 from llm_inference.api.openai import errors as openai_errors
 from llm_inference.api.schemas import ErrorDetail, ErrorResponse
 from llm_inference.errors import RetryLater, ServiceError
@@ -102,12 +102,6 @@ def service_error_handler(_: Request[Any, Any, Any], exc: ServiceError) -> Respo
     return error_response(exc.status_code, exc.type, exc.message, exc.param, headers)
 
 
-def _request_type(request: Request[Any, Any, Any]) -> msgspec.inspect.Type | None:
-    """The msgspec type of the handler's body parameter (`data`), if it has one."""
-    data = request.route_handler.parsed_fn_signature.parameters.get("data")
-    return field_rules.request_type_info(data.annotation) if data is not None else None
-
-
 def _join(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
 
@@ -140,7 +134,7 @@ def _validation_detail(request: Request[Any, Any, Any], exc: ValidationException
         if isinstance(item, dict):
             # `key`: Litestar's own reading of the location, when it made one
             type_, message, param = describe_invalid(
-                _request_type(request), str(item.get("message", exc.detail)), str(item.get("key") or "")
+                body_type(request.route_handler), str(item.get("message", exc.detail)), str(item.get("key") or "")
             )
             return type_, message, param or None
     return "bad_request", "the request is invalid", None

@@ -59,7 +59,7 @@ def invalid_json_reason(body: bytes, error: Exception) -> str:
 _body_types: dict[int, msgspec.inspect.Type | None] = {}
 
 
-def _body_type(route_handler: BaseRouteHandler) -> msgspec.inspect.Type | None:
+def body_type(route_handler: BaseRouteHandler) -> msgspec.inspect.Type | None:
     """The type of the handler's JSON body (its `data` parameter), if any; looked up once per handler."""
     key = id(route_handler)
     if key not in _body_types:
@@ -81,8 +81,8 @@ class JsonBodyRequest(Request[Any, Any, Any]):
             value = await super().json()
         except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidJsonBody(invalid_json_reason(await self.body(), exc)) from None
-        body_type = _body_type(self.route_handler)
-        where = field_rules.lenient_only(body_type, value) if body_type is not None else None
+        expected = body_type(self.route_handler)
+        where = field_rules.lenient_only(expected, value) if expected is not None else None
         if where is not None:
             # The shape of Litestar's own validation errors; api/errors.py words the field's rule.
             raise ValidationException("the body is invalid", extra=[{"message": "wrong type", "key": where}])

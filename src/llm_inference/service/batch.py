@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from llm_inference.errors import InvalidParameter, NotReady, Overloaded, ServiceError
+from llm_inference.errors import InvalidParameter, Overloaded, ServiceError
 from llm_inference.service.admission import Slot
 from llm_inference.service.generation import Failed, Outcome, complete
 from llm_inference.service.prepare import SamplingInput, prepare, resolve_sampling
@@ -28,8 +28,7 @@ async def complete_batch(
     limit = service.settings.max_batch_prompts
     if len(prompts) > limit:
         raise InvalidParameter(f"{len(prompts)} prompts exceed LLM_MAX_BATCH_PROMPTS={limit}", param="prompts")
-    if service.draining:
-        raise NotReady("the service is shutting down; retry on another replica")
+    service.refuse_if_draining()
     resolve_sampling(service.settings, asked)
     model, _ = service.registry.engine_for(asked.model)
     # Every prompt is admitted before any starts, so which ones find a slot does not depend on how fast the

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from llm_inference.engines.base import Chunk, Engine
 from llm_inference.engines.watchdog import StallWatch
+from llm_inference.errors import NotReady
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.service.admission import Admission
 from llm_inference.service.prepare import Prepared
@@ -48,6 +49,11 @@ class InferenceService:
     def generation(self, prepared: Prepared) -> AsyncGenerator[Chunk, None]:
         chunks = prepared.engine.generate(prepared.request)
         return chunks if self.observer is None else self.observer.watch(prepared, chunks)
+
+    def refuse_if_draining(self) -> None:
+        """New work is refused once the service drains (SIGTERM): the client retries on another replica."""
+        if self.draining:
+            raise NotReady("the service is shutting down; retry on another replica")
 
     async def readiness(self) -> tuple[bool, str]:
         if self.draining:

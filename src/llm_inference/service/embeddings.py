@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llm_inference.errors import NotReady, RequestTimeout
+from llm_inference.errors import RequestTimeout
 
 if TYPE_CHECKING:
     from llm_inference.service.core import InferenceService
@@ -26,8 +26,7 @@ class _Record:
 
 
 async def embed(service: InferenceService, model: str | None, texts: Sequence[str]) -> Embeddings:
-    if service.draining:
-        raise NotReady("the service is shutting down; retry on another replica")
+    service.refuse_if_draining()
     name, engine = service.registry.engine_for(model)
     record = _Record()
     observed = service.observer.embedding(name, engine, record) if service.observer else contextlib.nullcontext()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
-from llm_inference.errors import ContextOverflow, InvalidParameter, NotReady
+from llm_inference.errors import ContextOverflow, InvalidParameter
 from llm_inference.settings import Settings
 
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ async def prepare(
     messages: list[ChatMessage] | None = None,
     prompt_param: str = "prompt",
 ) -> Prepared:
-    if service.draining:
-        raise NotReady("the service is shutting down; retry on another replica")
+    service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
     model, engine = service.registry.engine_for(asked.model)
     if messages is not None:
