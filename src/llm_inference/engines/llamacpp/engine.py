@@ -75,6 +75,14 @@ def _token_text(model: LlamaModel, token: int) -> str:
     return buffer.raw[: max(n, 0)].decode(errors="replace")
 
 
+def offloaded_layers(requested: int | None) -> int:
+    """Layers to put on the GPU: as requested (-1: all), or, unset, all of them when this llama.cpp build can
+    offload (built with CUDA, as in the CUDA image) and none otherwise."""
+    if requested is not None:
+        return requested
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
 class LlamaCppEngine:
     def __init__(
         self,
@@ -106,6 +114,8 @@ class LlamaCppEngine:
         # multi-token batch on this project's CPU machines (SIGSEGV seen with Q4_1 on an AMX-capable Xeon);
         # the plain CPU buffers are safe everywhere.
         model_params.use_extra_bufts = False
+        gpu_layers = offloaded_layers(config.gpu_layers)
+        model_params.n_gpu_layers = gpu_layers
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
         slots = config.slots
         context_per_slot = min(config.context_length or model.n_ctx_train(), model.n_ctx_train())
@@ -138,11 +148,18 @@ class LlamaCppEngine:
             model_format="gguf",
             context_length=context_per_slot,
             quantization=FILE_TYPES.get(file_type, f"ftype {file_type}") if file_type else None,
-            extra={"threads": str(threads), "slots": str(slots)},
+            extra={"threads": str(threads), "slots": str(slots), "gpu_layers": str(gpu_layers)},
         )
         log.info(
             "llama.cpp model loaded",
-            extra={"path": str(model_path), "context_length": context_per_slot, "slots": slots, "threads": threads},
+            extra={
+                "path": str(model_path),
+                "context_length": context_per_slot,
+                "slots": slots,
+                "threads": threads,
+                "gpu_layers": gpu_layers,
+                "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            },
         )
         return cls(model, ctx, loop, template, info, context_per_slot)
 
