@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
     max_model_len: PositiveInt | None = None
     tensor_parallel_size: PositiveInt = 1
+    # Model larger than one node: pipeline stages over nodes, joined by Ray (README "Models larger than one node").
+    pipeline_parallel_size: PositiveInt = 1
+    # auto: vLLM's own choice (its multiprocessing workers on one node, Ray when a Ray cluster is running).
+    distributed_executor_backend: Literal["auto", "mp", "ray"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     max_num_seqs: PositiveInt | None = None
     max_num_batched_tokens: PositiveInt | None = None

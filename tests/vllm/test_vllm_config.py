@@ -6,6 +6,7 @@ import typing
 
 import msgspec
 import pytest
+from vllm.config.parallel import DistributedExecutorBackend
 from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 from vllm.sampling_params import RequestOutputKind
 
@@ -35,6 +36,21 @@ def test_engine_args_follow_the_settings(tmp_path) -> None:
     assert (args.enable_prefix_caching, args.enforce_eager, args.quantization) == (False, True, None)
     assert args.max_model_len == 2048  # LLM_MAX_MODEL_LEN wins over LLM_CONTEXT_LENGTH (1024 in tests)
     assert args.max_num_seqs == 64  # defaults to LLM_MAX_CONCURRENT_REQUESTS
+    # One node: vLLM picks its executor (auto); several (the chart's LeaderWorkerSet): Ray, pipeline stages.
+    assert (args.pipeline_parallel_size, args.distributed_executor_backend) == (1, None)
+
+
+def test_multi_node_settings_reach_vllm(tmp_path) -> None:
+    settings = make_settings(
+        LLM_TENSOR_PARALLEL_SIZE="8", LLM_PIPELINE_PARALLEL_SIZE="2", LLM_DISTRIBUTED_EXECUTOR_BACKEND="ray"
+    )
+    args = engine_args(vllm_config(settings), tmp_path, None)
+    assert (args.tensor_parallel_size, args.pipeline_parallel_size) == (8, 2)
+    assert args.distributed_executor_backend == "ray"
+    # Every executor the setting offers (auto aside) is one vLLM knows.
+    [field] = [f for f in msgspec.structs.fields(Settings) if f.name == "distributed_executor_backend"]
+    offered = set(typing.get_args(field.type)) - {"auto"}
+    assert offered and offered <= set(typing.get_args(DistributedExecutorBackend))
 
 
 def test_max_num_seqs_and_context_length_defaults(tmp_path) -> None:

@@ -23,6 +23,8 @@ class VllmConfig:
     max_model_len: int | None
     gpu_memory_utilization: float
     tensor_parallel_size: int
+    pipeline_parallel_size: int
+    distributed_executor_backend: str | None  # None: vLLM chooses (mp on one node)
     max_num_seqs: int
     max_num_batched_tokens: int | None  # None: vLLM's own default for its OpenAI server on this hardware
     enable_prefix_caching: bool

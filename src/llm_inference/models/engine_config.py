@@ -21,6 +21,10 @@ def vllm_config(settings: Settings) -> VllmConfig:
         max_model_len=settings.max_model_len or settings.context_length,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         tensor_parallel_size=settings.tensor_parallel_size,
+        pipeline_parallel_size=settings.pipeline_parallel_size,
+        distributed_executor_backend=None
+        if settings.distributed_executor_backend == "auto"
+        else settings.distributed_executor_backend,
         # One knob for "requests decoded at once" unless the operator splits them on purpose.
         max_num_seqs=settings.max_num_seqs or settings.max_concurrent_requests,
         max_num_batched_tokens=settings.max_num_batched_tokens,
