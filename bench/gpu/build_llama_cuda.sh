@@ -9,7 +9,7 @@ jobs=${1:-$(nproc)}
 mkdir -p /tmp/cb && cd /tmp/cb
 [[ -d cuda ]] || cat "$OLDPWD"/.carry/cuda/c.* | xz -dc | tar -x
 python3 -m pip install -q --no-index --no-deps --target /tmp/cb/tools wheels/*.whl
-site=$(python3 -c "import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))")
+site=$(python3 -c "import nvidia, os; print(os.path.dirname(next(iter(nvidia.__path__))))")
 for lib in libcublas.so libcublasLt.so; do ln -sfn "$site/nvidia/cu13/lib/$lib.13" "cuda/lib/$lib"; done
 export PATH=/tmp/cb/cuda/bin:/tmp/cb/tools/bin:$PATH PYTHONPATH=/tmp/cb/tools CUDACXX=/tmp/cb/cuda/bin/nvcc
 export CMAKE_BUILD_PARALLEL_LEVEL=$jobs CMAKE_GENERATOR=Ninja
