@@ -42,12 +42,15 @@ def settings_or_exit() -> Settings:
 
 
 def exit_if_no_backend(settings: Settings) -> None:
-    """A model no backend can run here (LLM_BACKEND=vllm without vLLM or a GPU) stops start-up at once."""
+    """A model no backend can run here (LLM_BACKEND=vllm without vLLM or a GPU), or one whose backend cannot
+    quantize it to LLM_ISQ_TYPE, stops start-up at once."""
     from llm_inference.engines.selection import unavailable_backends
     from llm_inference.models.spec import parse_spec
 
     problems = unavailable_backends(
-        settings.backend, [parse_spec(s, settings.model_path) for s in settings.allowed_models]
+        settings.backend,
+        [parse_spec(s, settings.model_path) for s in settings.allowed_models],
+        settings.isq_type if settings.enable_isq else None,
     )
     if problems:
         stop_start_up("cannot serve the allowed models on this machine:", problems)
