@@ -97,8 +97,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 def default_isq_cache_dir() -> Path:
-    """The user's cache directory, as XDG defines it: $XDG_CACHE_HOME or ~/.cache, then llm-inference/isq."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "llm-inference" / "isq"
+    """Beside the downloaded models when HF_HOME says where they go (the images and the chart set it, on the model
+    cache volume), else in the user's cache directory ($XDG_CACHE_HOME or ~/.cache); then llm-inference/isq."""
+    base = os.environ.get("HF_HOME") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "llm-inference" / "isq"
 
 
 ISQ_TYPE_RULE = (

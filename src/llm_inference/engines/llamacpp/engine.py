@@ -199,16 +199,17 @@ class LlamaCppEngine:
 
     def _tokenize(self, text: str, add_special: bool) -> list[int]:
         # parse_special: chat templates write control tokens (<|im_start|>) as text that must map to their ids.
-        # A tokenizer repo that says whether prompts start with BOS overrides the GGUF's own flag.
+        # A tokenizer repo that says whether prompts start with BOS overrides the GGUF's own flag; a prompt whose
+        # chat template already wrote the BOS token gets no second one.
         gguf_specials = add_special and self._chat.add_bos is None
         tokens: list[int] = self._model.tokenize(text.encode(), add_bos=gguf_specials, special=True)
-        if add_special and self._chat.add_bos and self._model.token_bos() >= 0:
-            tokens.insert(0, self._model.token_bos())
+        bos = self._model.token_bos()
+        if add_special and self._chat.add_bos and bos >= 0 and tokens[:1] != [bos]:
+            tokens.insert(0, bos)
         if tokens or not add_special:
             return tokens
         # A text of only characters the tokenizer drops ("\x13") has no token, and a sequence needs one to
         # decode (with none, the decode loop would fail): start it as an empty document starts, from BOS.
-        bos = self._model.token_bos()
         return [bos if bos >= 0 else self._model.token_eos()]
 
     async def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:

@@ -7,6 +7,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -29,11 +30,36 @@ FILE_TYPES = {
 FLOAT_FILE_TYPES = frozenset({"F32", "F16", "BF16"})
 HASH_BLOCK = 1 << 20
 GGML_LOG_LEVEL_ERROR = 4
+# llama.cpp logs a line per tensor as it quantizes it: "[  12/ 272] blk.1.attn_k.weight - [...], type = ...".
+_TENSOR_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
 
-# One quantization at a time in this process: it uses every thread it is given, and the error lines below come
-# from llama.cpp's one, process-wide log.
+
+class _Watch:
+    """Reads llama.cpp's log while one quantization runs: progress every tenth of the tensors, and errors."""
+
+    def __init__(self, source: Path, isq_type: str) -> None:
+        self.source, self.isq_type = str(source), isq_type
+        self.errors: list[str] = []
+        self._next_tenth = 1
+
+    def line(self, level: int, text: str) -> None:
+        if level == GGML_LOG_LEVEL_ERROR and text.strip():
+            self.errors.append(" ".join(text.split()))
+        match = _TENSOR_LINE.match(text)
+        if match:
+            done, total = int(match[1]), int(match[2])
+            if done * 10 >= self._next_tenth * total:
+                self._next_tenth = done * 10 // total + 1
+                log.info(
+                    "quantizing model: progress",
+                    extra={"path": self.source, "isq_type": self.isq_type, "tensors_done": done, "tensors": total},
+                )
+
+
+# One quantization at a time in this process: it uses every thread it is given, and the watch below reads
+# llama.cpp's one, process-wide log.
 _quantizing = threading.Lock()
-_errors: list[str] | None = None  # llama.cpp's error lines while a quantization runs
+_watch: _Watch | None = None
 
 
 def file_type_name(file_type: int | str | None) -> str | None:
@@ -43,10 +69,9 @@ def file_type_name(file_type: int | str | None) -> str | None:
 
 
 def observe_native_line(level: int, text: str) -> None:
-    """Called with each line of llama.cpp's log (engine.py routes that log). The per-tensor progress of a
-    quantization is not among them: llama.cpp prints it to stderr itself."""
-    if _errors is not None and level == GGML_LOG_LEVEL_ERROR and text.strip():
-        _errors.append(" ".join(text.split()))
+    """Called with each line of llama.cpp's log (engine.py routes that log), for the quantization running."""
+    if _watch is not None:
+        _watch.line(level, text)
 
 
 def file_sha256(path: Path) -> str:
@@ -119,7 +144,7 @@ def quantized_model(source: Path, isq_type: str, cache_dir: Path, threads: int) 
 
 
 def _quantize(source: Path, source_type: str | None, target: Path, isq_type: str, threads: int) -> None:
-    global _errors
+    global _watch
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, LLAMACPP_ISQ_TYPES[isq_type])
     params.nthread = threads
@@ -138,16 +163,16 @@ def _quantize(source: Path, source_type: str | None, target: Path, isq_type: str
     # A name of its own per attempt: replicas sharing the cache volume may quantize the same file at once (the
     # last rename wins; both wrote the same bytes). A crash leaves a .partial file behind, never the final name.
     partial = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial")
-    _errors = []
+    _watch = watch = _Watch(source, isq_type)
     try:
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
         if status != 0:
-            why = "; ".join(_errors) or f"llama_model_quantize returned {status}"
+            why = "; ".join(watch.errors) or f"llama_model_quantize returned {status}"
             raise RuntimeError(f"llama.cpp could not quantize {source} to {isq_type}: {why}")
         # On disk before it gets its final name, so a power cut cannot leave a named but empty file.
         with partial.open("rb") as written:
             os.fsync(written.fileno())
         os.replace(partial, target)
     finally:
-        _errors = None
+        _watch = None
         partial.unlink(missing_ok=True)
