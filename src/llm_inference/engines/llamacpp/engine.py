@@ -28,8 +28,8 @@ from llm_inference.engines.base import (
     FinishReason,
     GenerationRequest,
 )
-from llm_inference.engines.chat_template import ChatTemplate, read_tokenizer_dir
 from llm_inference.engines.config import LlamaCppConfig
+from llm_inference.engines.llamacpp.chat_tokens import ChatTokens
 from llm_inference.engines.llamacpp.embedding import Embedder
 from llm_inference.engines.llamacpp.quantize import file_type_name, observe_native_line, quantized_model
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
@@ -54,53 +54,6 @@ def _route_native_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
 llama_cpp.llama_log_set(_route_native_log, ctypes.c_void_p(0))
 
 BATCH_SIZE = 512  # tokens per llama_decode: decode tokens of every sequence plus prompt chunks
-
-
-def _token_text(model: LlamaModel, token: int) -> str:
-    buffer = ctypes.create_string_buffer(256)
-    n = llama_cpp.llama_token_to_piece(model.vocab, token, buffer, len(buffer), 0, True)
-    return buffer.raw[: max(n, 0)].decode(errors="replace")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ChatTokens:
-    """How prompts are rendered and tokenized, and what ends a generation: from the GGUF, or from the tokenizer
-    repo a spec names (`repo:file.gguf@tokenizer-repo`), which wins where it says something."""
-
-    template: ChatTemplate
-    add_bos: bool | None  # None: as the GGUF says (llama.cpp's add_special)
-    stop_tokens: frozenset[int]  # besides the vocabulary's own end-of-generation tokens
-
-    @classmethod
-    def of(cls, model: LlamaModel, tokenizer_path: Path | None) -> ChatTokens:
-        gguf_template = model.metadata().get("tokenizer.chat_template")
-        bos, eos = _token_text(model, model.token_bos()), _token_text(model, model.token_eos())
-        if tokenizer_path is None:
-            return cls(ChatTemplate(gguf_template, bos, eos), None, frozenset())
-        files = read_tokenizer_dir(tokenizer_path)
-        stop_tokens = {i for i in files.eos_token_ids if 0 <= i < model.n_vocab()}
-        if files.eos_token:
-            eos_ids = model.tokenize(files.eos_token.encode(), add_bos=False, special=True)
-            if len(eos_ids) == 1:
-                stop_tokens.add(eos_ids[0])
-            else:  # a tokenizer that does not match the GGUF's vocabulary: its EOS cannot be matched by id
-                log.warning(
-                    "the tokenizer's EOS token is not one token of the GGUF's vocabulary; it does not end generations",
-                    extra={"tokenizer": str(tokenizer_path), "eos_token": files.eos_token},
-                )
-        template = ChatTemplate(files.chat_template or gguf_template, files.bos_token or bos, files.eos_token or eos)
-        log.info(
-            "chat template and special tokens from the tokenizer repo",
-            extra={
-                "tokenizer": str(tokenizer_path),
-                "chat_template": "tokenizer" if files.chat_template else "gguf",
-                "bos_token": files.bos_token,
-                "eos_token": files.eos_token,
-                "add_bos_token": files.add_bos_token,
-                "stop_token_ids": sorted(stop_tokens),
-            },
-        )
-        return cls(template, files.add_bos_token, frozenset(stop_tokens))
 
 
 class LlamaCppEngine:
@@ -203,7 +156,7 @@ class LlamaCppEngine:
         # chat template already wrote the BOS token gets no second one.
         gguf_specials = add_special and self._chat.add_bos is None
         tokens: list[int] = self._model.tokenize(text.encode(), add_bos=gguf_specials, special=True)
-        bos = self._model.token_bos()
+        bos = self._chat.bos
         if add_special and self._chat.add_bos and bos >= 0 and tokens[:1] != [bos]:
             tokens.insert(0, bos)
         if tokens or not add_special:
