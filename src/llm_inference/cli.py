@@ -89,7 +89,7 @@ def check_config(settings: Settings) -> None:
 
 
 def fetch_models(settings: Settings) -> None:
-    from llm_inference.models.fetch import fetch
+    from llm_inference.models.fetch import fetch, prepare_isq
     from llm_inference.models.spec import parse_spec
 
     failed = False
@@ -97,6 +97,8 @@ def fetch_models(settings: Settings) -> None:
         spec = parse_spec(text, settings.model_path)
         try:
             path, tokenizer = fetch(spec)
+            # With ISQ on llama.cpp, quantize here too, so the server finds the file in the cache.
+            path = prepare_isq(spec, path, settings)
         except Exception as exc:  # report every model, then fail the init container once
             log.error("model unavailable", extra={"model": spec.id, "error": f"{type(exc).__name__}: {exc}"})
             failed = True

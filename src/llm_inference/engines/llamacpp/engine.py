@@ -56,6 +56,10 @@ llama_cpp.llama_log_set(_route_native_log, ctypes.c_void_p(0))
 BATCH_SIZE = 512  # tokens per llama_decode: decode tokens of every sequence plus prompt chunks
 
 
+def threads_for(config: LlamaCppConfig) -> int:
+    return config.threads or os.cpu_count() or 1
+
+
 class LlamaCppEngine:
     def __init__(
         self,
@@ -82,7 +86,7 @@ class LlamaCppEngine:
 
     @classmethod
     def _load_blocking(cls, model_path: Path, config: LlamaCppConfig, tokenizer_path: Path | None) -> LlamaCppEngine:
-        threads = config.threads or os.cpu_count() or 1
+        threads = threads_for(config)
         if config.isq_type:
             assert config.isq_cache_dir is not None, "models/engine_config.py sets the ISQ cache directory"
             model_path = quantized_model(model_path, config.isq_type, config.isq_cache_dir, threads)
