@@ -11,12 +11,13 @@ from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 from vllm.sampling_params import RequestOutputKind
 
 from llm_inference.engines.base import SamplingParams
+from llm_inference.engines.config import ISQ_TYPES
 from llm_inference.engines.config import VLLM_ISQ_METHODS as ISQ_METHODS
-from llm_inference.engines.selection import BackendUnavailable, choose_backend
+from llm_inference.engines.selection import BackendUnavailable, choose_backend, unavailable_backends
 from llm_inference.engines.vllm import engine_args, vllm_sampling
 from llm_inference.models.engine_config import vllm_config
 from llm_inference.models.spec import parse_spec
-from llm_inference.settings import Settings, SettingsError, load_settings
+from llm_inference.settings import Settings
 from tests.conftest import make_settings
 
 
@@ -59,19 +60,21 @@ def test_max_num_seqs_and_context_length_defaults(tmp_path) -> None:
 
 
 def test_every_isq_type_is_a_quantization_vllm_knows(tmp_path) -> None:
-    [field] = [f for f in msgspec.structs.fields(Settings) if f.name == "isq_type"]
-    isq_types = typing.get_args(field.type)
-    assert set(isq_types) == set(ISQ_METHODS)
-    for isq_type in isq_types:
+    assert ISQ_TYPES["vllm"] == tuple(ISQ_METHODS)
+    for isq_type in ISQ_TYPES["vllm"]:
         settings = make_settings(LLM_ENABLE_ISQ="true", LLM_ISQ_TYPE=isq_type)
         args = engine_args(vllm_config(settings), tmp_path, None)
         assert args.quantization in QUANTIZATION_METHODS
+    # Unset, the type is vLLM's fp8.
+    assert engine_args(vllm_config(make_settings(LLM_ENABLE_ISQ="true")), tmp_path, None).quantization == "fp8"
 
 
-def test_an_unsupported_isq_type_is_refused_with_the_supported_ones() -> None:
-    with pytest.raises(SettingsError) as caught:
-        load_settings({"LLM_ENABLE_ISQ": "true", "LLM_ISQ_TYPE": "Q4K"})
-    assert caught.value.lines == ["LLM_ISQ_TYPE='Q4K' is invalid: expected one of fp8"]
+def test_a_llamacpp_isq_type_for_a_vllm_model_stops_start_up_naming_vllms_types(tmp_path) -> None:
+    [problem] = unavailable_backends("vllm", [parse_spec(str(tmp_path))], "Q4_K_M")
+    assert problem == (
+        f"model {str(tmp_path)!r} is served by vLLM, and LLM_ISQ_TYPE=Q4_K_M is not a type vLLM can quantize to "
+        "while loading; vLLM supports fp8"
+    )
 
 
 def test_sampling_maps_to_vllm_delta_outputs() -> None:

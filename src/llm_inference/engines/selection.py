@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from llm_inference.engines.base import Engine
-from llm_inference.engines.config import EngineConfig, LlamaCppConfig, VllmConfig
+from llm_inference.engines.config import BACKEND_NAMES, EngineConfig, LlamaCppConfig, VllmConfig, isq_type_problem
 from llm_inference.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'llm-inference[gpu]' on a machine with an NVIDIA GPU"
@@ -76,14 +76,20 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
     )
 
 
-def unavailable_backends(requested: str, specs: list[ModelSpec]) -> list[str]:
-    """One line per allowed model that no backend can serve here: checked before the server starts."""
+def unavailable_backends(requested: str, specs: list[ModelSpec], isq_type: str | None = None) -> list[str]:
+    """One line per allowed model that no backend can serve here, or whose backend cannot quantize it to
+    `isq_type` (LLM_ISQ_TYPE with LLM_ENABLE_ISQ=true; None: off or the backend's default): checked before the
+    server starts."""
     problems = []
     for spec in specs:
         try:
-            choose_backend(requested, spec)
+            backend, _ = choose_backend(requested, spec)
         except BackendUnavailable as exc:
             problems.append(str(exc))
+            continue
+        problem = isq_type_problem(backend, isq_type)
+        if problem:
+            problems.append(f"model {spec.id!r} is served by {BACKEND_NAMES[backend]}, and {problem}")
     return problems
 
 
