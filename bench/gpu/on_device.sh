@@ -87,6 +87,10 @@ case $mode in
     run_job "$@"
     ;;
   wait)
+    if [[ ! -d $dir/out ]]; then
+      echo "no job $job here (started jobs: $(ls "$jobs" 2>/dev/null | tr '\n' ' '))" >&2
+      exit 1
+    fi
     deadline=$((SECONDS + ${3:-540}))
     while [[ ! -f $dir/out/done ]] && ((SECONDS < deadline)); do
       sleep 5

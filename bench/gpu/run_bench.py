@@ -78,10 +78,12 @@ def expected_rate(rates: dict[int, float], level: int, workload: Workload) -> fl
     return work_rate * workload.output_tokens / (workload.output_tokens + workload.input_tokens / 8)
 
 
-def requests_per_pass(level: int, workload: Workload, rates: dict[int, float], pass_seconds: float) -> int:
-    """About pass_seconds of load, whole waves of `level` requests, at least 2 waves (4 requests at c=1)."""
+def requests_per_pass(
+    level: int, workload: Workload, rates: dict[int, float], pass_seconds: float, min_waves: int = 2
+) -> int:
+    """About pass_seconds of load, in whole waves of `level` requests, at least min_waves (twice that at c=1)."""
     wanted = pass_seconds * expected_rate(rates, level, workload) / workload.output_tokens
-    waves = max(2 if level > 1 else 4, math.ceil(wanted / level))
+    waves = max(min_waves * (2 if level == 1 else 1), math.ceil(wanted / level))
     return waves * level
 
 
@@ -126,7 +128,6 @@ def start_ours(model_dir: str, log: Path, args: argparse.Namespace) -> subproces
         "LLM_TENSOR_PARALLEL_SIZE": str(args.tensor_parallel_size),
         "LLM_MAX_CONCURRENT_REQUESTS": str(args.max_num_seqs),
         "LLM_MAX_QUEUED_REQUESTS": "1024",
-        "LLM_MAX_TOKENS_LIMIT": str(max(4096, args.max_model_len)),
         "LLM_LOG_FORMAT": "json",
     }
     return subprocess.Popen(
@@ -324,7 +325,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     cells, load_seconds = [], 0.0
     for workload in args.workloads:
         for level in args.levels:
-            requests = requests_per_pass(level, workload, preset["rates"], args.pass_seconds)
+            requests = requests_per_pass(level, workload, preset["rates"], args.pass_seconds, args.min_waves)
             seconds = requests * workload.output_tokens / expected_rate(preset["rates"], level, workload)
             # A B B A: four passes (six with ours_api: it adds a pass on each side)
             passes = 2 * len(args.servers)
@@ -391,7 +392,7 @@ def table(report: dict[str, Any]) -> str:
             "| c | server | tok/s | passes | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors |",
             "|---|---|---|---|---|---|---|",
         ]
-        levels = [r["concurrency"] for r in servers.get("ours", servers[next(iter(servers))])]
+        levels = [r["concurrency"] for r in next(iter(servers.values()))]
         for index, level in enumerate(levels):
             for name, rows in servers.items():
                 r = rows[index]
@@ -411,7 +412,7 @@ def table(report: dict[str, Any]) -> str:
                     f"{ratio(ours.get('itl_p99_ms'), theirs.get('itl_p99_ms'))} | |"
                 )
         if offline:
-            top = levels[-1]
+            top = levels[-1]  # the largest level, whose prompts the offline engine ran
             shares = ", ".join(
                 f"{labels.get(name, name)} {ratio(rows[-1].get('output_tokens_per_s'), offline)}"
                 for name, rows in servers.items()
@@ -429,6 +430,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--levels", default="1,16,64,256")
     parser.add_argument("--rates", choices=sorted(RATES), default="smollm2-135m", help="expected rates preset")
     parser.add_argument("--pass-seconds", type=float, default=6.0, help="aimed duration of one pass")
+    parser.add_argument("--min-waves", type=int, default=2, help="least requests per pass, in multiples of the level")
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.4, help="each server's share")
     parser.add_argument("--max-model-len", type=int, help="default: a power of two fitting the longest workload")
@@ -452,7 +454,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.workloads = [Workload.parse(w) for w in args.workloads.split(",")]
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
-    args.levels = [int(x) for x in args.levels.split(",")]
+    args.levels = sorted(int(x) for x in args.levels.split(","))
     args.servers = args.servers.split(",")
     args.max_model_len = args.max_model_len or auto_max_model_len(args.workloads)
     config = Path(args.model_dir, "config.json")
@@ -595,7 +597,7 @@ def main() -> None:
             if name != "ours_api":
                 stop(server.process)
     if not args.no_offline:
-        top = args.levels[-1]
+        top = max(args.levels)
         offline_prompts = {
             w.name: {
                 "output_tokens": w.output_tokens,
