@@ -139,6 +139,8 @@ def engine_report(text: str) -> dict[str, Any]:
         elif record is not None and message == "vLLM engine loaded":
             service = {k: v for k, v in record.items() if k not in ("timestamp", "level", "logger", "message")}
     requested = report["non_default_args"] or {}
+    if "max_num_batched_tokens" not in effective and service and "max_num_batched_tokens" in service:
+        effective["max_num_batched_tokens"] = str(service["max_num_batched_tokens"])  # the engine's, as built
     if "max_num_seqs" in requested:
         effective["max_num_seqs"] = requested["max_num_seqs"]
     elif service and "max_num_seqs" in service:

@@ -359,6 +359,8 @@ def check_engines(servers: dict[str, Server]) -> dict[str, Any]:
     capacities = [e["kv_cache_tokens"] for e in engines.values()]
     kv_valid = None not in capacities and max(capacities) <= (1 + KV_TOLERANCE) * min(capacities)
     diff = compare({name: e["effective"] for name, e in engines.items()})
+    # settings a log did not show cannot be compared: the run says so rather than pass them as equal
+    diff["unverified"] = {name: e["missing"] for name, e in engines.items() if e["missing"]}
     return {"engines": engines, "kv_cache_tokens": capacities, "kv_valid": kv_valid, "config": diff}
 
 
@@ -381,7 +383,8 @@ def table(report: dict[str, Any]) -> str:
     validity = "VALID" if report["valid"] else "INVALID"
     lines.append(
         f"{validity}: KV cache tokens {report['kv_cache_tokens']} (≤ {KV_TOLERANCE:.0%} apart: {report['kv_valid']});"
-        f" engine settings differing: {sorted(report['engine_config']['differing']) or 'none'}"
+        f" engine settings differing: {sorted(report['engine_config']['differing']) or 'none'};"
+        f" not in a log: {report['engine_config'].get('unverified') or 'none'}"
     )
     for workload, servers in report["results"].items():
         offline = report.get("offline", {}).get("workloads", {}).get(workload, {}).get("output_tokens_per_s")
@@ -543,9 +546,8 @@ def main() -> None:
         print(f"KV cache tokens: {checked['kv_cache_tokens']} (within {KV_TOLERANCE:.0%}: {checked['kv_valid']})")
         for key, values in checked["config"]["only_in_some_logs"].items():
             print(f"warning: {key} found in only some logs: {values}")
-        for name, engine in checked["engines"].items():
-            if engine["missing"]:
-                print(f"warning: {name}'s log does not show {engine['missing']}")
+        for name, missing in checked["config"]["unverified"].items():
+            print(f"warning: {name}'s log does not show {missing}: the run cannot be marked valid")
         if differing:
             print("engine configurations differ:\n" + "\n".join(f"  {k}: {v}" for k, v in differing.items()))
             if not args.ignore_config_diff:
@@ -617,7 +619,9 @@ def main() -> None:
     report.update(
         device=device,
         vllm=vllm.__version__,
-        valid=bool(report["kv_valid"]) and not report["engine_config"]["differing"],
+        valid=bool(report["kv_valid"])
+        and not report["engine_config"]["differing"]
+        and not report["engine_config"]["unverified"],
         results=results,
         vllm_bench_serve=bench_serve,
     )
