@@ -611,9 +611,12 @@ def main() -> None:
         batched = report["engines"].get("vllm_serve", {}).get("effective", {}).get("max_num_batched_tokens")
         report["offline"] = run_offline(args, offline_prompts, int(batched) if batched else None)
         print(f"offline engine: {json.dumps(report['offline'])}", flush=True)
-    device = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
-    ).stdout.strip()
+    try:
+        device = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        ).stdout.strip()
+    except FileNotFoundError:  # vLLM's CPU build
+        device = "no nvidia-smi"
     import vllm
 
     report.update(
