@@ -12,6 +12,8 @@
 #   matrix-135m   SmolLM2-135M, 256x128 and 1024x256 at 1/16/64/256 streams, + the offline engine (~10.5 min)
 #   llama8b-tp1   writes the random Llama-3-8B-shaped model, then 1024x256 at 1/16/64/256 (~12 min)
 #   llama8b-tp2   the same at tensor parallel 2 (kind nvidia-h200-x2)
+#   gguf-gpu      builds llama-cpp-python with CUDA (build_llama_cuda.sh), then the embedded GGUF on the GPU
+#                 against the same build on the CPU (gguf_on_gpu.py)
 # Carried py-spy wheels in .whl/ are installed; run_bench.py's --py-spy then samples the front ends.
 set -euo pipefail
 jobs=/tmp/bench-jobs
@@ -52,6 +54,12 @@ run_job() { # in the background, from a snapshot of the tree (a later call may r
         --model-name "Llama-3-8B shape, random bf16 weights (seed 0), SmolLM2 tokenizer" \
         --workloads 1024x256 --rates "llama3-8b-tp$tp" --tensor-parallel-size "$tp" \
         --gpu-memory-utilization 0.45 "${spy[@]}" "$@"
+      ;;
+    gguf-gpu)
+      bash bench/gpu/build_llama_cuda.sh "${BUILD_JOBS:-16}" >"$out/build.log" 2>&1
+      site=$(python3 -c "import nvidia, os; print(os.path.dirname(next(iter(nvidia.__path__))))")
+      LD_LIBRARY_PATH=$site/nvidia/cu13/lib python3 bench/gpu/gguf_on_gpu.py \
+        --gguf /tmp/pay/SmolLM2-135M-Instruct.Q4_1.gguf --out "$out/gguf-gpu.json" "$@"
       ;;
     *)
       echo "unknown job $job" >&2
