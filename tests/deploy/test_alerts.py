@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.chart import kinds, one, render
+from tests.deploy.chart import PRODUCTION_VALUES, kinds, load_values, one, render
 from tests.deploy.prometheus import (
     PROMTOOL_TESTS,
     alerting_rules,
@@ -50,6 +50,13 @@ def test_the_rule_is_off_by_default_and_renders_for_the_operator() -> None:
         assert alert["annotations"]["runbook_url"].endswith("#" + alert["alert"].lower())
         # Every series the alert reads is this release's: the default selector, as the ServiceMonitor labels them.
         assert 'job="demo-llm-inference", namespace="llm"' in alert["expr"]
+
+
+def test_production_values_ship_the_alerts_with_the_hpa_clause() -> None:
+    rule = one(render(load_values(PRODUCTION_VALUES)), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    [queue] = [r for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "LLMInferenceQueueSaturated"]
+    assert 'kube_horizontalpodautoscaler_spec_max_replicas{namespace="llm", ' in queue["expr"]
 
 
 def test_each_alert_turns_off_and_the_selector_and_thresholds_come_from_values() -> None:
