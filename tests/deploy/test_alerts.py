@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.chart import PRODUCTION_VALUES, kinds, load_values, one, render
+from tests.deploy.chart import PRODUCTION_VALUES, kinds, load_values, notes, one, render
 from tests.deploy.prometheus import (
     PROMTOOL_TESTS,
     alerting_rules,
@@ -123,3 +123,12 @@ def test_a_wrong_expectation_fails_promtool(tmp_path: Path) -> None:
     (tmp_path / "early_test.yaml").write_text(yaml.safe_dump(unit_test))
     tested = promtool("test", "rules", "early_test.yaml", cwd=tmp_path)
     assert tested.returncode == 1 and "LLMInferenceNotReady" in tested.stdout + tested.stderr, tested.stdout
+
+
+def test_notes_name_the_rule_and_what_its_selector_assumes() -> None:
+    text = notes({"prometheusRule": {"enabled": True}})
+    assert "Alerts: PrometheusRule demo-llm-inference (its series selector assumes the ServiceMonitor" in text
+    monitored = notes({"prometheusRule": {"enabled": True}, "serviceMonitor": {"enabled": True}})
+    assert "Alerts: PrometheusRule demo-llm-inference\n" in monitored
+    assert "kube-state-metrics" in notes({"prometheusRule": {"enabled": True}, "autoscaling": {"enabled": True}})
+    assert "Alerts:" not in notes()

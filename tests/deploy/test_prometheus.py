@@ -176,6 +176,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                     "LLMInferenceNotReady pending while the model loads",
                     lambda: prometheus.alert_states().get("LLMInferenceNotReady") == "pending",
                 )
+                # ... through its own gauges, not only because a scrape failed (`up == 0` would page as well).
+                assert prometheus.query(f'llm_ready{{job="{JOB}"}} == 0')
+                assert prometheus.query(f'llm_model_state{{job="{JOB}", state="loading"}} == 1')
                 hub.release.set()
                 server.wait_for("/health/ready", 200, timeout=180)
                 _load(server.url, MODEL)
