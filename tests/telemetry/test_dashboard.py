@@ -74,7 +74,8 @@ def test_every_dashboard_query_names_exported_metrics_and_labels(observed: Obser
                         )
             missing = (grouping | result_labels) - available
             assert not missing, f"{path.name} / {where}: labels {missing} are on none of {expr!r}'s metrics"
-    # The panels an operator needs: traffic by status, TTFT / TPOT percentiles, tokens/s, running/waiting.
+    # The panels an operator needs: traffic by status, TTFT / TPOT percentiles, tokens/s, running/waiting, and
+    # what the alerts read (readiness, engine health, KV cache).
     assert {
         "http_requests_total",
         "gen_ai_server_time_to_first_token_seconds_bucket",
@@ -85,6 +86,9 @@ def test_every_dashboard_query_names_exported_metrics_and_labels(observed: Obser
         "llm_num_requests_running",
         "llm_num_requests_waiting",
         "llm_request_queue_time_seconds_bucket",
+        "llm_ready",
+        "llm_engine_state",
+        "llm_kv_cache_usage_ratio",
     } <= used
 
 
