@@ -103,16 +103,17 @@ def _start_prometheus(tmp: Path, target: str) -> tuple[subprocess.Popen[bytes], 
     config.write_text(yaml.safe_dump(_config(write_rules_file(VALUES, tmp / "alerts.rules.yaml"), target)))
     port = free_port()
     log = tmp / "prometheus.log"
-    process = subprocess.Popen(
-        [
-            require(PROMETHEUS),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [
+                require(PROMETHEUS),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     prometheus = Prometheus(f"http://127.0.0.1:{port}", log)
 
     def ready() -> bool:
