@@ -66,17 +66,18 @@ async def test_ready_and_each_engine_state_as_the_probes_judge_them() -> None:
     assert healthy.value("llm_ready") == 1
     assert _states(healthy, DEFAULT) == _states(healthy, OTHER) == {"healthy": 1, "stalled": 0, "dead": 0}
 
-    # Both engines hold waiting requests and make no progress past the stall time; the other model dies.
+    # Both engines hold waiting requests and make no progress past the stall time.
     for engine in engines.values():
         engine.waiting = 2
     await scrape()
     clock.now = 11
-    engines[OTHER].dead = True
     stuck = await scrape()
     assert stuck.value("llm_ready") == 0  # /health/ready answers for the default model, which is stalled
     assert _states(stuck, DEFAULT) == {"healthy": 0, "stalled": 1, "dead": 0}
-    # Dead, whatever else; the stall watch (as readiness) watches the default model only.
-    assert _states(stuck, OTHER) == {"healthy": 0, "stalled": 0, "dead": 1}
+    # The stall watch, as readiness, watches the default model only.
+    assert _states(stuck, OTHER) == {"healthy": 1, "stalled": 0, "dead": 0}
+    engines[OTHER].dead = True
+    assert _states(await scrape(), OTHER) == {"healthy": 0, "stalled": 0, "dead": 1}
 
     engines[DEFAULT].decode_steps += 1  # it moves again
     moving = await scrape()
