@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # llama-cpp-python compiles llama.cpp; use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install model run test check-config lint lock clean browser screenshots
+.PHONY: install model run test check-config lint lock clean browser prometheus screenshots
 
 install: $(STAMP)
 
@@ -44,15 +44,22 @@ lint: install
 # Both suites: the service on llama.cpp (.venv), then the vLLM backend on vLLM's CPU build (.venv-vllm).
 test: test-core test-vllm
 
-# The browser tests (tests/ui) fail here instead of skipping when chromium cannot start.
-test-core: install browser
-	LLM_TEST_REQUIRE_BROWSER=1 $(BIN)/python -m pytest --ignore=tests/vllm $(PYTEST_ARGS)
+# The browser tests (tests/ui) and the alert tests (tests/deploy) fail here instead of skipping when chromium,
+# prometheus or promtool is missing.
+test-core: install browser prometheus
+	LLM_TEST_REQUIRE_BROWSER=1 LLM_TEST_REQUIRE_PROMETHEUS=1 $(BIN)/python -m pytest --ignore=tests/vllm $(PYTEST_ARGS)
 
 # Debian's chromium for the browser tests, driven by Playwright (which downloads no browser of its own).
 # CI runs as root on a fresh machine; elsewhere `make test SUDO=sudo`.
 SUDO ?=
 browser:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
+
+# Debian's Prometheus server and promtool: the chart's alerts are unit-tested by promtool and evaluated, with
+# the Grafana dashboards' queries, by a real Prometheus scraping the service. On a machine with systemd the
+# package starts its own server on :9090; the tests run theirs on free ports and never touch it.
+prometheus:
+	test -x /usr/bin/promtool -a -x /usr/bin/prometheus || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
 
 # The README's pictures of the playground (light, dark, phone width) and Swagger UI, into docs/images/.
 screenshots: model browser

@@ -23,6 +23,7 @@ from litestar.testing import AsyncTestClient
 from llm_inference.app import create_app
 from tests.api.sse import parse_events
 from tests.conftest import make_settings, wait_ready
+from tests.telemetry.scrape import Scrape
 
 TIMEOUT_SECONDS = 10
 STALL_SECONDS = 1
@@ -146,6 +147,13 @@ async def assert_no_more_decoding(client: AsyncTestClient) -> None:  # type: ign
     assert engine.decode_steps == steps, "the engine kept decoding a request that had ended"
 
 
+async def engine_states(client: AsyncTestClient) -> tuple[dict[str, float], float]:  # type: ignore[type-arg]
+    """/metrics' llm_engine_state of the default model by state, and llm_ready."""
+    scraped = Scrape((await client.get("/metrics")).text)
+    states = {s.labels["state"]: s.value for s in scraped.matching("llm_engine_state", model="smollm2-135m-instruct")}
+    return states, scraped.value("llm_ready")
+
+
 def in_background(client: AsyncTestClient, path: str, body: dict) -> concurrent.futures.Future:  # type: ignore[type-arg]
     """POST on the app's own event loop, so the test can make other requests meanwhile: the test client's
     requests block the test's loop until they are answered."""
@@ -230,10 +238,13 @@ async def test_a_wedged_engine_turns_readiness_503_with_the_reason_until_it_move
     assert "LLM_ENGINE_STALL_SECONDS=1" in ready.json()["reason"]
     # Liveness is another question: a stall can end (it does below), so no restart.
     assert (await tuned.get("/health/live")).status_code == 200
+    # What the alerts read: not ready, the engine stalled.
+    assert await engine_states(tuned) == ({"healthy": 0, "stalled": 1, "dead": 0}, 0)
 
     faults.release()
     assert (await asyncio.wrap_future(request)).status_code == 200
     assert (await tuned.get("/health/ready")).status_code == 200
+    assert await engine_states(tuned) == ({"healthy": 1, "stalled": 0, "dead": 0}, 1)
 
 
 async def test_a_prompt_the_tokenizer_reads_as_nothing_is_served_and_the_engine_survives(client) -> None:
@@ -368,5 +379,6 @@ async def test_zz_a_dead_decode_loop_fails_liveness_so_the_orchestrator_restarts
     }
     ready = await tuned.get("/health/ready")
     assert ready.status_code == 503 and ready.json()["reason"] == "engine dead: the llama.cpp decode loop stopped"
+    assert await engine_states(tuned) == ({"healthy": 0, "stalled": 0, "dead": 1}, 0)
     refused = await tuned.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2})
     assert refused.status_code == 503 and refused.json()["error"]["type"] == "engine_unavailable", refused.text

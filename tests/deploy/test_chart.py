@@ -37,7 +37,7 @@ from tests.deploy.chart import (
 
 KUBERNETES_VERSIONS = ["1.27", kubernetes_validate.utils.latest_version()]
 # Custom resources have no schema in kubernetes-validate; their shape is asserted below instead.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
 def validate_all(manifests: dict[str, dict[str, Any]]) -> None:

@@ -4,8 +4,6 @@ expression is parsed, and each metric and label it names must be in a scrape of 
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,34 +11,10 @@ import promql_parser
 
 from tests.api.sse import parse_events
 from tests.telemetry.conftest import Observed
+from tests.telemetry.dashboards import DASHBOARDS, queries, substitute
 
-DASHBOARDS = sorted((Path(__file__).parents[2] / "helm" / "llm-inference" / "dashboards").glob("*.json"))
 # Labels Prometheus itself adds to every series it scrapes.
 TARGET_LABELS = {"job", "instance"}
-# Grafana's variables, replaced by values PromQL accepts before parsing.
-GRAFANA_VARIABLES = re.compile(r"\$\{?(\w+)\}?")
-VARIABLE_VALUES = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
-LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
-
-
-def _queries(dashboard: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
-    """(where, PromQL expression, labels the query reads from the result) for every query in the dashboard."""
-    queries = []
-    panels = list(dashboard["panels"])
-    while panels:
-        panel = panels.pop()
-        panels += panel.get("panels", [])
-        queries += [(panel["title"], target["expr"], set()) for target in panel.get("targets", [])]
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            match = LABEL_VALUES.match(variable["query"]["query"])
-            assert match, f"variable {variable['name']}: unexpected query {variable['query']}"
-            queries.append((f"${variable['name']}", match["selector"], {match["label"]}))
-    return queries
-
-
-def _substitute(expr: str) -> str:
-    return GRAFANA_VARIABLES.sub(lambda m: VARIABLE_VALUES.get(m[1], ".*"), expr)
 
 
 def _walk(expr: str) -> tuple[list[Any], set[str]]:
@@ -55,7 +29,7 @@ def _walk(expr: str) -> tuple[list[Any], set[str]]:
             grouping.update(node.modifier.labels)
         return True
 
-    promql_parser.walk(promql_parser.parse(_substitute(expr)), visit)
+    promql_parser.walk(promql_parser.parse(substitute(expr)), visit)
     return selectors, grouping
 
 
@@ -81,7 +55,7 @@ def test_every_dashboard_query_names_exported_metrics_and_labels(observed: Obser
         labels_of.setdefault(sample.name, set()).update(sample.labels)
     used: set[str] = set()
     for path in DASHBOARDS:
-        for where, expr, result_labels in _queries(json.loads(path.read_text())):
+        for where, expr, result_labels in queries(json.loads(path.read_text())):
             selectors, grouping = _walk(expr)
             assert selectors, f"{path.name} / {where}: no metric in {expr!r}"
             available = set(TARGET_LABELS)
@@ -100,7 +74,8 @@ def test_every_dashboard_query_names_exported_metrics_and_labels(observed: Obser
                         )
             missing = (grouping | result_labels) - available
             assert not missing, f"{path.name} / {where}: labels {missing} are on none of {expr!r}'s metrics"
-    # The panels an operator needs: traffic by status, TTFT / TPOT percentiles, tokens/s, running/waiting.
+    # The panels an operator needs: traffic by status, TTFT / TPOT percentiles, tokens/s, running/waiting, and
+    # what the alerts read (readiness, engine health, KV cache).
     assert {
         "http_requests_total",
         "gen_ai_server_time_to_first_token_seconds_bucket",
@@ -111,6 +86,9 @@ def test_every_dashboard_query_names_exported_metrics_and_labels(observed: Obser
         "llm_num_requests_running",
         "llm_num_requests_waiting",
         "llm_request_queue_time_seconds_bucket",
+        "llm_ready",
+        "llm_engine_state",
+        "llm_kv_cache_usage_ratio",
     } <= used
 
 

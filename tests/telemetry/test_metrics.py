@@ -129,6 +129,13 @@ async def test_model_build_and_process_info(client) -> None:
     assert scraped.value("llm_model_state", model=MODEL["model"], state="loaded") == 1
     assert scraped.value("llm_model_state", model=MODEL["model"], state="loading") == 0
     assert scraped.value("llm_model_load_duration_seconds", **MODEL) > 0
+    # Health as the probes see it, for alerts: ready, and the engine healthy (one state of three at 1).
+    assert (await client.get("/health/ready")).status_code == 200 and scraped.value("llm_ready") == 1
+    assert {s.labels["state"]: s.value for s in scraped.matching("llm_engine_state", **MODEL)} == {
+        "healthy": 1,
+        "stalled": 0,
+        "dead": 0,
+    }
     [build] = scraped.matching("llm_build_info")
     assert build.labels["version"] == version("llm-inference") and build.value == 1
     assert scraped.value("process_resident_memory_bytes") > 50e6  # the model is in this process

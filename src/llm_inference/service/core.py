@@ -3,6 +3,7 @@ telemetry observer, handed to controllers by dependency injection."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncGenerator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -10,11 +11,17 @@ from typing import Protocol
 
 from llm_inference.engines.base import Chunk, Engine
 from llm_inference.engines.watchdog import StallWatch
-from llm_inference.errors import NotReady
-from llm_inference.models.registry import ModelRegistry
+from llm_inference.errors import EngineDead, NotReady
+from llm_inference.models.registry import ModelRegistry, ModelState
 from llm_inference.service.admission import Admission
 from llm_inference.service.prepare import Prepared
 from llm_inference.settings import Settings
+
+
+class EngineHealth(enum.StrEnum):
+    HEALTHY = "healthy"
+    STALLED = "stalled"  # requests wait and the decode counter stands still: readiness 503, no restart
+    DEAD = "dead"  # only a restart brings it back: liveness 503
 
 
 class EmbeddingRecord(Protocol):
@@ -64,3 +71,19 @@ class InferenceService:
             if stalled:
                 return False, stalled
         return ready, reason
+
+    async def engine_health(self) -> dict[str, EngineHealth]:
+        """Each loaded model's engine, judged as the probes judge it: dead when check_health() fails; stalled
+        by the stall watch, which (as readiness) watches the default model's engine only."""
+        health = {}
+        for entry in self.registry.entries():
+            if entry.state is not ModelState.LOADED or entry.engine is None:
+                continue
+            try:
+                await entry.engine.check_health()
+            except EngineDead:
+                health[entry.spec.id] = EngineHealth.DEAD
+                continue
+            stalled = entry.spec.id == self.registry.default_model and self.stall_watch.stalled(entry.engine)
+            health[entry.spec.id] = EngineHealth.STALLED if stalled else EngineHealth.HEALTHY
+        return health

@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from llm_inference.models.registry import ModelRegistry, ModelState
+from llm_inference.service.core import EngineHealth, InferenceService
 
 HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Bucket boundaries the GenAI semantic conventions advise for each histogram.
@@ -140,6 +141,19 @@ class Metrics:
             [*MODEL_LABELS, "finish_reason"],
             registry=registry,
         )
+        # Health as the probes judge it, for alerts: a probe's answer reaches the kubelet, not Prometheus.
+        self.ready = Gauge(
+            "llm_ready",
+            "1 while /health/ready answers 200 (the default model loaded, its engine alive and making progress, "
+            "not draining), else 0.",
+            registry=registry,
+        )
+        self.engine_state = Gauge(
+            "llm_engine_state",
+            "1 for the state each loaded model's engine is in (healthy | stalled | dead), else 0.",
+            [*MODEL_LABELS, "state"],
+            registry=registry,
+        )
         build = Gauge(
             "llm_build_info", "The running build; always 1.", ["version", "python_version"], registry=registry
         )
@@ -148,6 +162,15 @@ class Metrics:
     def watch_models(self, models: ModelRegistry) -> None:
         """Report model state, info, load time and each engine's running/waiting requests at scrape time."""
         self.registry.register(_ModelCollector(models))
+
+    async def observe_health(self, service: InferenceService) -> None:
+        """Judge readiness and each engine's health now, at scrape time, as the probes would."""
+        ready, _ = await service.readiness()
+        self.ready.set(1.0 if ready else 0.0)
+        for model, health in (await service.engine_health()).items():
+            backend = service.registry.entry_for(model).backend or "unknown"
+            for state in EngineHealth:
+                self.engine_state.labels(model, backend, state.value).set(1.0 if state is health else 0.0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -226,4 +249,6 @@ _EXPOSITION_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 
 @get("/metrics", tags=["observability"], summary="Prometheus metrics", media_type="text/plain")
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return Response(request.app.state.telemetry.metrics.exposition(), media_type=_EXPOSITION_MEDIA_TYPE)
+    metrics = request.app.state.telemetry.metrics
+    await metrics.observe_health(request.app.state.service)
+    return Response(metrics.exposition(), media_type=_EXPOSITION_MEDIA_TYPE)
