@@ -6,6 +6,7 @@ from __future__ import annotations
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody
 
 from llm_inference.api.schemas import CreateSessionRequest, ErrorResponse, Message, SessionView
 from llm_inference.service import Session, start_session
@@ -49,15 +50,15 @@ class SessionController(Controller):
         "with POST /api/chat and `session_id`.",
         opt={"body_optional": True},
     )
-    async def create(self, state: State, data: CreateSessionRequest | None = None) -> SessionView:
+    async def create(self, state: State, data: JSONBody[CreateSessionRequest | None] = None) -> SessionView:
         body = data or CreateSessionRequest()
         session = start_session(state.service, body.model, body.system)
         return session_view(session, state.service.sessions.ttl_seconds)
 
     @get("/{session_id:str}", responses=NOT_FOUND, summary="A session's conversation and state")
-    async def read(self, session_id: str, state: State) -> SessionView:
+    async def read(self, session_id: FromPath[str], state: State) -> SessionView:
         return session_view(state.service.sessions.get(session_id), state.service.sessions.ttl_seconds)
 
     @delete("/{session_id:str}", status_code=204, responses=NOT_FOUND, summary="Forget a session")
-    async def remove(self, session_id: str, state: State) -> None:
+    async def remove(self, session_id: FromPath[str], state: State) -> None:
         state.service.sessions.delete(session_id)
