@@ -90,16 +90,9 @@ async def prepare(
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
     model, engine = service.registry.engine_for(asked.model)
-    context_length = engine.info().context_length
     truncated_messages = 0
     if messages is not None:
-        for index, message in enumerate(messages):
-            reject_nul(message.content, f"messages[{index}].content")
-        if truncation == "oldest":
-            rendered = await fit_oldest_first(engine, messages, context_length - sampling.max_tokens)
-        else:
-            rendered = await render(engine, messages)
-        _refuse_overflow(rendered, context_length, sampling.max_tokens, truncation)
+        rendered = await _render_conversation(engine, messages, sampling.max_tokens, truncation)
         messages, prompt, tokens = rendered.messages, rendered.prompt, rendered.tokens
         truncated_messages = rendered.dropped_messages
         operation = "chat"
@@ -108,7 +101,7 @@ async def prepare(
         reject_nul(prompt, prompt_param)
         operation = "text_completion"
         tokens = await engine.tokenize(prompt)
-        if len(tokens) >= context_length:
+        if len(tokens) >= (context_length := engine.info().context_length):
             raise ContextOverflow(len(tokens), context_length)
     if not tokens:  # an engine cannot start a sequence from nothing
         raise InvalidParameter("the prompt has no tokens for this model", param=prompt_param)
@@ -125,19 +118,29 @@ async def prepare(
     )
 
 
-def _refuse_overflow(rendered: Rendered, context_length: int, max_tokens: int, truncation: Truncation | None) -> None:
-    """A conversation that leaves the answer no room at all is refused; one that leaves less room than
-    max_tokens runs, its answer cut at the context's end (finish_reason "length"), as a text prompt does."""
+async def _render_conversation(
+    engine: Engine, messages: list[ChatMessage], max_tokens: int, truncation: Truncation | None
+) -> Rendered:
+    """The conversation through the chat template, pruned if asked. One that leaves the answer no room at all
+    is refused; one that leaves less room than max_tokens runs, its answer cut at the context's end
+    (finish_reason "length"), as a text prompt's is."""
+    for index, message in enumerate(messages):
+        reject_nul(message.content, f"messages[{index}].content")
+    context_length = engine.info().context_length
+    if truncation == "oldest":
+        rendered = await fit_oldest_first(engine, messages, context_length - max_tokens)
+    else:
+        rendered = await render(engine, messages)
     prompt_tokens = len(rendered.tokens)
     if prompt_tokens < context_length:
-        return
+        return rendered
     counts = f"the model's context is {context_length} tokens, and max_tokens {max_tokens} would need room beside it"
     if truncation == "oldest":
-        message = (
+        reason = (
             f"messages render to {prompt_tokens} prompt tokens even with the {rendered.dropped_messages} oldest "
             f"messages dropped (the system messages and the last user turn are always kept), but {counts}"
         )
     else:
         hint = '; "truncate": "oldest" drops the oldest turns until it fits' if truncation == "none" else ""
-        message = f"messages render to {prompt_tokens} prompt tokens but {counts}{hint}"
-    raise ContextOverflow(prompt_tokens, context_length, "messages", message=message)
+        reason = f"messages render to {prompt_tokens} prompt tokens but {counts}{hint}"
+    raise ContextOverflow(prompt_tokens, context_length, "messages", message=reason)
