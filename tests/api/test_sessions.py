@@ -74,6 +74,7 @@ def test_a_session_keeps_the_conversation_across_plain_and_streamed_turns(http: 
     session_id = view["id"]
     assert view["messages"] == [{"role": "system", "content": SYSTEM}] and view["model"] == "smollm2-135m-instruct"
     assert view["expires_at"] == view["last_used_at"] + 3600 and view["tokens"] == 0
+    assert http.options(f"/api/sessions/{session_id}").headers["allow"] == "DELETE, GET, OPTIONS"
 
     first = turn(http, session_id, "What is the capital of France?")
     assert first.status_code == 200, first.text
@@ -111,6 +112,8 @@ def test_an_unknown_session_is_a_404_naming_session_id(http: httpx.Client) -> No
 
 def test_creating_a_session_checks_its_fields(http: httpx.Client) -> None:
     assert http.post("/api/sessions").status_code == 201  # no body: the defaults
+    null = http.post("/api/sessions", content=b"null", headers={"Content-Type": "application/json"})
+    assert null.status_code == 422 and null.json()["error"]["message"] == "the body must be an object, or left out"
     unknown_model = http.post("/api/sessions", json={"model": "someone/else"})
     assert unknown_model.status_code == 404 and unknown_model.json()["error"]["param"] == "model"
     empty_system = http.post("/api/sessions", json={"system": ""})

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, post
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from llm_inference.api.schemas import CreateSessionRequest, ErrorResponse, Message, SessionView
+from llm_inference.errors import InvalidParameter
 from llm_inference.service import Session, start_session
 
 NOT_FOUND = {
@@ -50,10 +53,20 @@ class SessionController(Controller):
         "with POST /api/chat and `session_id`.",
         opt={"body_optional": True},
     )
-    async def create(self, state: State, data: JSONBody[CreateSessionRequest | None] = None) -> SessionView:
+    async def create(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[CreateSessionRequest | None] = None
+    ) -> SessionView:
+        if data is None and await request.body():  # `null` is no way of leaving the body out
+            raise InvalidParameter("the body must be an object, or left out")
         body = data or CreateSessionRequest()
         session = start_session(state.service, body.model, body.system)
         return session_view(session, state.service.sessions.ttl_seconds)
+
+    @route("/{session_id:str}", http_method="OPTIONS", include_in_schema=False)
+    async def allowed_methods(self) -> Response[None]:
+        # Litestar builds a path's automatic OPTIONS answer from its first handler only (GET here), so this
+        # path says its methods itself.
+        return Response(None, status_code=204, headers={"Allow": "DELETE, GET, OPTIONS"})
 
     @get("/{session_id:str}", responses=NOT_FOUND, summary="A session's conversation and state")
     async def read(self, session_id: FromPath[str], state: State) -> SessionView:
