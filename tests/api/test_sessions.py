@@ -212,3 +212,17 @@ def test_a_session_over_the_websocket_and_a_cancel_that_records_nothing(server: 
                 pass
             assert event["type"] == "error" and event["error"]["type"] == "cancelled"
         assert wait_idle(http, session_id)["messages"] == recorded
+
+
+def test_the_openapi_document_describes_the_session_routes(http: httpx.Client) -> None:
+    spec = http.get("/openapi.json").json()
+    create = spec["paths"]["/api/sessions"]["post"]
+    assert create["requestBody"]["required"] is False  # the body may be left out
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CreateSessionRequest"
+    }
+    assert {"201", "404", "422", "429"} <= set(create["responses"])
+    one = spec["paths"]["/api/sessions/{session_id}"]
+    assert set(one) >= {"get", "delete"} and "404" in one["get"]["responses"] and "404" in one["delete"]["responses"]
+    chat = spec["components"]["schemas"]["ChatRequest"]["properties"]
+    assert chat["truncate"]["enum"] == ["none", "oldest"] and "session_id" in chat
