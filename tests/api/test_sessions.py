@@ -225,5 +225,7 @@ def test_the_openapi_document_describes_the_session_routes(http: httpx.Client) -
     assert {"201", "404", "422", "429"} <= set(create["responses"])
     one = spec["paths"]["/api/sessions/{session_id}"]
     assert set(one) >= {"get", "delete"} and "404" in one["get"]["responses"] and "404" in one["delete"]["responses"]
+    assert {"404", "409"} <= set(spec["paths"]["/api/chat"]["post"]["responses"])
+    assert {"404", "409"} <= set(spec["paths"]["/api/chat/stream"]["post"]["responses"])
     chat = spec["components"]["schemas"]["ChatRequest"]["properties"]
     assert chat["truncate"]["enum"] == ["none", "oldest"] and "session_id" in chat

@@ -7,7 +7,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
+from llm_inference.api.docs import CHAT_ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
 from llm_inference.api.native import chat_input, event_stream, timings, usage
 from llm_inference.api.schemas import AssistantMessage, ChatRequest, ChatResponse
 from llm_inference.service import complete_chat, open_chat_stream
@@ -20,7 +20,7 @@ class ChatController(Controller):
     @post(
         "/",
         status_code=200,
-        responses=ERROR_RESPONSES,
+        responses=CHAT_ERROR_RESPONSES,
         summary="Answer a conversation",
         description=STREAM_FLAG_DESCRIPTION,
     )
@@ -40,7 +40,7 @@ class ChatController(Controller):
     @post(
         "/stream",
         status_code=200,
-        responses=ERROR_RESPONSES,
+        responses=CHAT_ERROR_RESPONSES,
         summary="Answer a conversation, streamed as Server-Sent Events",
         description=STREAM_DESCRIPTION,
         response_description="text/event-stream of delta events, one done event, then `data: [DONE]`",
