@@ -24,3 +24,5 @@ compile --python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-lin
 # Wheels installed without their declared dependencies (each .in says why).
 compile --no-deps --python-version 3.12 requirements/no-deps.in -o requirements/no-deps.lock
 compile --no-deps --python-version 3.12 requirements/helm.in -o requirements/helm.lock
+compile --no-deps --python-version 3.12 --python-platform x86_64-manylinux_2_28 requirements/cuda-toolchain.in \
+    -o requirements/cuda-toolchain.lock

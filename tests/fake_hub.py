@@ -1,20 +1,24 @@
-"""A local stand-in for the Hugging Face hub's file endpoint (HF_ENDPOINT), so the real huggingface-hub
-download path runs without network. It serves one real file and can hold downloads back, which keeps a
-model "loading" for as long as a test needs."""
+"""A local stand-in for the Hugging Face hub (HF_ENDPOINT), so the real huggingface-hub download path runs
+without network. It serves one real model file, which it can hold back (keeping a model "loading" for as long
+as a test needs), and any number of small repos (a tokenizer repo) for snapshot_download: their info, their
+file tree and their files."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    def __init__(self, repo: str, file_path: Path) -> None:
+    def __init__(self, repo: str, file_path: Path, small_repos: dict[str, dict[str, bytes]] | None = None) -> None:
         self.repo, self.file_path = repo, file_path
+        self.small_repos = small_repos or {}
         self.release = threading.Event()
         self.requests: list[str] = []
         size = file_path.stat().st_size
@@ -24,6 +28,45 @@ class FakeHub:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def _send(self, status: int, body: bytes = b"", **headers: str) -> None:
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(name.replace("_", "-"), value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _small_repo(self, path: str) -> bool:
+                """The routes snapshot_download takes: repo info, file tree, then each file."""
+                for repo, files in hub.small_repos.items():
+                    if path.startswith(f"/api/models/{repo}/revision/"):
+                        siblings = [{"rfilename": name} for name in files]
+                        self._send(200, json.dumps({"id": repo, "sha": COMMIT, "siblings": siblings}).encode())
+                        return True
+                    if path.startswith(f"/api/models/{repo}/tree/"):
+                        tree = [
+                            {"type": "file", "path": name, "size": len(body), "oid": hashlib.sha1(body).hexdigest()}
+                            for name, body in files.items()
+                        ]
+                        self._send(200, json.dumps(tree).encode(), Content_Type="application/json")
+                        return True
+                    prefix = f"/{repo}/resolve/"
+                    if path.startswith(prefix):
+                        name = path[len(prefix) :].split("/", 1)[-1]
+                        if name not in files:
+                            self._send(404)
+                            return True
+                        body = files[name]
+                        self._send(
+                            200,
+                            body,
+                            X_Repo_Commit=COMMIT,
+                            ETag=f'"{hashlib.sha1(body).hexdigest()}"',
+                            Content_Type="application/octet-stream",
+                        )
+                        return True
+                return False
 
             def _headers(self) -> bool:
                 hub.requests.append(f"{self.command} {self.path}")
@@ -41,9 +84,15 @@ class FakeHub:
                 return True
 
             def do_HEAD(self) -> None:
-                self._headers()
+                if self._small_repo(unquote(urlsplit(self.path).path)):
+                    hub.requests.append(f"{self.command} {self.path}")
+                else:
+                    self._headers()
 
             def do_GET(self) -> None:
+                if self._small_repo(unquote(urlsplit(self.path).path)):
+                    hub.requests.append(f"{self.command} {self.path}")
+                    return
                 hub.release.wait(120)
                 if self._headers():
                     with hub.file_path.open("rb") as source:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from llm_inference.engines.llamacpp.quantize import cached_file_name, file_sha256
 from llm_inference.models.spec import embedded_model_path
 from tests.fake_hub import FakeHub
 from tests.server import run_cli
@@ -43,3 +44,14 @@ def test_unavailable_model_fails_the_init_container(tmp_path: Path) -> None:
     result = fetch_model({"LLM_ALLOWED_MODELS": str(tmp_path / "absent.gguf")})
     assert result.returncode == 1
     assert "model unavailable" in result.stderr and "absent.gguf" in result.stderr
+
+
+def test_with_isq_on_llamacpp_the_init_container_quantizes_into_the_servers_cache(tmp_path: Path) -> None:
+    env = {"LLM_ENABLE_ISQ": "true", "LLM_ISQ_TYPE": "Q8_0", "LLM_ISQ_CACHE_DIR": str(tmp_path)}
+    result = fetch_model(env)
+    assert result.returncode == 0, result.stderr
+    model_id, path = result.stdout.strip().split("\t")
+    # The very file the server looks up in the cache at load (tests/models/test_isq_serving.py).
+    expected = tmp_path / cached_file_name(file_sha256(embedded_model_path()), "Q8_0")
+    assert (model_id, Path(path)) == ("smollm2-135m-instruct", expected) and expected.is_file()
+    assert '"message": "quantized model"' in result.stderr.replace('":"', '": "')

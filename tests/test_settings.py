@@ -57,6 +57,9 @@ def test_values_are_parsed() -> None:
         ("LLM_DEFAULT_MAX_TOKENS", "5000", "<= LLM_MAX_TOKENS_LIMIT (4096)"),
         ("LLM_MAX_SESSIONS", "0", "an integer >= 1"),
         ("LLM_SESSION_TTL_SECONDS", "forever", "a number > 0"),
+        ("LLM_PIPELINE_PARALLEL_SIZE", "0", "an integer >= 1"),
+        ("LLM_DISTRIBUTED_EXECUTOR_BACKEND", "mpi", "one of auto | mp | ray"),
+        ("LLM_ISQ_TYPE", "Q4K", "one of fp8 (vLLM) or Q4_0 | Q4_1 |"),
     ],
 )
 def test_bad_value_names_variable_value_and_rule(variable: str, value: str, rule: str) -> None:
@@ -65,6 +68,23 @@ def test_bad_value_names_variable_value_and_rule(variable: str, value: str, rule
     [line] = caught.value.lines
     assert line.startswith(f"{variable}={value!r}"), line
     assert rule in line, line
+
+
+def test_isq_type_takes_any_case_and_llamacpps_short_names() -> None:
+    assert load_settings({})[0].isq_type is None  # each backend's default
+    assert load_settings({"LLM_ISQ_TYPE": "q4_k_s"})[0].isq_type == "Q4_K_S"
+    assert load_settings({"LLM_ISQ_TYPE": "Q4_K"})[0].isq_type == "Q4_K_M"
+    assert load_settings({"LLM_ISQ_TYPE": "FP8"})[0].isq_type == "fp8"
+
+
+def test_the_isq_cache_sits_beside_the_downloaded_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert load_settings({})[0].effective_isq_cache_dir == tmp_path / "hf" / "llm-inference" / "isq"
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert load_settings({})[0].effective_isq_cache_dir == tmp_path / "xdg" / "llm-inference" / "isq"
+    chosen = load_settings({"LLM_ISQ_CACHE_DIR": "~/isq"})[0].effective_isq_cache_dir
+    assert chosen == Path.home() / "isq"
 
 
 def test_every_bad_variable_gets_its_own_line() -> None:

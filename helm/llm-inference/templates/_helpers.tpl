@@ -105,3 +105,104 @@ envFrom:
 - name: model-cache
   mountPath: {{ .Values.modelCache.path }}
 {{- end }}
+
+{{/*
+The pods that serve HTTP: every pod of the Deployment, or the leader of each LeaderWorkerSet group (its workers
+only run Ray). The Service, the InferencePool and the ServiceMonitor's Service select these.
+*/}}
+{{- define "llm-inference.servingSelectorLabels" -}}
+{{ include "llm-inference.selectorLabels" . }}
+{{- if .Values.multiNode.enabled }}
+app.kubernetes.io/component: leader
+{{- end }}
+{{- end }}
+
+{{/* What the autoscaler scales: the Deployment, or the LeaderWorkerSet (one replica = one group of pods). */}}
+{{- define "llm-inference.scaleTargetRef" -}}
+{{- if .Values.multiNode.enabled }}
+apiVersion: leaderworkerset.x-k8s.io/v1
+kind: LeaderWorkerSet
+{{- else }}
+apiVersion: apps/v1
+kind: Deployment
+{{- end }}
+name: {{ include "llm-inference.fullname" . }}
+{{- end }}
+
+{{/*
+Scale-down that lets streams finish: a removed pod drains for up to LLM_SHUTDOWN_GRACE_SECONDS (inside its
+terminationGracePeriodSeconds), so remove at most one pod per grace period, and only after the signal has stayed
+low for stabilizationWindowSeconds. autoscaling.behavior replaces all of it. The API caps periodSeconds at 1800.
+*/}}
+{{- define "llm-inference.autoscalingBehavior" -}}
+{{- if .Values.autoscaling.behavior }}
+{{- toYaml .Values.autoscaling.behavior }}
+{{- else }}
+{{- $grace := include "llm-inference.terminationGracePeriodSeconds" . | int }}
+scaleDown:
+  stabilizationWindowSeconds: {{ .Values.autoscaling.scaleDownStabilizationSeconds }}
+  policies:
+    - type: Pods
+      value: 1
+      periodSeconds: {{ min $grace 1800 }}
+{{- end }}
+{{- end }}
+
+{{/* The queue gauges the autoscaler targets, as (metric, target per pod) pairs; null targets are left out. */}}
+{{- define "llm-inference.queueTargets" -}}
+{{- $targets := dict }}
+{{- with .Values.autoscaling.queue.waitingPerPod }}{{ $_ := set $targets "llm_num_requests_waiting" . }}{{ end }}
+{{- with .Values.autoscaling.queue.runningPerPod }}{{ $_ := set $targets "llm_num_requests_running" . }}{{ end }}
+{{- if not $targets }}
+{{- fail "autoscaling.signal=queue needs autoscaling.queue.waitingPerPod or autoscaling.queue.runningPerPod" }}
+{{- end }}
+{{- toJson $targets }}
+{{- end }}
+
+{{- define "llm-inference.checkReplicaBounds" -}}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- fail (printf "autoscaling.minReplicas=%v must not exceed autoscaling.maxReplicas=%v" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secrets the settings name as files: the TLS pair and the API-key file. */}}
+{{- define "llm-inference.secretMounts" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: /etc/llm-inference/tls
+  readOnly: true
+{{- end }}
+{{- if .Values.apiKeysFile.secretName }}
+- name: api-keys
+  mountPath: /etc/llm-inference/api-keys
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* From SIGTERM to the leader's exit at most: its preStop sleep, its drain and Granian's 5 s. */}}
+{{- define "llm-inference.leaderStopSeconds" -}}
+{{- add .Values.shutdown.preStopSleepSeconds (include "llm-inference.drainSeconds" . | int) 5 }}
+{{- end }}
+
+{{/*
+Multi-node needs GPUs, vLLM, Ray, and parallel sizes that use every GPU of a group exactly: vLLM's world size
+(tensor x pipeline parallel) is the group's GPU count (multiNode.size pods x gpu.count).
+*/}}
+{{- define "llm-inference.checkMultiNode" -}}
+{{- $config := .Values.config }}
+{{- if not .Values.gpu.enabled }}
+{{- fail "multiNode.enabled needs gpu.enabled: vLLM splits the model over the GPUs of several nodes" }}
+{{- end }}
+{{- if eq (toString $config.LLM_BACKEND) "llamacpp" }}
+{{- fail "multiNode.enabled needs config.LLM_BACKEND vllm or auto: llama.cpp runs on one node" }}
+{{- end }}
+{{- if eq (toString $config.LLM_DISTRIBUTED_EXECUTOR_BACKEND) "mp" }}
+{{- fail "multiNode.enabled needs config.LLM_DISTRIBUTED_EXECUTOR_BACKEND ray (or auto, which the chart turns into ray): vLLM's mp backend does not span the group's pods here" }}
+{{- end }}
+{{- $tensor := default 1 $config.LLM_TENSOR_PARALLEL_SIZE | int }}
+{{- $pipeline := default 1 $config.LLM_PIPELINE_PARALLEL_SIZE | int }}
+{{- $gpus := mul .Values.multiNode.size .Values.gpu.count }}
+{{- if ne (mul $tensor $pipeline) $gpus }}
+{{- fail (printf "multiNode: config.LLM_TENSOR_PARALLEL_SIZE (%d) x config.LLM_PIPELINE_PARALLEL_SIZE (%d) = %d must equal multiNode.size (%v) x gpu.count (%v) = %d, the GPUs of one group (usually tensor = gpu.count, pipeline = multiNode.size)" $tensor $pipeline (mul $tensor $pipeline) .Values.multiNode.size .Values.gpu.count $gpus) }}
+{{- end }}
+{{- end }}

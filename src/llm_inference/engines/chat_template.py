@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -44,19 +46,47 @@ class ChatTemplate:
         )
 
 
-def template_from_tokenizer_dir(directory: Path) -> ChatTemplate | None:
-    """The template of a Hugging Face tokenizer folder (tokenizer_config.json or chat_template.jinja)."""
+@dataclass(frozen=True, slots=True)
+class TokenizerFiles:
+    """What a Hugging Face tokenizer folder (`repo:file.gguf@tokenizer-repo`) says about chat: its template, its
+    BOS and EOS tokens, whether a prompt starts with BOS, and the ids that end a generation."""
+
+    chat_template: str | None
+    bos_token: str | None
+    eos_token: str | None
+    add_bos_token: bool | None  # None: the folder does not say
+    eos_token_ids: tuple[int, ...]  # generation_config.json's eos_token_id: one id or several
+
+
+def _token_text(value: object) -> str | None:
+    # tokenizer_config.json writes a special token as text or as an AddedToken object {"content": ...}.
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    value = json.loads(path.read_text(encoding="utf-8"))
+    return value if isinstance(value, dict) else {}
+
+
+def read_tokenizer_dir(directory: Path) -> TokenizerFiles:
+    """Read tokenizer_config.json, chat_template.jinja (which wins over the config's template, as in
+    transformers) and generation_config.json."""
+    config = _json_object(directory / "tokenizer_config.json")
     jinja_file = directory / "chat_template.jinja"
-    config_file = directory / "tokenizer_config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-
-    def token(name: str) -> str:
-        value = config.get(name) or ""
-        return value.get("content", "") if isinstance(value, dict) else value
-
-    source = jinja_file.read_text() if jinja_file.is_file() else config.get("chat_template")
+    source = jinja_file.read_text(encoding="utf-8") if jinja_file.is_file() else config.get("chat_template")
     if isinstance(source, list):  # several named templates: take the default one
         source = next((t["template"] for t in source if t.get("name") == "default"), None)
-    if not source:
-        return None
-    return ChatTemplate(source, token("bos_token"), token("eos_token"))
+    add_bos = config.get("add_bos_token")
+    eos_ids = _json_object(directory / "generation_config.json").get("eos_token_id")
+    eos_ids = [eos_ids] if isinstance(eos_ids, int) else eos_ids if isinstance(eos_ids, list) else []
+    return TokenizerFiles(
+        chat_template=source if isinstance(source, str) and source else None,
+        bos_token=_token_text(config.get("bos_token")),
+        eos_token=_token_text(config.get("eos_token")),
+        add_bos_token=add_bos if isinstance(add_bos, bool) else None,
+        eos_token_ids=tuple(i for i in eos_ids if isinstance(i, int) and not isinstance(i, bool)),
+    )

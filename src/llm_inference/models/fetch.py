@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from llm_inference.models.spec import ModelSpec, embedded_model_path
+from llm_inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,20 @@ def fetch(spec: ModelSpec) -> tuple[Path, Path | None]:
         extra={"model": spec.id, "path": str(path), "seconds": round(time.monotonic() - started, 1)},
     )
     return path, tokenizer
+
+
+def prepare_isq(spec: ModelSpec, path: Path, settings: Settings) -> Path:
+    """The file the server will serve for `spec` with LLM_ENABLE_ISQ: on llama.cpp, `path` quantized into the ISQ
+    cache now (the init container's job, so the server starts from a cache hit); else `path` itself, since vLLM
+    quantizes while it loads. Blocking."""
+    from llm_inference.engines.selection import choose_backend
+    from llm_inference.models.engine_config import llamacpp_config
+
+    if not settings.enable_isq or choose_backend(settings.backend, spec)[0] != "llamacpp":
+        return path
+    from llm_inference.engines.llamacpp.engine import threads_for
+    from llm_inference.engines.llamacpp.quantize import quantized_model
+
+    config = llamacpp_config(settings)
+    assert config.isq_type is not None and config.isq_cache_dir is not None
+    return quantized_model(path, config.isq_type, config.isq_cache_dir, threads_for(config))

@@ -28,9 +28,10 @@ from llm_inference.engines.base import (
     FinishReason,
     GenerationRequest,
 )
-from llm_inference.engines.chat_template import ChatTemplate, template_from_tokenizer_dir
 from llm_inference.engines.config import LlamaCppConfig
+from llm_inference.engines.llamacpp.chat_tokens import ChatTokens
 from llm_inference.engines.llamacpp.embedding import Embedder
+from llm_inference.engines.llamacpp.quantize import file_type_name, observe_native_line, quantized_model
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
 from llm_inference.errors import ContextOverflow, EngineDead
 
@@ -40,39 +41,31 @@ _native_log = logging.getLogger("llama_cpp.native")
 
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]  # a ctypes callback type
 def _route_native_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
-    # llama.cpp would print its own lines to stderr; route them through our logging instead, errors
-    # (ggml level 3) as warnings and everything else at debug level.
-    if level == 3:
-        _native_log.warning(text.decode(errors="replace").rstrip())
+    # llama.cpp would print its own lines to stderr; route them through our logging instead, warnings and
+    # errors (ggml levels 3 and 4) as warnings and everything else at debug level.
+    line = text.decode(errors="replace").rstrip()
+    observe_native_line(level, line)
+    if level in (3, 4):
+        _native_log.warning(line)
     elif _native_log.isEnabledFor(logging.DEBUG):
-        _native_log.debug(text.decode(errors="replace").rstrip())
+        _native_log.debug(line)
 
 
 llama_cpp.llama_log_set(_route_native_log, ctypes.c_void_p(0))
 
 BATCH_SIZE = 512  # tokens per llama_decode: decode tokens of every sequence plus prompt chunks
-# GGUF general.file_type (llama.cpp's LLAMA_FTYPE) as the names operators know.
-FILE_TYPES = {
-    "0": "F32",
-    "1": "F16",
-    "2": "Q4_0",
-    "3": "Q4_1",
-    "7": "Q8_0",
-    "8": "Q5_0",
-    "9": "Q5_1",
-    "10": "Q2_K",
-    "12": "Q3_K_M",
-    "15": "Q4_K_M",
-    "17": "Q5_K_M",
-    "18": "Q6_K",
-    "32": "BF16",
-}
 
 
-def _token_text(model: LlamaModel, token: int) -> str:
-    buffer = ctypes.create_string_buffer(256)
-    n = llama_cpp.llama_token_to_piece(model.vocab, token, buffer, len(buffer), 0, True)
-    return buffer.raw[: max(n, 0)].decode(errors="replace")
+def threads_for(config: LlamaCppConfig) -> int:
+    return config.threads or os.cpu_count() or 1
+
+
+def offloaded_layers(requested: int | None) -> int:
+    """Layers to put on the GPU: as requested (-1: all), or, unset, all of them when this llama.cpp build can
+    offload (built with CUDA, as in the CUDA image) and none otherwise."""
+    if requested is not None:
+        return requested
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
 class LlamaCppEngine:
@@ -81,12 +74,12 @@ class LlamaCppEngine:
         model: LlamaModel,
         ctx: Any,
         loop: DecodeLoop,
-        template: ChatTemplate,
+        chat: ChatTokens,
         info: EngineInfo,
         context_per_slot: int,
     ) -> None:
         self._model, self._ctx, self._loop = model, ctx, loop
-        self._template, self._info = template, info
+        self._chat, self._info = chat, info
         self._context_per_slot = context_per_slot
         self._kv_cells = context_per_slot * int(info.extra["slots"])
         self._embedder = Embedder(model, context_per_slot, int(info.extra["threads"]))
@@ -101,15 +94,20 @@ class LlamaCppEngine:
 
     @classmethod
     def _load_blocking(cls, model_path: Path, config: LlamaCppConfig, tokenizer_path: Path | None) -> LlamaCppEngine:
+        threads = threads_for(config)
+        if config.isq_type:
+            assert config.isq_cache_dir is not None, "models/engine_config.py sets the ISQ cache directory"
+            model_path = quantized_model(model_path, config.isq_type, config.isq_cache_dir, threads)
         model_params = llama_cpp.llama_model_default_params()
         # llama.cpp's extra CPU buffer types (AMX tiles / repacked weights) crash in llama_decode on any
         # multi-token batch on this project's CPU machines (SIGSEGV seen with Q4_1 on an AMX-capable Xeon);
         # the plain CPU buffers are safe everywhere.
         model_params.use_extra_bufts = False
+        gpu_layers = offloaded_layers(config.gpu_layers)
+        model_params.n_gpu_layers = gpu_layers
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
         slots = config.slots
         context_per_slot = min(config.context_length or model.n_ctx_train(), model.n_ctx_train())
-        threads = config.threads or os.cpu_count() or 1
         params = llama_cpp.llama_context_default_params()
         # One KV stream per slot, each a full context. Not one unified pool: there a sequence's attention
         # spans a window that depends on its neighbours, which changed a greedy output under concurrency.
@@ -122,29 +120,35 @@ class LlamaCppEngine:
         ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not ctx:
             raise RuntimeError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
-        loop = DecodeLoop(model, ctx, slots=slots, context_per_slot=context_per_slot, batch_size=BATCH_SIZE)
+        chat = ChatTokens.of(model, tokenizer_path)
+        loop = DecodeLoop(
+            model,
+            ctx,
+            slots=slots,
+            context_per_slot=context_per_slot,
+            batch_size=BATCH_SIZE,
+            stop_tokens=chat.stop_tokens,
+        )
         loop.start()
-        metadata = model.metadata()
-        template = template_from_tokenizer_dir(tokenizer_path) if tokenizer_path else None
-        if template is None:
-            template = ChatTemplate(
-                metadata.get("tokenizer.chat_template"),
-                _token_text(model, model.token_bos()),
-                _token_text(model, model.token_eos()),
-            )
-        file_type = metadata.get("general.file_type")
         info = EngineInfo(
             backend="llamacpp",
             model_format="gguf",
             context_length=context_per_slot,
-            quantization=FILE_TYPES.get(file_type, f"ftype {file_type}") if file_type else None,
-            extra={"threads": str(threads), "slots": str(slots)},
+            quantization=file_type_name(model.metadata().get("general.file_type")),
+            extra={"threads": str(threads), "slots": str(slots), "gpu_layers": str(gpu_layers)},
         )
         log.info(
             "llama.cpp model loaded",
-            extra={"path": str(model_path), "context_length": context_per_slot, "slots": slots, "threads": threads},
+            extra={
+                "path": str(model_path),
+                "context_length": context_per_slot,
+                "slots": slots,
+                "threads": threads,
+                "gpu_layers": gpu_layers,
+                "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            },
         )
-        return cls(model, ctx, loop, template, info, context_per_slot)
+        return cls(model, ctx, loop, chat, info, context_per_slot)
 
     def info(self) -> EngineInfo:
         return self._info
@@ -169,12 +173,17 @@ class LlamaCppEngine:
 
     def _tokenize(self, text: str, add_special: bool) -> list[int]:
         # parse_special: chat templates write control tokens (<|im_start|>) as text that must map to their ids.
-        tokens: list[int] = self._model.tokenize(text.encode(), add_bos=add_special, special=True)
+        # A tokenizer repo that says whether prompts start with BOS overrides the GGUF's own flag; a prompt whose
+        # chat template already wrote the BOS token gets no second one.
+        gguf_specials = add_special and self._chat.add_bos is None
+        tokens: list[int] = self._model.tokenize(text.encode(), add_bos=gguf_specials, special=True)
+        bos = self._chat.bos
+        if add_special and self._chat.add_bos and bos >= 0 and tokens[:1] != [bos]:
+            tokens.insert(0, bos)
         if tokens or not add_special:
             return tokens
         # A text of only characters the tokenizer drops ("\x13") has no token, and a sequence needs one to
         # decode (with none, the decode loop would fail): start it as an empty document starts, from BOS.
-        bos = self._model.token_bos()
         return [bos if bos >= 0 else self._model.token_eos()]
 
     async def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
@@ -199,7 +208,7 @@ class LlamaCppEngine:
         return int(self._model.n_vocab())
 
     async def render_chat(self, messages: Seq[ChatMessage]) -> str:
-        return self._template.render(messages)
+        return self._chat.template.render(messages)
 
     async def embed(self, texts: Seq[str]) -> list[Embedding]:
         await self.check_health()

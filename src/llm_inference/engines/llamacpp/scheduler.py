@@ -85,10 +85,21 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class DecodeLoop(threading.Thread):
-    def __init__(self, model: Any, ctx: Any, *, slots: int, context_per_slot: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        ctx: Any,
+        *,
+        slots: int,
+        context_per_slot: int,
+        batch_size: int,
+        stop_tokens: frozenset[int] = frozenset(),
+    ) -> None:
         super().__init__(name="llamacpp-decode", daemon=True)
         self._model, self._ctx = model, ctx
         self._vocab = model.vocab
+        # Tokens that end a generation besides the vocabulary's own end-of-generation ones: a tokenizer repo's EOS.
+        self._stop_tokens = stop_tokens
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._slots = [Slot() for _ in range(slots)]
         self._context_per_slot = context_per_slot
@@ -299,7 +310,8 @@ class DecodeLoop(threading.Thread):
         params = sequence.request.sampling
         prompt_tokens = len(sequence.prompt)
         assert sequence.stops is not None
-        if llama_cpp.llama_vocab_is_eog(self._vocab, token) and not params.ignore_eos:
+        ends = token in self._stop_tokens or llama_cpp.llama_vocab_is_eog(self._vocab, token)
+        if ends and not params.ignore_eos:
             tail = sequence.stops.push(sequence.text.flush())[0] + sequence.stops.flush()
             self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.STOP))
             return
