@@ -55,6 +55,8 @@ def test_values_are_parsed() -> None:
         ("LLM_DEFAULT_MODEL", "other/model", "one of LLM_ALLOWED_MODELS"),
         ("LLM_ALLOWED_MODELS", "not a spec!", "is not a model spec"),
         ("LLM_DEFAULT_MAX_TOKENS", "5000", "<= LLM_MAX_TOKENS_LIMIT (4096)"),
+        ("LLM_MAX_SESSIONS", "0", "an integer >= 1"),
+        ("LLM_SESSION_TTL_SECONDS", "forever", "a number > 0"),
         ("LLM_PIPELINE_PARALLEL_SIZE", "0", "an integer >= 1"),
         ("LLM_DISTRIBUTED_EXECUTOR_BACKEND", "mpi", "one of auto | mp | ray"),
         ("LLM_ISQ_TYPE", "Q4K", "one of fp8 (vLLM) or Q4_0 | Q4_1 |"),

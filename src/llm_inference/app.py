@@ -29,6 +29,7 @@ from llm_inference.api.openai.errors import path_aware
 from llm_inference.api.openai.router import openai_router
 from llm_inference.api.openapi import correct_openapi
 from llm_inference.api.playground import PlaygroundPage, ui_router, with_content_security_policy
+from llm_inference.api.sessions import SessionController
 from llm_inference.api.tokens import TokensController
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             GenerateController,
             ChatController,
+            SessionController,
             embeddings,
             TokensController,
             batch_generate,

@@ -44,13 +44,44 @@ class ContextOverflow(ServiceError):
     status_code = 400
     type = "context_length_exceeded"
 
-    def __init__(self, prompt_tokens: int, context_length: int, param: str = "prompt") -> None:
+    def __init__(
+        self, prompt_tokens: int, context_length: int, param: str = "prompt", *, message: str | None = None
+    ) -> None:
         super().__init__(
-            f"{param} is {prompt_tokens} tokens but the model's context is {context_length} tokens",
+            message or f"{param} is {prompt_tokens} tokens but the model's context is {context_length} tokens",
             param=param,
         )
         self.prompt_tokens = prompt_tokens
         self.context_length = context_length
+
+
+class SessionNotFound(ServiceError):
+    """No session has this id: never created, deleted, expired (LLM_SESSION_TTL_SECONDS) or evicted
+    (LLM_MAX_SESSIONS), or kept by another replica."""
+
+    status_code = 404
+    type = "session_not_found"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session_id {session_id[:64]!r} names no session on this replica: it was never created, was deleted, "
+            "expired or was evicted",
+            param="session_id",
+        )
+
+
+class SessionBusy(ServiceError):
+    """A session answers one turn at a time: a second turn sent meanwhile would be written against a history
+    that lacks the first one's answer."""
+
+    status_code = 409
+    type = "session_busy"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session_id {session_id!r} is answering another turn; send the next one after it ends",
+            param="session_id",
+        )
 
 
 class RetryLater(ServiceError):

@@ -93,6 +93,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     # The chat playground at GET / (README "Playground"); false: / answers 404.
     ui_enabled: bool = True
+    # Server-side conversations (README "Sessions"): at most this many per replica, the least recently used
+    # evicted to make room; one idle this long is forgotten.
+    max_sessions: PositiveInt = 1000
+    session_ttl_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
 
     @property
     def effective_default_model(self) -> str:

@@ -247,7 +247,7 @@ BAD_INPUTS = [
         {"messages": [{"role": "user", "content": LONG_PROMPT}]},
         400,
         "context_length_exceeded",
-        "prompt",
+        "messages",
         "1024",
         path=CHAT,
     ),

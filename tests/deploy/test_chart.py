@@ -244,6 +244,20 @@ def test_optional_resources_are_off_by_default_and_each_renders_valid() -> None:
     assert next(v for v in volumes if v["name"] == "model-cache")["persistentVolumeClaim"] == {"claimName": "models"}
 
 
+def test_service_session_affinity_is_off_by_default_and_clientip_on_request() -> None:
+    # Sessions are per replica (README "Sessions"): ClientIP keeps a client on the pod holding its session.
+    default = one(render(), "Service")["spec"]
+    assert default["sessionAffinity"] == "None" and "sessionAffinityConfig" not in default
+    pinned = render({"service": {"sessionAffinity": "ClientIP", "sessionAffinityTimeoutSeconds": 3600}})
+    spec = one(pinned, "Service")["spec"]
+    assert spec["sessionAffinity"] == "ClientIP"
+    assert spec["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 3600}}
+    validate_all(pinned)
+    lint({"service": {"sessionAffinity": "ClientIP"}})
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError):
+        chart.render({"service": {"sessionAffinity": "Cookie"}}, name="demo")
+
+
 def test_grafana_dashboards_ship_every_json_file(tmp_path: Path) -> None:
     chart = tmp_path / "llm-inference"
     shutil.copytree(CHART, chart)

@@ -23,10 +23,10 @@ from llm_inference.api import field_rules
 from llm_inference.api.auth import BEARER_SUBPROTOCOL
 from llm_inference.api.errors import describe_invalid
 from llm_inference.api.json_body import EMPTY_BODY, invalid_json_reason
-from llm_inference.api.native import chat_messages, sampling_input, stream_event
+from llm_inference.api.native import chat_input, stream_event
 from llm_inference.api.schemas import ChatRequest, ErrorDetail, ErrorEvent, StreamEvent
 from llm_inference.errors import ServiceError
-from llm_inference.service import InferenceService, open_stream, prepare
+from llm_inference.service import InferenceService, open_chat_stream
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +130,13 @@ class ChatSession:
     async def _generate(self, request: ChatRequest) -> None:
         service = self._service
         try:
-            prepared = await prepare(service, sampling_input(request), messages=chat_messages(request))
-            stream = await open_stream(service, prepared)
+            stream = await open_chat_stream(service, chat_input(request))
         except ServiceError as exc:
             await self._send(ErrorEvent(ErrorDetail(exc.type, exc.message, exc.param)))
             return
         try:
             async for item in stream:
-                await self._send(stream_event(prepared.model, item))
+                await self._send(stream_event(stream, item))
         except _ClientGone:
             raise
         except Exception:

@@ -16,6 +16,15 @@ ERROR_RESPONSES = {
     504: ResponseSpec(ErrorResponse, description="Generation exceeded LLM_REQUEST_TIMEOUT_SECONDS"),
 }
 
+# A chat may name a session (`session_id`): one that is unknown here, or answering another turn.
+CHAT_ERROR_RESPONSES = {
+    **ERROR_RESPONSES,
+    404: ResponseSpec(
+        ErrorResponse, description="The model is not in LLM_ALLOWED_MODELS, or session_id names no session here"
+    ),
+    409: ResponseSpec(ErrorResponse, description="The session (session_id) is answering another turn"),
+}
+
 STREAM_DESCRIPTION = """Server-Sent Events. Each event is one line `data: <json>` followed by a blank line:
 
 * `{"type": "delta", "text": "..."}` for every piece of generated text;

@@ -27,9 +27,10 @@ def _json_problem(content_type: str) -> str | None:
     return None
 
 
-async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """A guard: runs before the body is decoded, so a form post or an upload is refused undecoded.
-    A missing Content-Type is taken as JSON, for the simplest clients."""
+    A missing Content-Type is taken as JSON, for the simplest clients; a route with `opt={"body_optional":
+    True}` takes no body as its defaults."""
     if connection.scope.get("method") not in BODY_METHODS:
         return
     content_type = connection.headers.get("content-type")
@@ -37,7 +38,7 @@ async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], _: B
     if problem:
         raise HTTPException(status_code=415, detail=problem)
     # Litestar would skip an empty body and report a missing parameter named `data`.
-    if isinstance(connection, Request) and not await connection.body():
+    if isinstance(connection, Request) and not handler.opt.get("body_optional") and not await connection.body():
         empty = InvalidJsonBody(EMPTY_BODY)
         raise ClientException(str(empty)) from empty
 

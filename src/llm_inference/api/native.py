@@ -18,7 +18,15 @@ from llm_inference.api.schemas import (
 )
 from llm_inference.api.streaming import data_frame, sse_response
 from llm_inference.engines.base import ChatMessage
-from llm_inference.service import Delta, Finished, GenerationStream, InferenceService, SamplingInput, StreamItem
+from llm_inference.service import (
+    ChatInput,
+    Delta,
+    Finished,
+    GenerationStream,
+    InferenceService,
+    SamplingInput,
+    StreamItem,
+)
 from llm_inference.service import Timings as ServiceTimings
 from llm_inference.service import Usage as ServiceUsage
 
@@ -50,20 +58,32 @@ def chat_messages(body: ChatRequest) -> list[ChatMessage]:
     return [ChatMessage(role=m.role, content=m.content) for m in body.messages]
 
 
-def stream_event(model: str, item: StreamItem) -> StreamEvent:
-    """Our event for a stream item: `delta` per piece of text, then `done` or `error` (SSE and WebSocket)."""
+def chat_input(body: ChatRequest) -> ChatInput:
+    return ChatInput(sampling_input(body), chat_messages(body), truncation=body.truncate, session_id=body.session_id)
+
+
+def stream_event(stream: GenerationStream, item: StreamItem) -> StreamEvent:
+    """Our event for a stream item: `delta` per piece of text, then `done` or `error` (SSE and WebSocket).
+    A chat's `done` says how many messages `truncate` dropped."""
     if isinstance(item, Delta):
         return DeltaEvent(text=item.text)
     if isinstance(item, Finished):
-        return DoneEvent(model, item.finish_reason, usage(item.usage), timings(item.timings))  # type: ignore[arg-type]
+        prepared = stream.prepared
+        truncated = prepared.truncated_messages if prepared.operation == "chat" else None
+        return DoneEvent(
+            prepared.model,
+            item.finish_reason,  # type: ignore[arg-type]
+            usage(item.usage),
+            timings(item.timings),
+            truncated_messages=truncated,
+        )
     return ErrorEvent(ErrorDetail(type=item.type, message=item.message, param=item.param))
 
 
 def event_stream(service: InferenceService, stream: GenerationStream) -> Stream:
     """The stream as our SSE events, then `[DONE]`."""
-    model = stream.prepared.model
 
     def encode(item: StreamItem) -> bytes:
-        return data_frame(stream_event(model, item))
+        return data_frame(stream_event(stream, item))
 
     return sse_response(stream, encode, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)

@@ -68,6 +68,7 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
     # message than a pattern error would give, so the rule is stated here rather than in the Struct).
     components["GenerateRequest"]["properties"]["prompt"]["pattern"] = NO_NUL
     components["Message"]["properties"]["content"]["pattern"] = NO_NUL
+    _non_null(components["CreateSessionRequest"]["properties"]["system"])["pattern"] = NO_NUL
     components["TokenizeRequest"]["properties"]["text"]["pattern"] = NO_NUL
     components["TokenizeRequest"]["oneOf"] = [{"required": ["text"]}, {"required": ["messages"]}]
     prompts = components["BatchGenerateRequest"]["properties"]["prompts"]
@@ -114,6 +115,15 @@ def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None
             )
 
 
+def _optional_bodies(document: dict[str, Any]) -> None:
+    # A handler's `data: T | None = None` reads as a required body of T or null; what it means is a body
+    # that may be left out (json_body.py lets such a route through without one).
+    body = document["paths"]["/api/sessions"]["post"]["requestBody"]
+    body["required"] = False
+    schema = body["content"]["application/json"]["schema"]
+    body["content"]["application/json"]["schema"] = next(s for s in schema["oneOf"] if s.get("type") != "null")
+
+
 def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:
     """Correct the document before it is first served; /openapi.json and the Swagger UI both read it.
 
@@ -126,6 +136,7 @@ def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:
     schemas_in_use = components.setdefault("schemas", {})
     schemas_in_use.update(exact)  # the stream events come along: the SSE description refers to them
     _settings_limits(schemas_in_use, settings)
+    _optional_bodies(document)
     if auth:
         components["securitySchemes"] = {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
     _responses(document, settings, auth)

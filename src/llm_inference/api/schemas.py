@@ -57,8 +57,32 @@ class Message(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
-    messages: Annotated[list[Message], Meta(min_length=1, description="The conversation so far.")]
+    messages: Annotated[
+        list[Message],
+        Meta(min_length=1, description="The conversation so far; with session_id, the new turn(s) only."),
+    ]
     stream: StreamFlag = False
+    session_id: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                description="Continue this session: its history goes before `messages`, and the turn with its "
+                "answer is added to it once the answer is complete.",
+            ),
+        ]
+        | None
+    ) = None
+    truncate: Annotated[
+        Literal["none", "oldest"],
+        Meta(
+            description='"oldest": when the conversation leaves less than max_tokens of room in the context, drop '
+            "its oldest turns (system messages and the last user turn are kept) until it fits; "
+            '`truncated_messages` in the answer counts them. "none": refuse (400) a conversation that fills the '
+            "context."
+        ),
+    ] = "none"
 
 
 EmbeddingText = Annotated[str, Meta(min_length=1)]
@@ -132,6 +156,7 @@ class ChatResponse(msgspec.Struct):
     finish_reason: FinishReasonName
     usage: Usage
     timings: Timings
+    truncated_messages: int = 0  # messages dropped by `truncate: "oldest"`
 
 
 class ErrorDetail(msgspec.Struct):
@@ -149,11 +174,12 @@ class DeltaEvent(msgspec.Struct, tag_field="type", tag="delta"):
     text: str
 
 
-class DoneEvent(msgspec.Struct, tag_field="type", tag="done"):
+class DoneEvent(msgspec.Struct, tag_field="type", tag="done", omit_defaults=True):
     model: str
     finish_reason: FinishReasonName
     usage: Usage
     timings: Timings
+    truncated_messages: int | None = None  # chats only: messages dropped by `truncate: "oldest"`
 
 
 class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
@@ -195,6 +221,25 @@ class DetokenizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 class DetokenizeResponse(msgspec.Struct):
     model: str
     text: str
+
+
+class CreateSessionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    model: ModelId | None = None
+    system: Annotated[str, Meta(min_length=1, description="A system message the conversation starts with.")] | None = (
+        None
+    )
+
+
+class SessionView(msgspec.Struct):
+    id: str
+    model: str  # the default model of the session's turns
+    messages: list[Message]  # the conversation as the model last saw it, then its answer
+    created_at: float  # Unix time
+    last_used_at: float  # Unix time of creation or of the last turn's end
+    expires_at: float  # Unix time after which, unused, it is forgotten (LLM_SESSION_TTL_SECONDS)
+    tokens: int  # prompt + answer tokens of the last turn: how much of the context the conversation fills
+    truncated_messages: int  # messages dropped over the session's life to fit the context
+    busy: bool  # a turn is running
 
 
 class ModelCard(msgspec.Struct):

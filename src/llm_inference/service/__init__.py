@@ -1,8 +1,9 @@
 """The HTTP-free core every surface (/api, /v1) shares: admission, prepare -> engine request, run or stream,
-timeouts and cancellation. It knows no HTTP and no wire format."""
+timeouts, cancellation, context pruning and sessions. It knows no HTTP and no wire format."""
 
 from llm_inference.service.admission import Admission, Slot
 from llm_inference.service.batch import complete_batch
+from llm_inference.service.chat import ChatInput, complete_chat, open_chat_stream, start_session
 from llm_inference.service.core import InferenceService
 from llm_inference.service.generation import (
     Delta,
@@ -16,11 +17,13 @@ from llm_inference.service.generation import (
     complete,
     open_stream,
 )
-from llm_inference.service.prepare import Prepared, SamplingInput, prepare, resolve_sampling
+from llm_inference.service.prepare import Prepared, SamplingInput, Truncation, prepare, resolve_sampling
+from llm_inference.service.sessions import Session, SessionStore
 from llm_inference.service.tokens import Detokenized, Tokenized, detokenize, tokenize
 
 __all__ = [
     "Admission",
+    "ChatInput",
     "Delta",
     "Detokenized",
     "Failed",
@@ -30,16 +33,22 @@ __all__ = [
     "Outcome",
     "Prepared",
     "SamplingInput",
+    "Session",
+    "SessionStore",
     "Slot",
     "StreamItem",
     "Timings",
     "Tokenized",
+    "Truncation",
     "Usage",
     "complete",
     "complete_batch",
+    "complete_chat",
     "detokenize",
+    "open_chat_stream",
     "open_stream",
     "prepare",
     "resolve_sampling",
+    "start_session",
     "tokenize",
 ]

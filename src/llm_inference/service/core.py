@@ -1,5 +1,5 @@
-"""The service every HTTP surface shares: settings, the model registry, admission, the stall watch and the
-telemetry observer, handed to controllers by dependency injection."""
+"""The service every HTTP surface shares: settings, the model registry, admission, the stall watch, the
+sessions and the telemetry observer, handed to controllers by dependency injection."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from llm_inference.errors import EngineDead, NotReady
 from llm_inference.models.registry import ModelRegistry, ModelState
 from llm_inference.service.admission import Admission
 from llm_inference.service.prepare import Prepared
+from llm_inference.service.sessions import SessionStore
 from llm_inference.settings import Settings
 
 
@@ -45,6 +46,7 @@ class InferenceService:
     registry: ModelRegistry
     admission: Admission = field(init=False)
     stall_watch: StallWatch = field(init=False)
+    sessions: SessionStore = field(init=False)
 
     draining: bool = False
     observer: GenerationObserver | None = None  # metrics, traces and the access log's inference fields
@@ -52,6 +54,7 @@ class InferenceService:
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queued_requests)
         self.stall_watch = StallWatch(self.settings.engine_stall_seconds)
+        self.sessions = SessionStore(self.settings.max_sessions, self.settings.session_ttl_seconds)
 
     def generation(self, prepared: Prepared) -> AsyncGenerator[Chunk, None]:
         chunks = prepared.engine.generate(prepared.request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,7 +140,9 @@ class GenerationStream:
     engine iterator: closing it, whether or not its items were read, ends the generation in the engine and
     frees the slot (a client can leave before the response's body starts)."""
 
-    def __init__(self, prepared: Prepared, items: AsyncGenerator[StreamItem, None], release: _Release) -> None:
+    def __init__(
+        self, prepared: Prepared, items: AsyncGenerator[StreamItem, None], release: Callable[[], Awaitable[None]]
+    ) -> None:
         self.prepared = prepared
         self._items, self._release = items, release
 

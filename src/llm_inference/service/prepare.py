@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
 from llm_inference.errors import ContextOverflow, InvalidParameter
+from llm_inference.service.truncation import Rendered, fit_oldest_first, render
 from llm_inference.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,7 +39,14 @@ class Prepared:
     engine: Engine
     request: GenerationRequest
     operation: str  # "chat" | "text_completion" (GenAI operation names)
-    messages: list[ChatMessage] | None = None  # a chat's messages before the template rendered them
+    messages: list[ChatMessage] | None = None  # a chat's messages as the template rendered them (after pruning)
+    truncated_messages: int = 0  # messages `truncate: "oldest"` dropped to fit the context
+
+
+# What a chat does when its conversation does not leave max_tokens of room in the context: "none" keeps every
+# message (the answer is cut at the context's end, and a prompt that alone fills it is refused); "oldest"
+# drops the oldest turns first (service/truncation.py). None: the surface offers no choice.
+Truncation = Literal["none", "oldest"]
 
 
 def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams:
@@ -77,26 +85,62 @@ async def prepare(
     prompt: str | None = None,
     messages: list[ChatMessage] | None = None,
     prompt_param: str = "prompt",
+    truncation: Truncation | None = None,
 ) -> Prepared:
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
     model, engine = service.registry.engine_for(asked.model)
+    truncated_messages = 0
     if messages is not None:
-        for index, message in enumerate(messages):
-            reject_nul(message.content, f"messages[{index}].content")
-        prompt = await engine.render_chat(messages)
+        rendered = await _render_conversation(engine, messages, sampling.max_tokens, truncation)
+        messages, prompt, tokens = rendered.messages, rendered.prompt, rendered.tokens
+        truncated_messages = rendered.dropped_messages
         operation = "chat"
     else:
         assert prompt is not None
         reject_nul(prompt, prompt_param)
         operation = "text_completion"
-    tokens = await engine.tokenize(prompt)
+        tokens = await engine.tokenize(prompt)
+        if len(tokens) >= (context_length := engine.info().context_length):
+            raise ContextOverflow(len(tokens), context_length)
     if not tokens:  # an engine cannot start a sequence from nothing
         raise InvalidParameter("the prompt has no tokens for this model", param=prompt_param)
-    context_length = engine.info().context_length
-    if len(tokens) >= context_length:
-        raise ContextOverflow(len(tokens), context_length)
     request = GenerationRequest(
         request_id=uuid.uuid4().hex, prompt=prompt, sampling=sampling, prompt_token_ids=tuple(tokens)
     )
-    return Prepared(model=model, engine=engine, request=request, operation=operation, messages=messages)
+    return Prepared(
+        model=model,
+        engine=engine,
+        request=request,
+        operation=operation,
+        messages=messages,
+        truncated_messages=truncated_messages,
+    )
+
+
+async def _render_conversation(
+    engine: Engine, messages: list[ChatMessage], max_tokens: int, truncation: Truncation | None
+) -> Rendered:
+    """The conversation through the chat template, pruned if asked. One that leaves the answer no room at all
+    is refused; one that leaves less room than max_tokens runs, its answer cut at the context's end
+    (finish_reason "length"), as a text prompt's is."""
+    for index, message in enumerate(messages):
+        reject_nul(message.content, f"messages[{index}].content")
+    context_length = engine.info().context_length
+    if truncation == "oldest":
+        rendered = await fit_oldest_first(engine, messages, context_length - max_tokens)
+    else:
+        rendered = await render(engine, messages)
+    prompt_tokens = len(rendered.tokens)
+    if prompt_tokens < context_length:
+        return rendered
+    counts = f"the model's context is {context_length} tokens, and max_tokens {max_tokens} would need room beside it"
+    if truncation == "oldest":
+        reason = (
+            f"messages render to {prompt_tokens} prompt tokens even with the {rendered.dropped_messages} oldest "
+            f"messages dropped (the system messages and the last user turn are always kept), but {counts}"
+        )
+    else:
+        hint = '; "truncate": "oldest" drops the oldest turns until it fits' if truncation == "none" else ""
+        reason = f"messages render to {prompt_tokens} prompt tokens but {counts}{hint}"
+    raise ContextOverflow(prompt_tokens, context_length, "messages", message=reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import openai
+import pytest
 
 from tests.api.openai.conftest import MODEL, QUESTION
 
@@ -99,3 +100,25 @@ async def test_async_client_whole_and_streamed(async_client: openai.AsyncOpenAI)
     )
     text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
     assert text == whole.choices[0].message.content and "Paris" in text
+
+
+def test_truncate_oldest_is_an_extension_here_too(client: openai.OpenAI) -> None:
+    messages = [QUESTION[0]]
+    for index in range(10):  # about 1300 tokens: more than the context (1024)
+        messages.append({"role": "user", "content": f"Question {index}: " + "tell me about the sea and ships. " * 8})
+        messages.append({"role": "assistant", "content": f"Answer {index}: " + "ships sail on the sea. " * 8})
+    messages.append(QUESTION[1])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4)  # type: ignore[arg-type]
+    assert refused.value.code == "context_length_exceeded" and refused.value.param == "messages"
+    asked = {"model": MODEL, "messages": messages, "max_tokens": 4, "extra_body": {"truncate": "oldest"}}
+    completion = client.chat.completions.create(**asked)  # type: ignore[call-overload]
+    dropped = (completion.model_extra or {})["truncated_messages"]
+    assert dropped > 0 and dropped % 2 == 0
+    assert completion.usage is not None and completion.usage.prompt_tokens + 4 <= 1024
+    chunks = list(client.chat.completions.create(**asked, stream=True))
+    finishing = next(chunk for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason)
+    assert (finishing.model_extra or {})["truncated_messages"] == dropped
+    assert all("truncated_messages" not in (chunk.model_extra or {}) for chunk in chunks if chunk is not finishing)
+    plain = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=2)
+    assert "truncated_messages" not in (plain.model_extra or {})  # not asked: OpenAI's shape exactly

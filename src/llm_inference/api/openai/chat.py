@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Controller, Response, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
+from msgspec import UNSET
 
 from llm_inference.api.openai.chunks import chunk_stream, completion_id, usage
 from llm_inference.api.openai.responses import AssistantMessage, ChatChoice, ChatCompletion
@@ -22,11 +23,14 @@ class ChatCompletionsController(Controller):
     @post("/", status_code=200, summary="Create a chat completion (OpenAI-compatible)")
     async def create(self, data: JSONBody[ChatCompletionRequest], state: State) -> Response[Any]:
         sampling, messages = chat_input(data)
-        prepared = await prepare(state.service, sampling, messages=messages)
+        prepared = await prepare(state.service, sampling, messages=messages, truncation=data.truncate)
+        truncated = prepared.truncated_messages if data.truncate == "oldest" else UNSET
         if data.stream:
             include_usage = data.stream_options is not None and data.stream_options.include_usage
             stream = await open_stream(state.service, prepared)
-            return chunk_stream(state.service, stream, chat=True, include_usage=include_usage)
+            return chunk_stream(
+                state.service, stream, chat=True, include_usage=include_usage, truncated_messages=truncated
+            )
         outcome = await complete(state.service, prepared)
         choice = ChatChoice(message=AssistantMessage(content=outcome.text), finish_reason=outcome.finish_reason)
         return Response(
@@ -36,5 +40,6 @@ class ChatCompletionsController(Controller):
                 model=prepared.model,
                 choices=[choice],
                 usage=usage(outcome.usage),
+                truncated_messages=truncated,
             )
         )

@@ -88,12 +88,20 @@ class _Encoder:
 class ChatChunks(_Encoder):
     prefix = "chatcmpl"
     started = False
+    truncated_messages: int | UnsetType = UNSET  # said on the finishing chunk
 
-    def _chunk(self, delta: ChunkDelta, reason: str | None = None) -> bytes:
+    def _chunk(
+        self, delta: ChunkDelta, reason: str | None = None, truncated_messages: int | UnsetType = UNSET
+    ) -> bytes:
         choice = ChatChunkChoice(delta=delta, finish_reason=reason)
         return data_frame(
             ChatCompletionChunk(
-                id=self.id, created=self.created, model=self.model, choices=[choice], usage=self.no_usage
+                id=self.id,
+                created=self.created,
+                model=self.model,
+                choices=[choice],
+                usage=self.no_usage,
+                truncated_messages=truncated_messages,
             )
         )
 
@@ -112,7 +120,7 @@ class ChatChunks(_Encoder):
         return self._start() + self._text_frame(text) if not self.started else self._text_frame(text)
 
     def finish(self, reason: str) -> bytes:
-        return self._start() + self._chunk(ChunkDelta(), reason)
+        return self._start() + self._chunk(ChunkDelta(), reason, self.truncated_messages)
 
     def usage(self, value: Usage) -> bytes:
         return data_frame(
@@ -142,6 +150,14 @@ class TextChunks(_Encoder):
         return self._chunk([], value)
 
 
-def chunk_stream(service: InferenceService, stream: GenerationStream, chat: bool, include_usage: bool) -> Stream:
+def chunk_stream(
+    service: InferenceService,
+    stream: GenerationStream,
+    chat: bool,
+    include_usage: bool,
+    truncated_messages: int | UnsetType = UNSET,
+) -> Stream:
     encoder = (ChatChunks if chat else TextChunks)(stream.prepared, include_usage)
+    if isinstance(encoder, ChatChunks):
+        encoder.truncated_messages = truncated_messages
     return sse_response(stream, encoder, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)

@@ -38,6 +38,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     created: int
     model: str
     choices: list[ChatChoice]
+    truncated_messages: int | UnsetType = UNSET  # extension: only when the request asked `truncate: "oldest"`
     usage: Usage
 
 
@@ -60,6 +61,7 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None | UnsetType = UNSET
+    truncated_messages: int | UnsetType = UNSET  # extension: on the finishing chunk, as on ChatCompletion
 
 
 class TextChoice(msgspec.Struct):

@@ -90,6 +90,9 @@ class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=Tr
     safety_identifier: str | None = None
     prediction: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    # Extension (the /api field): drop the oldest turns to fit the context; the answer then carries
+    # `truncated_messages` (on the stream's finishing chunk).
+    truncate: Literal["none", "oldest"] = "none"
 
 
 # msgspec allows one array type in a union, so token-id prompts (a list of ints, or of lists of ints) are

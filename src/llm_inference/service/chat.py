@@ -1,0 +1,111 @@
+"""A chat turn, whole or streamed, with or without a session: a session's history goes before the new
+messages, and the turn is recorded in the session only once its answer is complete.
+
+A turn that fails, times out or is cancelled (the client left, a WebSocket cancel) records nothing: the
+session stays as it was before the turn, so the client can send the same messages again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from llm_inference.engines.base import ChatMessage
+from llm_inference.service.generation import (
+    Delta,
+    Finished,
+    GenerationStream,
+    Outcome,
+    StreamItem,
+    Usage,
+    complete,
+    open_stream,
+)
+from llm_inference.service.prepare import Prepared, SamplingInput, Truncation, prepare, reject_nul
+from llm_inference.service.sessions import Session
+
+if TYPE_CHECKING:
+    from llm_inference.service.core import InferenceService
+
+
+@dataclass(frozen=True, slots=True)
+class ChatInput:
+    sampling: SamplingInput
+    messages: list[ChatMessage]
+    truncation: Truncation | None = None
+    session_id: str | None = None
+
+
+async def complete_chat(service: InferenceService, chat: ChatInput) -> tuple[Prepared, Outcome]:
+    prepared, session = await _prepare(service, chat)
+    if session is None:
+        return prepared, await complete(service, prepared)
+    try:
+        outcome = await complete(service, prepared)
+        _record(service, session, prepared, outcome.text, outcome.usage)
+    finally:
+        service.sessions.end_turn(session)
+    return prepared, outcome
+
+
+async def open_chat_stream(service: InferenceService, chat: ChatInput) -> GenerationStream:
+    prepared, session = await _prepare(service, chat)
+    if session is None:
+        return await open_stream(service, prepared)
+    try:
+        stream = await open_stream(service, prepared)
+    except BaseException:
+        service.sessions.end_turn(session)
+        raise
+
+    async def release() -> None:
+        try:
+            await stream.aclose()
+        finally:
+            service.sessions.end_turn(session)
+
+    return GenerationStream(prepared, _recording(service, session, stream), release)
+
+
+async def _recording(
+    service: InferenceService, session: Session, stream: GenerationStream
+) -> AsyncGenerator[StreamItem, None]:
+    parts: list[str] = []
+    async for item in stream:
+        if isinstance(item, Delta):
+            parts.append(item.text)
+        elif isinstance(item, Finished):
+            # Before the item is passed on: the generation is complete even if the client leaves now.
+            _record(service, session, stream.prepared, "".join(parts), item.usage)
+        yield item
+
+
+async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Prepared, Session | None]:
+    if chat.session_id is None:
+        prepared = await prepare(service, chat.sampling, messages=chat.messages, truncation=chat.truncation)
+        return prepared, None
+    for index, message in enumerate(chat.messages):  # named by their index in the request, not the session
+        reject_nul(message.content, f"messages[{index}].content")
+    session = service.sessions.begin_turn(chat.session_id)
+    try:
+        sampling = chat.sampling
+        if sampling.model is None:  # a turn may name another model; the session's own is its default
+            sampling = replace(sampling, model=session.model)
+        messages = [*session.messages, *chat.messages]
+        return await prepare(service, sampling, messages=messages, truncation=chat.truncation), session
+    except BaseException:
+        service.sessions.end_turn(session)
+        raise
+
+
+def _record(service: InferenceService, session: Session, prepared: Prepared, answer: str, usage: Usage) -> None:
+    assert prepared.messages is not None
+    service.sessions.record(session, prepared.messages, answer, usage.total_tokens, prepared.truncated_messages)
+
+
+def start_session(service: InferenceService, model: str | None, system: str | None) -> Session:
+    """A new session whose turns default to `model` (an allowed one; the default model if None)."""
+    if system is not None:
+        reject_nul(system, "system")
+    return service.sessions.create(service.registry.entry_for(model).spec.id, system)

@@ -1,0 +1,71 @@
+"""A session's turn against the scripted engine: the corners a real model cannot reach on demand (an engine
+failure mid-stream, a timeout). What is recorded: a complete answer, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_inference.engines.base import ChatMessage
+from llm_inference.errors import EngineFailure, InvalidParameter, RequestTimeout
+from llm_inference.service import ChatInput, Delta, Failed, Finished, SamplingInput, complete_chat, open_chat_stream
+from tests.service.test_core import ScriptedEngine, service_with
+
+HI = [ChatMessage("user", "hi")]
+
+
+def turn(session_id: str, messages: list[ChatMessage] = HI) -> ChatInput:
+    return ChatInput(SamplingInput(), messages, session_id=session_id)
+
+
+async def test_a_streamed_turn_is_recorded_when_it_finishes() -> None:
+    service = service_with(ScriptedEngine())
+    session = service.sessions.create("scripted", "be brief")
+    stream = await open_chat_stream(service, turn(session.id))
+    items = [item async for item in stream]
+    await stream.aclose()
+    assert isinstance(items[-1], Finished)
+    assert session.messages == [ChatMessage("system", "be brief"), *HI, ChatMessage("assistant", "Hello!")]
+    assert session.tokens == items[-1].usage.total_tokens and not session.busy
+
+
+async def test_an_engine_failure_mid_stream_records_nothing_and_frees_the_session() -> None:
+    service = service_with(ScriptedEngine(fail_after=1))
+    session = service.sessions.create("scripted")
+    stream = await open_chat_stream(service, turn(session.id))
+    assert session.busy
+    items = [item async for item in stream]
+    await stream.aclose()
+    assert isinstance(items[0], Delta) and isinstance(items[-1], Failed)
+    assert session.messages == [] and not session.busy and service.admission.in_flight == 0
+
+
+async def test_a_stream_closed_before_its_end_records_nothing() -> None:
+    service = service_with(ScriptedEngine(step_seconds=0.01))
+    session = service.sessions.create("scripted")
+    stream = await open_chat_stream(service, turn(session.id))
+    assert isinstance(await anext(aiter(stream)), Delta)
+    await stream.aclose()
+    assert session.messages == [] and not session.busy
+
+
+async def test_a_failed_or_timed_out_whole_turn_records_nothing() -> None:
+    service = service_with(ScriptedEngine(fail_after=2))
+    session = service.sessions.create("scripted")
+    with pytest.raises(EngineFailure):
+        await complete_chat(service, turn(session.id))
+    assert session.messages == [] and not session.busy
+    slow = service_with(ScriptedEngine(step_seconds=1), LLM_REQUEST_TIMEOUT_SECONDS="0.05")
+    session = slow.sessions.create("scripted")
+    with pytest.raises(RequestTimeout):
+        await complete_chat(slow, turn(session.id))
+    assert session.messages == [] and not session.busy
+
+
+async def test_the_new_messages_are_named_by_their_index_in_the_request() -> None:
+    service = service_with(ScriptedEngine())
+    session = service.sessions.create("scripted", "be brief")
+    await complete_chat(service, turn(session.id))
+    with pytest.raises(InvalidParameter) as nul:
+        await complete_chat(service, turn(session.id, [ChatMessage("user", "a\x00b")]))
+    assert nul.value.param == "messages[0].content" and not session.busy
+    assert len(session.messages) == 3
