@@ -18,11 +18,11 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from run_bench import wait_until  # bench/gpu is the script's directory, so on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 8093
@@ -71,20 +71,6 @@ def start(gguf: str, log: Path, slots: int, **extra: str) -> subprocess.Popen[by
     )
 
 
-def wait_ready(process: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{PORT}/health/ready", timeout=2).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(log.read_text()[-3000:])
-
-
 def loaded_line(log: Path) -> dict[str, Any]:
     for line in log.read_text().splitlines():
         if "llama.cpp model loaded" in line:
@@ -109,7 +95,7 @@ def measure(name: str, gguf: str, levels: list[int], workdir: Path, **extra: str
     log = workdir / f"{name}.log"
     process = start(gguf, log, slots=max(levels), **extra)
     try:
-        ready = wait_ready(process, log)
+        ready = wait_until(f"http://127.0.0.1:{PORT}/health/ready", process, log, timeout=240)
         answer = httpx.post(
             f"http://127.0.0.1:{PORT}/api/generate",
             json={"prompt": "The capital of France is", "max_tokens": 12, "temperature": 0},
