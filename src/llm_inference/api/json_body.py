@@ -30,7 +30,7 @@ def _json_problem(content_type: str) -> str | None:
 async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """A guard: runs before the body is decoded, so a form post or an upload is refused undecoded.
     A missing Content-Type is taken as JSON, for the simplest clients."""
-    if connection.scope.get("method") not in BODY_METHODS:
+    if connection.scope.get("method") not in BODY_METHODS or _.opt.get("no_body"):
         return
     content_type = connection.headers.get("content-type")
     problem = _json_problem(content_type) if content_type is not None else None

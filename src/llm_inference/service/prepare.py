@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
 from llm_inference.errors import ContextOverflow, InvalidParameter
+from llm_inference.models.registry import ModelLease
 from llm_inference.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +40,12 @@ class Prepared:
     request: GenerationRequest
     operation: str  # "chat" | "text_completion" (GenAI operation names)
     messages: list[ChatMessage] | None = None  # a chat's messages before the template rendered them
+    # The hold on the model that keeps it loaded; `complete` or the stream releases it when the request ends.
+    lease: ModelLease | None = None
+
+    def release_model(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
 
 
 def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams:
@@ -80,7 +87,23 @@ async def prepare(
 ) -> Prepared:
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
-    model, engine = service.registry.engine_for(asked.model)
+    lease = await service.registry.acquire(asked.model)  # loads the model first if it is not loaded
+    try:
+        return await _prepare(service, lease, sampling, prompt, messages, prompt_param)
+    except BaseException:
+        lease.release()
+        raise
+
+
+async def _prepare(
+    service: InferenceService,
+    lease: ModelLease,
+    sampling: SamplingParams,
+    prompt: str | None,
+    messages: list[ChatMessage] | None,
+    prompt_param: str,
+) -> Prepared:
+    engine = lease.engine
     if messages is not None:
         for index, message in enumerate(messages):
             reject_nul(message.content, f"messages[{index}].content")
@@ -99,4 +122,6 @@ async def prepare(
     request = GenerationRequest(
         request_id=uuid.uuid4().hex, prompt=prompt, sampling=sampling, prompt_token_ids=tuple(tokens)
     )
-    return Prepared(model=model, engine=engine, request=request, operation=operation, messages=messages)
+    return Prepared(
+        model=lease.model, engine=engine, request=request, operation=operation, messages=messages, lease=lease
+    )
