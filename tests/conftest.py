@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import llama_cpp
-
-import llm_inference.engines.llamacpp.engine  # noqa: F401  # routes llama.cpp's own log (quantize prints a line per tensor)
 import pytest
 from litestar.testing import AsyncTestClient
 
+import llm_inference.engines.llamacpp.engine  # noqa: F401  # routes llama.cpp's own log (quantize prints a line per tensor)
 from llm_inference.app import create_app
 from llm_inference.models.spec import embedded_model_path
 from llm_inference.settings import Settings, load_settings

@@ -16,6 +16,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from llm_inference.app import create_app
+from llm_inference.errors import NotReady
+from llm_inference.models.registry import ModelRegistry, ModelState
 from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
 from llm_inference.service import GenerationStream, SamplingInput, open_stream, prepare
 from tests.api.test_errors import assert_error
@@ -69,6 +71,25 @@ async def test_a_lazy_model_loads_on_its_first_request(second_model: str) -> Non
         assert scraped.value("llm_model_info", model=EMBEDDED_MODEL, quantization="Q4_1") == 1
 
 
+async def test_waiting_for_a_load_is_bounded_by_the_request_timeout(second_model: str) -> None:
+    env = {"LLM_ALLOWED_MODELS": f"{EMBEDDED_MODEL},{second_model}", "LLM_REQUEST_TIMEOUT_SECONDS": "0.01"}
+    registry = ModelRegistry(make_settings(**env))
+    try:
+        with pytest.raises(NotReady, match=r"still loading after LLM_REQUEST_TIMEOUT_SECONDS=0\.01"):
+            await registry.acquire(second_model)
+        entry = registry.entry_for(second_model)
+        assert entry.in_flight == 0
+        for _ in range(1200):  # the load goes on without the request that gave up
+            if entry.state is ModelState.LOADED:
+                break
+            await asyncio.sleep(0.05)
+        with await registry.acquire(second_model) as lease:
+            assert lease.model == second_model and entry.in_flight == 1
+        assert entry.in_flight == 0 and entry.loads == 1 and entry.last_used
+    finally:
+        await registry.aclose()
+
+
 async def test_the_least_recently_used_idle_model_makes_room(second_model: str, tmp_path: Path) -> None:
     third = tmp_path / "copy-of-the-embedded-model.gguf"
     os.symlink(embedded_model_path(), third)
@@ -90,7 +111,11 @@ async def test_the_least_recently_used_idle_model_makes_room(second_model: str, 
         assert (await client.get("/health/ready")).status_code == 200
         assert (await generate(client, EMBEDDED_MODEL)).status_code == 200
         models = await cards(client)
-        assert (models[EMBEDDED_MODEL]["loads"], models[second_model]["loads"], models[str(third)]["loads"]) == (2, 2, 1)
+        assert (models[EMBEDDED_MODEL]["loads"], models[second_model]["loads"], models[str(third)]["loads"]) == (
+            2,
+            2,
+            1,
+        )
         scraped = await scrape(client)
         assert scraped.value("llm_model_state", state="loaded") == 2
         assert scraped.value("llm_model_state", model=str(third), state="not_loaded") == 1
@@ -195,8 +220,10 @@ async def test_operators_load_and_unload_behind_the_api_keys(second_model: str) 
     ("env", "variable"),
     [
         ({"LLM_PRELOAD_MODELS": "org/other"}, "LLM_PRELOAD_MODELS"),
-        ({"LLM_ALLOWED_MODELS": "org/a,org/b", "LLM_PRELOAD_MODELS": "org/a,org/b", "LLM_MAX_LOADED_MODELS": "1"},
-         "LLM_MAX_LOADED_MODELS"),
+        (
+            {"LLM_ALLOWED_MODELS": "org/a,org/b", "LLM_PRELOAD_MODELS": "org/a,org/b", "LLM_MAX_LOADED_MODELS": "1"},
+            "LLM_MAX_LOADED_MODELS",
+        ),
         ({"LLM_MODEL_RETRY_SECONDS": "0"}, "LLM_MODEL_RETRY_SECONDS"),
     ],
 )
