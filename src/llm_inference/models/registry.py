@@ -314,7 +314,7 @@ class ModelRegistry:
                 try:
                     await entry.engine.check_health()
                 except EngineDead as exc:
-                    return False, f"engine dead ({model}): {exc.message}"
+                    return False, f"engine dead: {exc.message}"  # liveness names the model
             elif entry.state is ModelState.FAILED:
                 # Nothing routes requests to an unready pod, so the probe is what retries a preloaded model.
                 if self._retry_in(entry) <= 0:
