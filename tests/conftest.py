@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import llama_cpp
 import pytest
 from litestar.testing import AsyncTestClient
 
+import llm_inference.engines.llamacpp.engine  # noqa: F401  # routes llama.cpp's own log (quantize prints a line per tensor)
 from llm_inference.app import create_app
+from llm_inference.models.spec import embedded_model_path
 from llm_inference.settings import Settings, load_settings
 
 # Small limits keep the suite fast on two cores; everything else is the service's defaults.
@@ -47,3 +51,19 @@ async def client() -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
 @pytest.fixture(scope="session")
 def service(client: AsyncTestClient):  # type: ignore[no-untyped-def,type-arg]
     return client.app.state.service
+
+
+@pytest.fixture(scope="session")
+def second_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A second real GGUF model beside the embedded one: the embedded model requantized to Q8_0 with llama.cpp's
+    own quantize (a different file, size and quantization). Its id is its absolute path (it contains '/')."""
+    path = tmp_path_factory.mktemp("models") / "smollm2-135m-instruct.Q8_0.gguf"
+    quantize(embedded_model_path(), path, llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0)
+    return str(path)
+
+
+def quantize(source: Path, target: Path, file_type: int) -> None:
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = file_type
+    params.allow_requantize = True  # the source is itself quantized (Q4_1)
+    assert llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params) == 0

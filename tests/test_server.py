@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -31,16 +33,24 @@ def test_live_during_a_slow_download_ready_only_after_load(tmp_path: Path) -> No
         }
         with ServerProcess(env, log_path=tmp_path / "server.log") as server:
             server.wait_for("/health/live", 200)
+            for _ in range(200):
+                model = httpx.get(server.url + "/api/llms").json()["models"][0]
+                if model["state"] == "downloading":
+                    break
+                time.sleep(0.05)
+            assert model["state"] == "downloading" and model["download"]["bytes_done"] == 0, model
             not_ready = httpx.get(server.url + "/health/ready")
             assert not_ready.status_code == 503
-            assert not_ready.json() == {"status": "not_ready", "reason": "loading"}
-            refused = httpx.post(server.url + "/api/generate", json={"prompt": "Hi"})
-            assert refused.status_code == 503 and refused.json()["error"]["type"] == "not_ready"
-            assert refused.headers["Retry-After"]
-
-            hub.release.set()
-            server.wait_for("/health/ready", 200)
-            answer = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "max_tokens": 4}, timeout=60)
+            assert not_ready.json() == {"status": "not_ready", "reason": f"downloading ({spec})"}
+            # A request meanwhile waits for the load (up to LLM_REQUEST_TIMEOUT_SECONDS) and is answered.
+            with ThreadPoolExecutor(1) as pool:
+                body = {"prompt": "Hi", "max_tokens": 4}
+                waiting = pool.submit(httpx.post, server.url + "/api/generate", json=body, timeout=120)
+                time.sleep(0.5)
+                assert not waiting.done()
+                hub.release.set()
+                server.wait_for("/health/ready", 200)
+                answer = waiting.result()
             assert answer.status_code == 200 and answer.json()["model"] == spec
             assert (tmp_path / "hf" / "hub").is_dir(), "the download must land in HF_HOME"
 
@@ -59,10 +69,10 @@ def test_a_model_that_fails_to_load_turns_readiness_503_with_the_reason(tmp_path
         server.wait_for("/health/live", 200)
         response = server.wait_for("/health/ready", 503)
         for _ in range(100):
-            if response.json()["reason"] != "loading":
+            if not response.json()["reason"].startswith("loading"):
                 break
             response = server.wait_for("/health/ready", 503)
-        assert response.json()["reason"].startswith("failed: FileNotFoundError")
+        assert response.json()["reason"].startswith(f"failed ({env['LLM_ALLOWED_MODELS']}): FileNotFoundError")
         llms = httpx.get(server.url + "/api/llms").json()["models"]
         assert llms[0]["state"] == "failed"
 

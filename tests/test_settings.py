@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_inference.models.engine_config import vllm_config
 from llm_inference.settings import SettingsError, load_settings, masked, setting_names
 from tests.server import run_cli
 
@@ -169,3 +170,32 @@ def test_the_seed_systems_variable_names_earn_a_warning_naming_the_replacement()
     assert result.returncode == 0, result.stderr
     assert "LOG_FORMAT is not read by this service and is ignored; set LLM_LOG_FORMAT instead" in result.stderr
     assert "SERVICE_NAME is not read by this service and is ignored; set LLM_SERVICE_NAME instead" in result.stderr
+
+
+def test_vllm_models_split_the_gpu_and_shares_that_overflow_it_stop_start_up() -> None:
+    two = {"LLM_ALLOWED_MODELS": "org/a,org/b,smollm2-135m-instruct", "LLM_GPU_MEMORY_UTILIZATION": "0.8"}
+    settings, _ = load_settings(two)
+    # The GGUF model runs on llama.cpp and takes no share; the two vLLM models split the 0.8 equally.
+    assert (
+        vllm_config(settings, "org/a").gpu_memory_utilization == vllm_config(settings, "org/b").gpu_memory_utilization
+    )
+    assert settings.gpu_memory_share("org/a") == 0.4
+    settings, _ = load_settings({**two, "LLM_GPU_MEMORY_SHARES": "org/a=0.6,org/b=0.2"})
+    assert (vllm_config(settings, "org/a").gpu_memory_utilization, settings.gpu_memory_share("org/b")) == (0.6, 0.2)
+    # One vLLM model at a time (LLM_MAX_LOADED_MODELS=1): each may have the whole 0.8.
+    settings, _ = load_settings({**two, "LLM_MAX_LOADED_MODELS": "1", "LLM_GPU_MEMORY_SHARES": "org/a=0.8,org/b=0.8"})
+    assert settings.gpu_memory_share("org/b") == 0.8
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**two, "LLM_GPU_MEMORY_SHARES": "org/a=0.6,org/b=0.5"})
+    (line,) = raised.value.lines
+    assert line.startswith("LLM_GPU_MEMORY_SHARES='org/a=0.6,org/b=0.5' is invalid")
+    assert "LLM_GPU_MEMORY_UTILIZATION=0.8" in line and "sum to 1.1" in line
+    for shares, rule in [
+        ("org/c=0.1", "naming models of LLM_ALLOWED_MODELS"),
+        ("smollm2-135m-instruct=0.1", "GGUF file"),
+        ("org/a=1.5", "fractions > 0 and <= 1"),
+        ("org/a", "model=fraction pairs"),
+    ]:
+        with pytest.raises(SettingsError, match=rule):
+            load_settings({**two, "LLM_GPU_MEMORY_SHARES": shares})

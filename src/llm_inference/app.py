@@ -24,7 +24,7 @@ from llm_inference.api.errors import exception_handlers
 from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
 from llm_inference.api.json_body import JsonBodyRequest, require_json_body
-from llm_inference.api.models import list_models
+from llm_inference.api.models import list_models, load_or_unload
 from llm_inference.api.openai.errors import path_aware
 from llm_inference.api.openai.router import openai_router
 from llm_inference.api.openapi import correct_openapi
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> Litestar:
             batch_generate,
             chat_socket,
             list_models,
+            load_or_unload,
             openai_router(),
             live,
             ready,

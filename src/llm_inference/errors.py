@@ -40,6 +40,13 @@ class ModelNotFound(ServiceError):
     type = "model_not_found"
 
 
+class ModelBusy(ServiceError):
+    """An operator asked to unload a model that requests are using."""
+
+    status_code = 409
+    type = "model_busy"
+
+
 class ContextOverflow(ServiceError):
     status_code = 400
     type = "context_length_exceeded"

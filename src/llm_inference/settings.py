@@ -27,6 +27,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     allowed_models: tuple[str, ...] = (EMBEDDED_MODEL,)
     default_model: str | None = None
+    # Several models (README "Several models"): which load at start-up, how many stay loaded, failed-load retry.
+    preload_models: tuple[str, ...] = ()  # empty: the default model
+    max_loaded_models: PositiveInt | None = None  # None: every allowed model may stay loaded
+    model_retry_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     inference_hostname: str = "0.0.0.0"
     inference_port: Port = 8091
     cors_allowed_origins: tuple[str, ...] = ("*",)
@@ -49,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
     # vLLM only (llama.cpp ignores them); see .env.example.
     gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
+    # model=fraction pairs: a vLLM model's share of the card; unlisted ones split LLM_GPU_MEMORY_UTILIZATION.
+    gpu_memory_shares: tuple[str, ...] = ()
     max_model_len: PositiveInt | None = None
     tensor_parallel_size: PositiveInt = 1
     # Model larger than one node: pipeline stages over nodes, joined by Ray (README "Models larger than one node").
@@ -106,6 +112,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def effective_isq_cache_dir(self) -> Path:
         return Path(self.isq_cache_dir).expanduser() if self.isq_cache_dir else default_isq_cache_dir()
 
+    @property
+    def effective_preload_models(self) -> tuple[str, ...]:
+        return self.preload_models or (self.effective_default_model,)
+
+    @property
+    def effective_max_loaded_models(self) -> int:
+        return self.max_loaded_models or len(self.allowed_models)
+
+    def gpu_memory_share(self, model: str) -> float:
+        """The fraction of the GPU that `model`'s vLLM engine may take (vLLM's gpu_memory_utilization)."""
+        return gpu_memory_shares(
+            self.allowed_models,
+            self.model_path,
+            self.effective_max_loaded_models,
+            self.gpu_memory_utilization,
+            self.gpu_memory_shares,
+        )[model]
+
 
 def default_isq_cache_dir() -> Path:
     """Beside the downloaded models when HF_HOME says where they go (the images and the chart set it, on the model
@@ -123,6 +147,47 @@ ISQ_TYPE_RULE = (
 DEFAULTS = Settings()
 
 
+class InvalidShares(ValueError):
+    pass
+
+
+def gpu_memory_shares(
+    allowed: tuple[str, ...], model_path: str | None, max_loaded: int, utilization: float, shares: tuple[str, ...]
+) -> dict[str, float]:
+    """Each allowed model's share of the GPU (vLLM's gpu_memory_utilization: a fraction of the whole card per
+    engine). Only non-GGUF models run on vLLM; at most LLM_MAX_LOADED_MODELS of them are resident at once, so
+    the largest shares that can be resident together must fit in LLM_GPU_MEMORY_UTILIZATION. A model that
+    LLM_GPU_MEMORY_SHARES does not name gets an equal part: LLM_GPU_MEMORY_UTILIZATION / resident models."""
+    gpu_models = [text for text in allowed if not _is_gguf(text, model_path)]
+    resident = max(1, min(max_loaded, len(gpu_models)))
+    result = dict.fromkeys(allowed, utilization / resident)
+    for pair in shares:
+        model, sep, fraction = pair.rpartition("=")
+        if not sep or model not in allowed:
+            raise InvalidShares(f"model=fraction pairs naming models of LLM_ALLOWED_MODELS ({pair!r} is not)")
+        if model not in gpu_models:
+            raise InvalidShares(f"shares of vLLM models only ({model!r} is a GGUF file, served by llama.cpp)")
+        try:
+            result[model] = float(fraction)
+        except ValueError:
+            result[model] = -1.0
+        if not 0 < result[model] <= 1:
+            raise InvalidShares(f"fractions > 0 and <= 1 ({pair!r})")
+    worst = sum(sorted((result[m] for m in gpu_models), reverse=True)[:resident])
+    if worst > utilization + 1e-9:
+        raise InvalidShares(
+            f"shares whose {resident} largest (the vLLM models that can be loaded together, "
+            f"LLM_MAX_LOADED_MODELS={max_loaded}) sum to at most LLM_GPU_MEMORY_UTILIZATION={utilization:g}, "
+            f"the part of the card this service may use (they sum to {worst:g})"
+        )
+    return result
+
+
+def _is_gguf(text: str, model_path: str | None) -> bool:
+    spec = parse_spec(text, model_path)
+    return spec.source == "embedded" or spec.is_gguf
+
+
 # Constraints that msgspec.Meta cannot express, as (field, check, rule) triples checked after types.
 def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
@@ -137,6 +202,7 @@ def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     default = values.get("default_model")
     if default and default not in allowed:
         errors.append(("default_model", f"one of LLM_ALLOWED_MODELS ({', '.join(allowed)})"))
+    errors.extend(_multi_model_errors(values, allowed))
     limit = values.get("max_tokens_limit", DEFAULTS.max_tokens_limit)
     if values.get("default_max_tokens", DEFAULTS.default_max_tokens) > limit:
         errors.append(("default_max_tokens", f"an integer <= LLM_MAX_TOKENS_LIMIT ({limit})"))
@@ -150,6 +216,30 @@ def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not errors:
             errors.extend(_tls_pair_errors(values["tls_cert_path"], values["tls_key_path"]))
     errors.extend(_api_key_errors(values))
+    return errors
+
+
+def _multi_model_errors(values: Mapping[str, Any], allowed: tuple[str, ...]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    preload = values.get("preload_models", ())
+    for model in preload:
+        if model not in allowed:
+            errors.append(("preload_models", f"models of LLM_ALLOWED_MODELS ({', '.join(allowed)})"))
+    places = values.get("max_loaded_models")
+    needed = len(set(preload)) or 1
+    if places is not None and places < needed:
+        errors.append(("max_loaded_models", f"an integer >= {needed}, the number of LLM_PRELOAD_MODELS"))
+    if errors or not allowed:
+        return errors
+    try:
+        utilization = values.get("gpu_memory_utilization", DEFAULTS.gpu_memory_utilization)
+        gpu_memory_shares(
+            allowed, values.get("model_path"), places or len(allowed), utilization, values.get("gpu_memory_shares", ())
+        )
+    except InvalidShares as exc:
+        errors.append(("gpu_memory_shares", str(exc)))
+    except InvalidModelSpec:
+        pass  # reported on LLM_ALLOWED_MODELS
     return errors
 
 

@@ -23,7 +23,7 @@ async def test_chat_answers_as_assistant(client) -> None:
 
 
 async def test_template_comes_from_the_model(service) -> None:
-    _, engine = service.registry.engine_for(None)
+    engine = service.registry.loaded_engine(None)
     rendered = await engine.render_chat([ChatMessage("user", "Hi")])
     # SmolLM2's GGUF carries a ChatML template: the rendering must use its control tokens and end ready
     # for the assistant's turn.
@@ -32,7 +32,7 @@ async def test_template_comes_from_the_model(service) -> None:
 
 
 async def test_system_message_changes_the_rendered_prompt_and_the_answer(client, service) -> None:
-    _, engine = service.registry.engine_for(None)
+    engine = service.registry.loaded_engine(None)
     system = {"role": "system", "content": "You are a pirate. Always answer like a pirate, saying Arr."}
     user = QUESTION[1]
     plain = await engine.render_chat([ChatMessage(**user)])

@@ -125,7 +125,7 @@ def faults(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 
 def engine_of(client: AsyncTestClient):  # type: ignore[no-untyped-def,type-arg]
-    return client.app.state.service.registry.engine_for(None)[1]
+    return client.app.state.service.registry.loaded_engine(None)
 
 
 async def wait_idle(client: AsyncTestClient, timeout: float = 10) -> None:  # type: ignore[type-arg]

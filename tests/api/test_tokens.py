@@ -39,7 +39,7 @@ async def test_detokenize_inverts_tokenize(client) -> None:
 
 
 async def test_add_special_adds_what_the_model_adds_and_no_more(client, service) -> None:
-    _, engine = service.registry.engine_for(None)
+    engine = service.registry.loaded_engine(None)
     with_special = (await client.post("/api/tokenize", json={"text": TEXT})).json()["tokens"]
     without = (await client.post("/api/tokenize", json={"text": TEXT, "add_special": False})).json()["tokens"]
     assert with_special == await engine.tokenize(TEXT)  # what prepare() feeds the engine
@@ -51,7 +51,7 @@ async def test_detokenize_of_nothing_is_empty(client) -> None:
 
 
 async def test_token_outside_the_vocabulary_is_named(client, service) -> None:
-    _, engine = service.registry.engine_for(None)
+    engine = service.registry.loaded_engine(None)
     last = engine.vocab_size() - 1
     assert (await client.post("/api/detokenize", json={"tokens": [last]})).status_code == 200
     error = assert_error(

@@ -50,6 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
         hub.release.set()
         env = {
             "LLM_ALLOWED_MODELS": f"{EMBEDDED_MODEL},{spec}",
+            "LLM_PRELOAD_MODELS": f"{EMBEDDED_MODEL},{spec}",  # both, so the tests compare loaded models
             "LLM_MAX_CONCURRENT_REQUESTS": "2",
             "HF_ENDPOINT": hub.url,
             "HF_HOME": str(tmp / "hf"),

@@ -19,6 +19,8 @@ from llm_inference.engines.base import (
     GenerationRequest,
 )
 from llm_inference.errors import ContextOverflow, EngineFailure, InvalidParameter, Overloaded, RequestTimeout
+from llm_inference.models.registry import ModelEntry, ModelLease, ModelState
+from llm_inference.models.spec import ModelSpec
 from llm_inference.service import (
     Delta,
     Failed,
@@ -76,16 +78,25 @@ class ScriptedEngine:
 
 
 class OneModel:
-    """The registry's part the core uses: one model, always ready."""
+    """The registry's part the core uses: one model, always loaded, whose entry counts the leases held on it."""
 
     def __init__(self, engine: ScriptedEngine) -> None:
-        self.engine = engine
+        self.entry = ModelEntry(ModelSpec(id="scripted", source="local"), state=ModelState.LOADED, engine=engine)
 
-    def engine_for(self, model: str | None) -> tuple[str, ScriptedEngine]:
-        return "scripted", self.engine
+    async def acquire(self, model: str | None) -> ModelLease:
+        self.entry.in_flight += 1
+        return ModelLease(self.entry)
+
+    def loaded_engine(self, model: str | None) -> ScriptedEngine:
+        return self.entry.engine  # type: ignore[return-value]
 
     async def readiness(self) -> tuple[bool, str]:
         return True, "ready"
+
+
+def idle(service: InferenceService) -> bool:
+    """No admission slot and no model lease is held: every path gives both back."""
+    return service.admission.in_flight == 0 and service.registry.entry.in_flight == 0  # type: ignore[attr-defined]
 
 
 def service_with(engine: ScriptedEngine, **settings: str) -> InferenceService:
@@ -100,7 +111,7 @@ async def test_complete_joins_the_text_and_frees_its_slot() -> None:
     outcome = await complete(service, prepared)
     assert (outcome.text, outcome.finish_reason) == ("Hello!", "stop")
     assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens, outcome.usage.total_tokens) == (3, 3, 6)
-    assert service.admission.in_flight == 0 and engine.closed == engine.started
+    assert idle(service) and engine.closed == engine.started
 
 
 async def test_admission_refuses_past_capacity_and_a_stream_holds_its_slot_until_closed() -> None:
@@ -109,13 +120,14 @@ async def test_admission_refuses_past_capacity_and_a_stream_holds_its_slot_until
     assert service.admission.in_flight == 2
     with pytest.raises(Overloaded):
         await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))
+    assert service.registry.entry.in_flight == 2  # type: ignore[attr-defined]  # the refused one's lease is back
     await streams[0].aclose()  # closed unread: the slot comes back at once
-    assert service.admission.in_flight == 1
+    assert service.admission.in_flight == 1 and service.registry.entry.in_flight == 1  # type: ignore[attr-defined]
     items = [item async for item in streams[1]]
-    assert service.admission.in_flight == 0
+    assert idle(service)
     assert [type(i) for i in items] == [Delta, Delta, Delta, Finished]
     await streams[1].aclose()  # idempotent: no slot is given back twice
-    assert service.admission.in_flight == 0
+    assert idle(service)
 
 
 async def test_closing_a_stream_mid_generation_closes_the_engine_request() -> None:
@@ -125,7 +137,7 @@ async def test_closing_a_stream_mid_generation_closes_the_engine_request() -> No
     iterator = aiter(stream)
     assert isinstance(await anext(iterator), Delta)
     await stream.aclose()
-    assert engine.closed == engine.started and service.admission.in_flight == 0
+    assert engine.closed == engine.started and idle(service)
 
 
 async def test_a_complete_past_the_timeout_raises_and_closes_the_engine_request() -> None:
@@ -133,7 +145,7 @@ async def test_a_complete_past_the_timeout_raises_and_closes_the_engine_request(
     service = service_with(engine, LLM_REQUEST_TIMEOUT_SECONDS="0.2")
     with pytest.raises(RequestTimeout):
         await complete(service, await prepare(service, SamplingInput(), prompt="x"))
-    assert engine.closed == engine.started and service.admission.in_flight == 0
+    assert engine.closed == engine.started and idle(service)
 
 
 async def test_a_stream_past_the_timeout_ends_with_a_timeout_item() -> None:
@@ -143,18 +155,18 @@ async def test_a_stream_past_the_timeout_ends_with_a_timeout_item() -> None:
     items = [item async for item in stream]
     assert isinstance(items[-1], Failed) and items[-1].type == "timeout"
     assert all(isinstance(item, Delta) for item in items[:-1])
-    assert engine.closed == engine.started and service.admission.in_flight == 0
+    assert engine.closed == engine.started and idle(service)
 
 
 async def test_an_engine_failure_before_the_first_token_is_raised_and_after_it_is_an_item() -> None:
     service = service_with(ScriptedEngine(fail_after=0))
     with pytest.raises(EngineFailure):
         await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))
-    assert service.admission.in_flight == 0
+    assert idle(service)
     service = service_with(ScriptedEngine(fail_after=2))
     items = [item async for item in await open_stream(service, await prepare(service, SamplingInput(), prompt="x"))]
     assert [type(i) for i in items] == [Delta, Delta, Failed] and items[-1].type == "engine_error"
-    assert service.admission.in_flight == 0
+    assert idle(service)
 
 
 async def test_prepare_applies_limits_in_our_words() -> None:
@@ -165,5 +177,7 @@ async def test_prepare_applies_limits_in_our_words() -> None:
         await prepare(service, SamplingInput(), prompt="a\x00b")
     with pytest.raises(ContextOverflow):
         await prepare(service, SamplingInput(), prompt="one two three four five")
+    assert idle(service)  # a request refused in prepare gave its model lease back
     prepared = await prepare(service, SamplingInput(stop="END", temperature=0), prompt="x")
     assert prepared.request.sampling.stop == ("END",) and prepared.request.sampling.temperature == 0
+    assert service.registry.entry.in_flight == 1  # type: ignore[attr-defined]  # held until it runs or is dropped

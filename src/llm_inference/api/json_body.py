@@ -30,8 +30,8 @@ def _json_problem(content_type: str) -> str | None:
 async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """A guard: runs before the body is decoded, so a form post or an upload is refused undecoded.
     A missing Content-Type is taken as JSON, for the simplest clients; a route with `opt={"body_optional":
-    True}` takes no body as its defaults."""
-    if connection.scope.get("method") not in BODY_METHODS:
+    True}` takes no body as its defaults, and one with `opt={"no_body": True}` reads none."""
+    if connection.scope.get("method") not in BODY_METHODS or handler.opt.get("no_body"):
         return
     content_type = connection.headers.get("content-type")
     problem = _json_problem(content_type) if content_type is not None else None

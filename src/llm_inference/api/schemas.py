@@ -242,15 +242,25 @@ class SessionView(msgspec.Struct):
     busy: bool  # a turn is running
 
 
+class DownloadProgress(msgspec.Struct):
+    bytes_done: int
+    bytes_total: int | None  # None until the hub has said the file's size
+
+
 class ModelCard(msgspec.Struct):
     id: str
-    backend: str | None
+    backend: str | None  # None until the model's first load chose one
     backend_reason: str | None
     format: str | None
-    context_length: int | None
-    state: Literal["loading", "loaded", "failed"]
+    context_length: int | None  # known while the model is loaded
+    state: Literal["not_loaded", "downloading", "loading", "loaded", "failed"]
     default: bool
-    error: str | None = None
+    preload: bool  # loaded at start-up (LLM_PRELOAD_MODELS); readiness waits for these only
+    in_flight: int  # requests using the model or waiting for it to load
+    loads: int  # successful loads since start-up (a reload after an unload counts again)
+    last_used: str | None  # when a request last used it, ISO 8601 UTC
+    error: str | None = None  # why the last load failed (state "failed")
+    download: DownloadProgress | None = None  # state "downloading" of a hub file
 
 
 class ModelList(msgspec.Struct):

@@ -36,12 +36,13 @@ def llamacpp_config(settings: Settings) -> LlamaCppConfig:
     )
 
 
-def vllm_config(settings: Settings) -> VllmConfig:
+def vllm_config(settings: Settings, model: str | None = None) -> VllmConfig:
     quantize_to = isq_type("vllm", settings)
     return VllmConfig(
         dtype=settings.dtype,
         max_model_len=settings.max_model_len or settings.context_length,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
+        # Several vLLM models share the card: each engine gets its own part (LLM_GPU_MEMORY_SHARES).
+        gpu_memory_utilization=settings.gpu_memory_share(model or settings.effective_default_model),
         tensor_parallel_size=settings.tensor_parallel_size,
         pipeline_parallel_size=settings.pipeline_parallel_size,
         distributed_executor_backend=None
@@ -56,5 +57,5 @@ def vllm_config(settings: Settings) -> VllmConfig:
     )
 
 
-def engine_config(backend: str, settings: Settings) -> EngineConfig:
-    return llamacpp_config(settings) if backend == "llamacpp" else vllm_config(settings)
+def engine_config(backend: str, settings: Settings, model: str) -> EngineConfig:
+    return llamacpp_config(settings) if backend == "llamacpp" else vllm_config(settings, model)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from llm_inference.models.spec import ModelSpec, embedded_model_path
 from llm_inference.settings import Settings
@@ -24,7 +26,28 @@ def resolve_local(spec: ModelSpec) -> Path:
     return spec.path
 
 
-def fetch(spec: ModelSpec) -> tuple[Path, Path | None]:
+Progress = Callable[[int, int | None], None]  # (bytes done, bytes in all or None while unknown)
+
+
+def _reporting_bar(progress: Progress) -> type[Any]:
+    """A tqdm class for huggingface-hub's download loop that reports bytes to `progress` and prints nothing."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]  # a dependency of huggingface-hub
+
+    class ReportingBar(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self.done = int(kwargs.get("initial") or 0)
+            progress(self.done, self.total)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.done += int(n or 0)
+            progress(self.done, self.total)
+            return None
+
+    return ReportingBar
+
+
+def fetch(spec: ModelSpec, progress: Progress | None = None) -> tuple[Path, Path | None]:
     """Return (model file or directory, tokenizer directory or None). Blocking: call off the event loop.
 
     huggingface-hub itself honours HF_HOME, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE.
@@ -36,7 +59,11 @@ def fetch(spec: ModelSpec) -> tuple[Path, Path | None]:
     assert spec.repo is not None
     started = time.monotonic()
     log.info("downloading model", extra={"model": spec.id, "repo": spec.repo, "file": spec.filename})
-    path = Path(hf_hub_download(spec.repo, spec.filename) if spec.filename else snapshot_download(spec.repo))
+    if spec.filename:
+        bar = _reporting_bar(progress) if progress else None
+        path = Path(hf_hub_download(spec.repo, spec.filename, tqdm_class=bar))
+    else:  # a folder of files: its bar counts files, not bytes, so no byte progress is reported
+        path = Path(snapshot_download(spec.repo))
     tokenizer = None
     if spec.tokenizer_repo:
         tokenizer = Path(snapshot_download(spec.tokenizer_repo, allow_patterns=_TOKENIZER_FILES))

@@ -30,7 +30,12 @@ async def complete_batch(
         raise InvalidParameter(f"{len(prompts)} prompts exceed LLM_MAX_BATCH_PROMPTS={limit}", param="prompts")
     service.refuse_if_draining()
     resolve_sampling(service.settings, asked)
-    model, _ = service.registry.engine_for(asked.model)
+    # The batch's own lease loads the model once and keeps it loaded until every prompt has run.
+    with await service.registry.acquire(asked.model) as lease:
+        return lease.model, await _run_all(service, asked, prompts)
+
+
+async def _run_all(service: InferenceService, asked: SamplingInput, prompts: Sequence[str]) -> list[Outcome | Failed]:
     # Every prompt is admitted before any starts, so which ones find a slot does not depend on how fast the
     # others finish: the first ones in order, as many as there are free slots.
     slots = [_admit(service) for _ in prompts]
@@ -39,7 +44,7 @@ async def complete_batch(
         for index, (prompt, slot) in enumerate(zip(prompts, slots, strict=True))
     ]
     try:
-        return model, list(await asyncio.gather(*runs))
+        return list(await asyncio.gather(*runs))
     finally:
         # A run cancelled before it started (the batch's task cancelled) never entered its slot. Releasing
         # twice is harmless.

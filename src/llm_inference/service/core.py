@@ -69,8 +69,9 @@ class InferenceService:
         if self.draining:
             return False, "draining: the service is shutting down"
         ready, reason = await self.registry.readiness()
-        if ready:
-            stalled = self.stall_watch.stalled(self.registry.engine_for(None)[1])
+        engine = self.registry.loaded_engine(None) if ready else None
+        if engine is not None:  # the default model may be unloaded (LRU) and still ready: it loads on demand
+            stalled = self.stall_watch.stalled(engine)
             if stalled:
                 return False, stalled
         return ready, reason

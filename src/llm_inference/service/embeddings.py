@@ -27,15 +27,16 @@ class _Record:
 
 async def embed(service: InferenceService, model: str | None, texts: Sequence[str]) -> Embeddings:
     service.refuse_if_draining()
-    name, engine = service.registry.engine_for(model)
-    record = _Record()
-    observed = service.observer.embedding(name, engine, record) if service.observer else contextlib.nullcontext()
-    with service.admission.admit(), observed:
-        try:
-            async with asyncio.timeout(service.settings.request_timeout_seconds):
-                embedded = await engine.embed(texts)
-        except TimeoutError:
-            limit = service.settings.request_timeout_seconds
-            raise RequestTimeout(f"embedding took longer than LLM_REQUEST_TIMEOUT_SECONDS={limit}") from None
-        record.tokens = sum(item.tokens for item in embedded)
-    return Embeddings(name, [item.vector for item in embedded], record.tokens)
+    with await service.registry.acquire(model) as lease:
+        record = _Record()
+        observer = service.observer
+        observed = observer.embedding(lease.model, lease.engine, record) if observer else contextlib.nullcontext()
+        with service.admission.admit(), observed:
+            try:
+                async with asyncio.timeout(service.settings.request_timeout_seconds):
+                    embedded = await lease.engine.embed(texts)
+            except TimeoutError:
+                limit = service.settings.request_timeout_seconds
+                raise RequestTimeout(f"embedding took longer than LLM_REQUEST_TIMEOUT_SECONDS={limit}") from None
+            record.tokens = sum(item.tokens for item in embedded)
+    return Embeddings(lease.model, [item.vector for item in embedded], record.tokens)

@@ -115,17 +115,19 @@ async def complete(service: InferenceService, prepared: Prepared, slot: Slot | N
     clock = _Clock()
     parts: list[str] = []
     last: Chunk | None = None
-    with slot or service.admission.admit():
-        try:
-            async with asyncio.timeout(service.settings.request_timeout_seconds):
-                async with contextlib.aclosing(service.generation(prepared)) as chunks:
-                    async for last in chunks:
-                        clock.mark(last)
-                        parts.append(last.text)
-        except TimeoutError:
-            raise RequestTimeout(
-                f"generation took longer than LLM_REQUEST_TIMEOUT_SECONDS={service.settings.request_timeout_seconds}"
-            ) from None
+    try:
+        with slot or service.admission.admit():
+            try:
+                async with asyncio.timeout(service.settings.request_timeout_seconds):
+                    async with contextlib.aclosing(service.generation(prepared)) as chunks:
+                        async for last in chunks:
+                            clock.mark(last)
+                            parts.append(last.text)
+            except TimeoutError:
+                limit = service.settings.request_timeout_seconds
+                raise RequestTimeout(f"generation took longer than LLM_REQUEST_TIMEOUT_SECONDS={limit}") from None
+    finally:
+        prepared.release_model()
     assert last is not None and last.finish_reason is not None
     return Outcome(
         text="".join(parts),
@@ -157,10 +159,10 @@ class GenerationStream:
 
 
 class _Release:
-    """Closes the engine's chunks and gives back the admission slot, once."""
+    """Closes the engine's chunks and gives back the admission slot and the model's lease, once."""
 
-    def __init__(self, chunks: AsyncGenerator[Chunk, None], slot: Slot) -> None:
-        self._chunks, self._slot, self._done = chunks, slot, False
+    def __init__(self, chunks: AsyncGenerator[Chunk, None], slot: Slot, prepared: Prepared) -> None:
+        self._chunks, self._slot, self._prepared, self._done = chunks, slot, prepared, False
 
     async def __call__(self) -> None:
         if self._done:
@@ -170,6 +172,7 @@ class _Release:
             await self._chunks.aclose()
         finally:
             self._slot.release()
+            self._prepared.release_model()
 
 
 async def open_stream(service: InferenceService, prepared: Prepared) -> GenerationStream:
@@ -178,10 +181,14 @@ async def open_stream(service: InferenceService, prepared: Prepared) -> Generati
     Admission and the engine's first step happen before this returns, so overload and engine errors still
     become HTTP statuses; after that, failures arrive as a Failed item.
     """
-    slot = service.admission.admit()
+    try:
+        slot = service.admission.admit()
+    except BaseException:
+        prepared.release_model()
+        raise
     clock = _Clock()
     chunks = service.generation(prepared)
-    release = _Release(chunks, slot)
+    release = _Release(chunks, slot, prepared)
     deadline = asyncio.get_running_loop().time() + service.settings.request_timeout_seconds
     try:
         async with asyncio.timeout_at(deadline):

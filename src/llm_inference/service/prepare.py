@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
 from llm_inference.errors import ContextOverflow, InvalidParameter
+from llm_inference.models.registry import ModelLease
 from llm_inference.service.truncation import Rendered, fit_oldest_first, render
 from llm_inference.settings import Settings
 
@@ -41,6 +42,12 @@ class Prepared:
     operation: str  # "chat" | "text_completion" (GenAI operation names)
     messages: list[ChatMessage] | None = None  # a chat's messages as the template rendered them (after pruning)
     truncated_messages: int = 0  # messages `truncate: "oldest"` dropped to fit the context
+    # The hold on the model that keeps it loaded; `complete` or the stream releases it when the request ends.
+    lease: ModelLease | None = None
+
+    def release_model(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
 
 
 # What a chat does when its conversation does not leave max_tokens of room in the context: "none" keeps every
@@ -89,7 +96,24 @@ async def prepare(
 ) -> Prepared:
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
-    model, engine = service.registry.engine_for(asked.model)
+    lease = await service.registry.acquire(asked.model)  # loads the model first if it is not loaded
+    try:
+        return await _prepare(service, lease, sampling, prompt, messages, prompt_param, truncation)
+    except BaseException:
+        lease.release()
+        raise
+
+
+async def _prepare(
+    service: InferenceService,
+    lease: ModelLease,
+    sampling: SamplingParams,
+    prompt: str | None,
+    messages: list[ChatMessage] | None,
+    prompt_param: str,
+    truncation: Truncation | None,
+) -> Prepared:
+    engine = lease.engine
     truncated_messages = 0
     if messages is not None:
         rendered = await _render_conversation(engine, messages, sampling.max_tokens, truncation)
@@ -109,12 +133,13 @@ async def prepare(
         request_id=uuid.uuid4().hex, prompt=prompt, sampling=sampling, prompt_token_ids=tuple(tokens)
     )
     return Prepared(
-        model=model,
+        model=lease.model,
         engine=engine,
         request=request,
         operation=operation,
         messages=messages,
         truncated_messages=truncated_messages,
+        lease=lease,
     )
 
 

@@ -40,26 +40,27 @@ async def tokenize(
     count is the prompt_tokens a generation of the same input reports."""
     if (text is None) == (messages is None):
         raise InvalidParameter("send either text or messages (exactly one of them)", param="text")
-    name, engine = service.registry.engine_for(model)
-    if messages is not None:
-        for index, message in enumerate(messages):
-            reject_nul(message.content, f"messages[{index}].content")
-        text = await engine.render_chat(messages)
-    else:
-        assert text is not None
-        reject_nul(text, "text")
-    tokens = await engine.tokenize(text, add_special=add_special)
-    return Tokenized(name, tokens, engine.info().context_length)
+    with await service.registry.acquire(model) as lease:
+        engine = lease.engine
+        if messages is not None:
+            for index, message in enumerate(messages):
+                reject_nul(message.content, f"messages[{index}].content")
+            text = await engine.render_chat(messages)
+        else:
+            assert text is not None
+            reject_nul(text, "text")
+        tokens = await engine.tokenize(text, add_special=add_special)
+        return Tokenized(lease.model, tokens, engine.info().context_length)
 
 
 async def detokenize(service: InferenceService, model: str | None, tokens: Sequence[int]) -> Detokenized:
-    name, engine = service.registry.engine_for(model)
-    vocab_size = engine.vocab_size()
-    # An id outside the vocabulary would make llama.cpp read out of bounds: refused before the engine sees it.
-    for index, token in enumerate(tokens):
-        if not 0 <= token < vocab_size:
-            raise InvalidParameter(
-                f"tokens[{index}]: {token} is not a token id of this model (ids are 0 to {vocab_size - 1})",
-                param=f"tokens[{index}]",
-            )
-    return Detokenized(name, await engine.detokenize(tokens))
+    with await service.registry.acquire(model) as lease:
+        vocab_size = lease.engine.vocab_size()
+        # An id outside the vocabulary would make llama.cpp read out of bounds: refused before the engine sees it.
+        for index, token in enumerate(tokens):
+            if not 0 <= token < vocab_size:
+                raise InvalidParameter(
+                    f"tokens[{index}]: {token} is not a token id of this model (ids are 0 to {vocab_size - 1})",
+                    param=f"tokens[{index}]",
+                )
+        return Detokenized(lease.model, await lease.engine.detokenize(tokens))

@@ -25,7 +25,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from llm_inference.models.registry import ModelRegistry, ModelState
@@ -183,12 +183,33 @@ class _ModelCollector(Collector):
         self.models = models
 
     @staticmethod
-    def _families() -> dict[str, GaugeMetricFamily]:
+    def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
         return {
             "state": GaugeMetricFamily(
                 "llm_model_state",
-                "1 for the state each allowed model is in (loading | loaded | failed), else 0.",
+                "1 for the state each allowed model is in (not_loaded | downloading | loading | loaded | failed), "
+                "else 0.",
                 labels=["model", "state"],
+            ),
+            "loads": CounterMetricFamily(
+                "llm_model_loads",
+                "Loads of each model that succeeded (a reload after an unload counts again).",
+                labels=["model"],
+            ),
+            "in_flight": GaugeMetricFamily(
+                "llm_model_requests_in_flight",
+                "Requests holding each model (or waiting for it to load): a model with any is never unloaded.",
+                labels=["model"],
+            ),
+            "last_used": GaugeMetricFamily(
+                "llm_model_last_used_timestamp_seconds",
+                "When a request last used each model (Unix time); absent until one has.",
+                labels=["model"],
+            ),
+            "download": GaugeMetricFamily(
+                "llm_model_download_bytes",
+                "A downloading model's bytes: done, and total once the hub has said.",
+                labels=["model", "kind"],
             ),
             "info": GaugeMetricFamily(
                 "llm_model_info",
@@ -226,6 +247,14 @@ class _ModelCollector(Collector):
             model = entry.spec.id
             for state in ModelState:
                 families["state"].add_metric([model, state.value], 1.0 if entry.state is state else 0.0)
+            families["loads"].add_metric([model], entry.loads)
+            families["in_flight"].add_metric([model], entry.in_flight)
+            if entry.last_used is not None:
+                families["last_used"].add_metric([model], entry.last_used)
+            if entry.state is ModelState.DOWNLOADING:
+                families["download"].add_metric([model, "done"], entry.bytes_done or 0)
+                if entry.bytes_total is not None:
+                    families["download"].add_metric([model, "total"], entry.bytes_total)
             if entry.engine is None or entry.state is not ModelState.LOADED:
                 continue
             backend = entry.backend or "unknown"

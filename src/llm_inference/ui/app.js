@@ -160,7 +160,9 @@ async function loadModels() {
   for (const model of models) {
     const option = document.createElement("option");
     option.value = model.id;
-    option.textContent = `${model.id} (${model.backend}, ${model.state})`;
+    // A model not loaded yet has no backend; it loads on its first message.
+    const state = model.state.replace("_", " ");
+    option.textContent = model.backend ? `${model.id} (${model.backend}, ${state})` : `${model.id} (${state})`;
     option.selected = model.id === wanted || (!wanted && model.default);
     select.append(option);
   }
