@@ -55,6 +55,8 @@ def test_values_are_parsed() -> None:
         ("LLM_DEFAULT_MODEL", "other/model", "one of LLM_ALLOWED_MODELS"),
         ("LLM_ALLOWED_MODELS", "not a spec!", "is not a model spec"),
         ("LLM_DEFAULT_MAX_TOKENS", "5000", "<= LLM_MAX_TOKENS_LIMIT (4096)"),
+        ("LLM_PREFILL_CHUNK_TOKENS", "513", "an integer >= 1 <= 512"),
+        ("LLM_WEIGHT_REPACK", "amx", "one of auto | off | on"),
     ],
 )
 def test_bad_value_names_variable_value_and_rule(variable: str, value: str, rule: str) -> None:

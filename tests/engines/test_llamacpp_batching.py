@@ -12,6 +12,7 @@ from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, S
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
+from llm_inference.settings import DEFAULTS
 from tests.conftest import make_settings
 
 PROMPTS = [
@@ -57,6 +58,32 @@ async def test_concurrent_greedy_outputs_equal_each_prompt_alone(engine) -> None
     generated = sum(last.completion_tokens for _, last in together)
     # Batched for real: 8 sequences decoded in far fewer steps than one step per token.
     assert steps < generated / 3, (steps, generated)
+
+
+async def test_a_prompt_read_while_others_decode_goes_in_chunks_alone_in_one_batch(engine, monkeypatch) -> None:
+    steps: list[int] = []  # tokens per llama_decode
+    real_decode = llama_cpp.llama_decode
+
+    def recording(ctx, batch):  # type: ignore[no-untyped-def]
+        steps.append(batch.n_tokens)
+        return real_decode(ctx, batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", recording)
+    chunk = DEFAULTS.prefill_chunk_tokens
+    first, second = (" ".join(f"{word}{i}" for i in range(120)) for word in ("apple", "river"))
+    first_tokens, second_tokens = len(await engine.tokenize(first)), len(await engine.tokenize(second))
+    assert min(first_tokens, second_tokens) > 3 * chunk
+    # Nobody decoding: nobody waits, so the whole prompt is read in one step.
+    await run(engine, request(first, max_tokens=1))
+    assert steps[0] == first_tokens
+    decoding = engine.generate(request(PROMPTS[0], max_tokens=400, ignore_eos=True))
+    await anext(decoding)  # it has its first token: from here every step carries its next one
+    steps.clear()
+    await run(engine, request(second, max_tokens=2))
+    await decoding.aclose()
+    # The decoder's token plus at most one chunk of prompt per step, until the prompt is read.
+    assert max(steps) <= 1 + chunk, steps
+    assert steps.count(1 + chunk) == second_tokens // chunk, steps
 
 
 async def test_seeded_sampling_is_unaffected_by_batch_neighbours(engine) -> None:

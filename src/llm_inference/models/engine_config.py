@@ -8,7 +8,11 @@ from llm_inference.settings import Settings
 
 def llamacpp_config(settings: Settings) -> LlamaCppConfig:
     return LlamaCppConfig(
-        slots=settings.max_concurrent_requests, context_length=settings.context_length, threads=settings.threads
+        slots=settings.max_concurrent_requests,
+        context_length=settings.context_length,
+        threads=settings.threads,
+        prefill_chunk=settings.prefill_chunk_tokens,
+        weight_repack=settings.weight_repack,
     )
 
 

@@ -69,6 +69,20 @@ FILE_TYPES = {
 }
 
 
+def use_extra_buffers(weight_repack: str) -> bool:
+    """Whether llama.cpp may put weights in its extra CPU buffer types (llama-server's --repack / --no-repack).
+
+    They are repacked layouts for faster matrix products (Q4_0, IQ4_NL, Q8_0 and K-quants on AVX2/AVX-512 and
+    Arm; other types stay in plain buffers) and, when llama.cpp is built with AMX, AMX tiles. The AMX buffer
+    type crashed llama_decode (SIGSEGV) on multi-token batches with this project's Q4_1 model on an AMX Xeon,
+    and AMX is the only extra type that takes Q4_1 weights, so `auto` turns them off only where AMX kernels
+    are built in; everywhere else repacking stays on, as in llama-server.
+    """
+    if weight_repack != "auto":
+        return weight_repack == "on"
+    return b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info()
+
+
 def _token_text(model: LlamaModel, token: int) -> str:
     buffer = ctypes.create_string_buffer(256)
     n = llama_cpp.llama_token_to_piece(model.vocab, token, buffer, len(buffer), 0, True)
@@ -102,10 +116,7 @@ class LlamaCppEngine:
     @classmethod
     def _load_blocking(cls, model_path: Path, config: LlamaCppConfig, tokenizer_path: Path | None) -> LlamaCppEngine:
         model_params = llama_cpp.llama_model_default_params()
-        # llama.cpp's extra CPU buffer types (AMX tiles / repacked weights) crash in llama_decode on any
-        # multi-token batch on this project's CPU machines (SIGSEGV seen with Q4_1 on an AMX-capable Xeon);
-        # the plain CPU buffers are safe everywhere.
-        model_params.use_extra_bufts = False
+        model_params.use_extra_bufts = use_extra_buffers(config.weight_repack)
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
         slots = config.slots
         context_per_slot = min(config.context_length or model.n_ctx_train(), model.n_ctx_train())
@@ -122,7 +133,14 @@ class LlamaCppEngine:
         ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not ctx:
             raise RuntimeError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
-        loop = DecodeLoop(model, ctx, slots=slots, context_per_slot=context_per_slot, batch_size=BATCH_SIZE)
+        loop = DecodeLoop(
+            model,
+            ctx,
+            slots=slots,
+            context_per_slot=context_per_slot,
+            batch_size=BATCH_SIZE,
+            prefill_chunk=min(config.prefill_chunk, BATCH_SIZE),
+        )
         loop.start()
         metadata = model.metadata()
         template = template_from_tokenizer_dir(tokenizer_path) if tokenizer_path else None
@@ -138,11 +156,21 @@ class LlamaCppEngine:
             model_format="gguf",
             context_length=context_per_slot,
             quantization=FILE_TYPES.get(file_type, f"ftype {file_type}") if file_type else None,
-            extra={"threads": str(threads), "slots": str(slots)},
+            extra={
+                "threads": str(threads),
+                "slots": str(slots),
+                "weight_repack": "on" if model_params.use_extra_bufts else "off",
+            },
         )
         log.info(
             "llama.cpp model loaded",
-            extra={"path": str(model_path), "context_length": context_per_slot, "slots": slots, "threads": threads},
+            extra={
+                "path": str(model_path),
+                "context_length": context_per_slot,
+                "slots": slots,
+                "threads": threads,
+                "weight_repack": model_params.use_extra_bufts,
+            },
         )
         return cls(model, ctx, loop, template, info, context_per_slot)
 
