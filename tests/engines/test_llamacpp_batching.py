@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 
 import llama_cpp
 import pytest
 
 from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, SamplingParams
-from llm_inference.engines.llamacpp.engine import LlamaCppEngine
+from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
 from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
 from llm_inference.settings import DEFAULTS
@@ -146,3 +147,14 @@ async def test_generation_stops_at_the_context_end(engine) -> None:
     _, last = await run(engine, request(prompt, max_tokens=100, ignore_eos=True))
     assert last.finish_reason is FinishReason.LENGTH
     assert last.completion_tokens == 1024 - len(tokens)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"), [("200000 100000\n", 2), ("50000 100000\n", 1), ("max 100000\n", None)]
+)
+def test_default_threads_follow_a_cgroup_cpu_limit(tmp_path, cpu_max: str, expected: int | None) -> None:
+    limit = tmp_path / "cpu.max"
+    limit.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cpus(limit) == min(affinity, expected or affinity)
+    assert usable_cpus(tmp_path / "missing") == affinity

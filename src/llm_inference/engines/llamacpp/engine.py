@@ -69,6 +69,22 @@ FILE_TYPES = {
 }
 
 
+def usable_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may really use: its affinity, capped by a cgroup v2 CPU quota (a pod's CPU limit).
+
+    Not os.cpu_count(): in a pod limited to 2 CPUs on a 64-core node that says 64, and 64 compute threads that
+    wait for each other at every layer's barrier, under a 2-CPU quota, run far slower than 2.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):  # no cgroup v2 file, or one this does not understand: the affinity stands
+        pass
+    return cpus
+
+
 def use_extra_buffers(weight_repack: str) -> bool:
     """Whether llama.cpp may put weights in its extra CPU buffer types (llama-server's --repack / --no-repack).
 
@@ -120,7 +136,7 @@ class LlamaCppEngine:
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
         slots = config.slots
         context_per_slot = min(config.context_length or model.n_ctx_train(), model.n_ctx_train())
-        threads = config.threads or os.cpu_count() or 1
+        threads = config.threads or usable_cpus()
         params = llama_cpp.llama_context_default_params()
         # One KV stream per slot, each a full context. Not one unified pool: there a sequence's attention
         # spans a window that depends on its neighbours, which changed a greedy output under concurrency.
