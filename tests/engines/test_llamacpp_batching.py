@@ -13,9 +13,9 @@ from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, S
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
 from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
-from llm_inference.settings import DEFAULTS
 from tests.conftest import make_settings
 
+CHUNK = 32  # LLM_PREFILL_CHUNK_TOKENS of this module's engine
 PROMPTS = [
     "The capital of France is",
     "Write a haiku about the sea:",
@@ -30,7 +30,8 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 async def engine():
-    config = llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="8"))
+    # A prompt budget smaller than the default, so that a short test prompt is read over several steps.
+    config = llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="8", LLM_PREFILL_CHUNK_TOKENS=str(CHUNK)))
     loaded = await LlamaCppEngine.load(embedded_model_path(), config=config)
     yield loaded
     await loaded.aclose()
@@ -70,7 +71,7 @@ async def test_a_prompt_read_while_others_decode_goes_in_chunks_alone_in_one_bat
         return real_decode(ctx, batch)
 
     monkeypatch.setattr(llama_cpp, "llama_decode", recording)
-    chunk = DEFAULTS.prefill_chunk_tokens
+    chunk = CHUNK
     first, second = (" ".join(f"{word}{i}" for i in range(120)) for word in ("apple", "river"))
     first_tokens, second_tokens = len(await engine.tokenize(first)), len(await engine.tokenize(second))
     assert min(first_tokens, second_tokens) > 3 * chunk

@@ -14,7 +14,7 @@ class LlamaCppConfig:
     slots: int  # sequences decoded at once (LLM_MAX_CONCURRENT_REQUESTS)
     context_length: int | None  # per sequence; None: the model's training context
     threads: int | None  # None: every core
-    prefill_chunk: int = 64  # prompt tokens per step while other sequences decode (LLM_PREFILL_CHUNK_TOKENS)
+    prefill_chunk: int = 512  # prompt tokens per step while other sequences decode (LLM_PREFILL_CHUNK_TOKENS)
     weight_repack: str = "auto"  # llama.cpp's extra CPU buffer types: auto | on | off (LLM_WEIGHT_REPACK)
 
 

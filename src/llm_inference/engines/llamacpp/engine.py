@@ -75,7 +75,8 @@ def usable_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     Not os.cpu_count(): in a pod limited to 2 CPUs on a 64-core node that says 64, and 64 compute threads that
     wait for each other at every layer's barrier, under a 2-CPU quota, run far slower than 2.
     """
-    cpus = len(os.sched_getaffinity(0))
+    # sched_getaffinity is Linux-only; elsewhere every core counts.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         quota, period = cgroup_cpu_max.read_text().split()
         if quota != "max":

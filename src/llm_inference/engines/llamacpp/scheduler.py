@@ -169,9 +169,8 @@ class DecodeLoop(threading.Thread):
         self._drop_cancelled()
         self._admit()
         batch_rows = self._fill_batch()
-        # The last step's tokens are handed over only now, just before llama_decode releases the GIL: the event
-        # loop's work on them (the SSE frames) then runs during the decode, instead of holding the GIL that this
-        # thread needs to build the batch (which, measured, added its whole time to every token).
+        # The last step's tokens are handed over only now, just before llama_decode releases the GIL, so that the
+        # event loop's work on them (the SSE frames) overlaps the decode rather than this thread's batch building.
         self._flush()
         if not batch_rows:
             return True
