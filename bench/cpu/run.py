@@ -2,10 +2,12 @@
 
 Same model (the embedded SmolLM2-135M-Instruct Q4_1), same prompts (~100 tokens), 128 output tokens with EOS
 ignored, temperature 0, same load client. The servers' runs are interleaved round by round (the machines
-drift) and each figure is the median over the rounds. Prints a table, writes bench/results/cpu-<date>.json
-and a PNG plot of throughput against concurrency.
+drift) and each figure is the median over the rounds, shown with its spread (lowest and highest pass).
+Prints a table, writes bench/results/cpu-<date>[-<tag>].json and a PNG plot of throughput against concurrency.
 
     make bench-cpu                        # or: .venv/bin/python -m bench.cpu.run --rounds 3
+    # before/after in one interleaved run: another checkout's service as one more server
+    make bench-cpu BENCH_ARGS="--baseline-src ../main/src --servers llm-inference,llm-inference@baseline,llama-server"
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.loadgen import OPENAI, OURS, Dialect, make_prompts, run_level
 from bench.servers import RunningServer, ServerSpec, free_port
 from llm_inference.models.spec import embedded_model_path
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+DEFAULT_SERVERS = ("llm-inference", "llama-server", "llama_cpp.server")
 METRICS = ("output_tokens_per_second", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")
 
 
 def server_specs(
-    llama_server: str, slots: int, threads: int, context_per_slot: int
+    llama_server: str, slots: int, threads: int, context_per_slot: int, baseline_src: str | None = None
 ) -> list[tuple[ServerSpec, Dialect]]:
     model = str(embedded_model_path())
     python = sys.executable
@@ -69,6 +73,11 @@ def server_specs(
         ],
         "/health",
     )
+    # llama-server as it starts by default: extra CPU buffer types (repacked weights) on. They change nothing
+    # for the Q4_1 model (llama.cpp has no repacked layout for Q4_1), so the default comparison uses --no-repack.
+    peer_defaults = ServerSpec(
+        "llama-server+repack", [part for part in peer.command if part != "--no-repack"], "/health"
+    )
     python_server = ServerSpec(
         "llama_cpp.server",
         [
@@ -94,7 +103,17 @@ def server_specs(
         "/v1/models",
     )
     # llama_cpp.server has no ignore_eos: ban SmolLM2's end tokens (<|endoftext|> 0, <|im_end|> 2) instead.
-    return [(ours, OURS), (peer, OPENAI), (python_server, Dialect(OPENAI.path, eos_token_ids=(0, 2)))]
+    specs = [
+        (ours, OURS),
+        (peer, OPENAI),
+        (peer_defaults, OPENAI),
+        (python_server, Dialect(OPENAI.path, eos_token_ids=(0, 2))),
+    ]
+    if baseline_src:
+        # The same service from another checkout (e.g. main before a change), its sources first on the path.
+        env = {**ours.env, "PYTHONPATH": os.pathsep.join([str(Path(baseline_src).resolve()), os.getcwd()])}
+        specs.append((ServerSpec("llm-inference@baseline", ours.command, ours.ready_path, env), OURS))
+    return specs
 
 
 async def measure(
@@ -116,36 +135,56 @@ async def measure(
     return figures
 
 
-def median_table(
-    runs: dict[str, list[dict[int, dict[str, float]]]], levels: list[int]
-) -> dict[str, dict[int, dict[str, float]]]:
+Table = dict[str, dict[int, dict[str, float]]]
+
+
+def median_table(runs: dict[str, list[dict[int, dict[str, float]]]], levels: list[int]) -> Table:
     return {
         name: {level: {m: statistics.median(r[level][m] for r in rounds) for m in METRICS} for level in levels}
         for name, rounds in runs.items()
     }
 
 
-def print_table(table: dict[str, dict[int, dict[str, float]]], levels: list[int]) -> None:
-    print(f"\n{'server':18} {'conc':>4} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8}")
+def spread_table(runs: dict[str, list[dict[int, dict[str, float]]]], levels: list[int]) -> dict[str, Any]:
+    """Each metric's lowest and highest pass: how far one pass can be from the median on this machine."""
+    return {
+        name: {
+            level: {m: [min(r[level][m] for r in rounds), max(r[level][m] for r in rounds)] for m in METRICS}
+            for level in levels
+        }
+        for name, rounds in runs.items()
+    }
+
+
+def print_table(table: Table, spread: dict[str, Any], levels: list[int]) -> None:
+    print(
+        f"\n{'server':22} {'conc':>4} {'tok/s (passes)':>21} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} "
+        f"{'ITL p99 (passes)':>20}"
+    )
     for name, by_level in table.items():
         for level in levels:
-            row = by_level[level]
+            row, low_high = by_level[level], spread[name][level]
+            tps, itl = low_high["output_tokens_per_second"], low_high["itl_p99_ms"]
             print(
-                f"{name:18} {level:>4} {row['output_tokens_per_second']:8.1f} {row['ttft_p50_ms']:8.0f}ms "
-                f"{row['ttft_p99_ms']:8.0f}ms {row['itl_p50_ms']:6.1f}ms {row['itl_p99_ms']:6.1f}ms"
+                f"{name:22} {level:>4} {row['output_tokens_per_second']:7.1f} ({tps[0]:5.1f}-{tps[1]:5.1f}) "
+                f"{row['ttft_p50_ms']:8.0f}ms {row['ttft_p99_ms']:8.0f}ms {row['itl_p50_ms']:6.1f}ms "
+                f"{row['itl_p99_ms']:6.0f}ms ({itl[0]:4.0f}-{itl[1]:4.0f})"
             )
-    ours, peer, python_server = (table[n] for n in ("llm-inference", "llama-server", "llama_cpp.server"))
-    print("\nratios (ours / peer), output tok/s:")
-    for level in levels:
-        mine = ours[level]["output_tokens_per_second"]
-        print(
-            f"  c={level:<3} vs llama-server {mine / peer[level]['output_tokens_per_second']:.2f}x   "
-            f"vs llama_cpp.server {mine / python_server[level]['output_tokens_per_second']:.2f}x   "
-            f"TTFT p50 vs llama-server {ours[level]['ttft_p50_ms'] / peer[level]['ttft_p50_ms']:.2f}x"
-        )
+    if "llama-server" not in table:
+        return
+    peer = table["llama-server"]
+    print("\nratios against llama-server (medians of the passes):")
+    for name in (n for n in table if n.startswith("llm-inference")):
+        for level in levels:
+            mine, theirs = table[name][level], peer[level]
+            tps = mine["output_tokens_per_second"] / theirs["output_tokens_per_second"]
+            print(
+                f"  {name:22} c={level:<3} tok/s {tps:.2f}x   TTFT p50 {mine['ttft_p50_ms'] / theirs['ttft_p50_ms']:.2f}x"
+                f"   ITL p99 {mine['itl_p99_ms'] / theirs['itl_p99_ms']:.2f}x"
+            )
 
 
-def plot(table: dict[str, dict[int, dict[str, float]]], levels: list[int], path: Path) -> None:
+def plot(table: Table, levels: list[int], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,10 +212,19 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="which servers, comma-separated")
+    parser.add_argument("--baseline-src", help="a checkout's src/ to run as one more server, llm-inference@baseline")
+    parser.add_argument("--tag", help="suffix of the result files: cpu-<date>-<tag>.json")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    specs = server_specs(args.llama_server, args.slots, args.threads, context_per_slot=512)
+    wanted = args.servers.split(",")
+    specs = server_specs(args.llama_server, args.slots, args.threads, 512, args.baseline_src)
+    unknown = set(wanted) - {spec.name for spec, _ in specs}
+    if unknown:
+        parser.error(f"unknown servers {sorted(unknown)}; known: {[spec.name for spec, _ in specs]}")
+    specs = [(spec, dialect) for spec, dialect in specs if spec.name in wanted]
     runs: dict[str, list[dict[int, dict[str, float]]]] = {spec.name: [] for spec, _ in specs}
+    load_at_start = os.getloadavg()  # other work on the machine: the figures are only as calm as it was
     log_dir = RESULTS / "logs"
     for round_index in range(args.rounds):
         # Rotate the order each round so no server always runs first (or last) in a drift.
@@ -193,21 +241,28 @@ def main() -> None:
                 )
             finally:
                 server.stop()
-    table = median_table(runs, levels)
-    print_table(table, levels)
+    table, spread = median_table(runs, levels), spread_table(runs, levels)
+    print_table(table, spread, levels)
     stamp = datetime.date.today().isoformat()
+    name = f"cpu-{stamp}-{args.tag}" if args.tag else f"cpu-{stamp}"
     RESULTS.mkdir(exist_ok=True)
     result = {
         "date": stamp,
-        "machine": {"cpus": os.cpu_count()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": os.getloadavg(),
+        },
         "settings": vars(args),
         "median": table,
+        "spread": spread,
         "rounds": runs,
-        "note": "llama.cpp extra CPU buffer types off in all three servers (they crash multi-token batches here)",
+        "note": "extra CPU buffer types (repacked weights) off except in llama-server+repack and where "
+        "LLM_WEIGHT_REPACK turns them on; llama.cpp has no repacked layout for Q4_1, so here they change nothing",
     }
-    (RESULTS / f"cpu-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
-    plot(table, levels, RESULTS / f"cpu-{stamp}.png")
-    print(f"\nwrote {RESULTS / f'cpu-{stamp}.json'} and .png")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    plot(table, levels, RESULTS / f"{name}.png")
+    print(f"\nwrote {RESULTS / f'{name}.json'} and .png")
 
 
 if __name__ == "__main__":

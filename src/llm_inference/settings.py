@@ -51,6 +51,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # llama.cpp layers offloaded to a GPU: -1 every layer, 0 none; unset: every layer when this llama.cpp build
     # can offload (the CUDA image's), else none.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
+    # llama.cpp only: prompt tokens a decode step takes while other sequences decode (README "CPU inference").
+    prefill_chunk_tokens: Annotated[int, msgspec.Meta(ge=1, le=512)] = 512
+    # llama.cpp only: its extra CPU weight layouts (repacked weights, AMX tiles); auto: on unless AMX is built in.
+    weight_repack: Literal["auto", "on", "off"] = "auto"
     # vLLM only (llama.cpp ignores them); see .env.example.
     gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
     # model=fraction pairs: a vLLM model's share of the card; unlisted ones split LLM_GPU_MEMORY_UTILIZATION.

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 
 import llama_cpp
 import pytest
 
 from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, SamplingParams
-from llm_inference.engines.llamacpp.engine import LlamaCppEngine
+from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
 from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 
+CHUNK = 32  # LLM_PREFILL_CHUNK_TOKENS of this module's engine
 PROMPTS = [
     "The capital of France is",
     "Write a haiku about the sea:",
@@ -28,7 +30,8 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 async def engine():
-    config = llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="8"))
+    # A prompt budget smaller than the default, so that a short test prompt is read over several steps.
+    config = llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="8", LLM_PREFILL_CHUNK_TOKENS=str(CHUNK)))
     loaded = await LlamaCppEngine.load(embedded_model_path(), config=config)
     yield loaded
     await loaded.aclose()
@@ -57,6 +60,32 @@ async def test_concurrent_greedy_outputs_equal_each_prompt_alone(engine) -> None
     generated = sum(last.completion_tokens for _, last in together)
     # Batched for real: 8 sequences decoded in far fewer steps than one step per token.
     assert steps < generated / 3, (steps, generated)
+
+
+async def test_a_prompt_read_while_others_decode_goes_in_chunks_alone_in_one_batch(engine, monkeypatch) -> None:
+    steps: list[int] = []  # tokens per llama_decode
+    real_decode = llama_cpp.llama_decode
+
+    def recording(ctx, batch):  # type: ignore[no-untyped-def]
+        steps.append(batch.n_tokens)
+        return real_decode(ctx, batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", recording)
+    chunk = CHUNK
+    first, second = (" ".join(f"{word}{i}" for i in range(120)) for word in ("apple", "river"))
+    first_tokens, second_tokens = len(await engine.tokenize(first)), len(await engine.tokenize(second))
+    assert min(first_tokens, second_tokens) > 3 * chunk
+    # Nobody decoding: nobody waits, so the whole prompt is read in one step.
+    await run(engine, request(first, max_tokens=1))
+    assert steps[0] == first_tokens
+    decoding = engine.generate(request(PROMPTS[0], max_tokens=400, ignore_eos=True))
+    await anext(decoding)  # it has its first token: from here every step carries its next one
+    steps.clear()
+    await run(engine, request(second, max_tokens=2))
+    await decoding.aclose()
+    # The decoder's token plus at most one chunk of prompt per step, until the prompt is read.
+    assert max(steps) <= 1 + chunk, steps
+    assert steps.count(1 + chunk) == second_tokens // chunk, steps
 
 
 async def test_seeded_sampling_is_unaffected_by_batch_neighbours(engine) -> None:
@@ -119,3 +148,14 @@ async def test_generation_stops_at_the_context_end(engine) -> None:
     _, last = await run(engine, request(prompt, max_tokens=100, ignore_eos=True))
     assert last.finish_reason is FinishReason.LENGTH
     assert last.completion_tokens == 1024 - len(tokens)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"), [("200000 100000\n", 2), ("50000 100000\n", 1), ("max 100000\n", None)]
+)
+def test_default_threads_follow_a_cgroup_cpu_limit(tmp_path, cpu_max: str, expected: int | None) -> None:
+    limit = tmp_path / "cpu.max"
+    limit.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cpus(limit) == min(affinity, expected or affinity)
+    assert usable_cpus(tmp_path / "missing") == affinity

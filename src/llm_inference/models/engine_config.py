@@ -33,6 +33,8 @@ def llamacpp_config(settings: Settings) -> LlamaCppConfig:
         gpu_layers=settings.gpu_layers,
         isq_type=isq_type("llamacpp", settings),
         isq_cache_dir=settings.effective_isq_cache_dir,
+        prefill_chunk=settings.prefill_chunk_tokens,
+        weight_repack=settings.weight_repack,
     )
 
 

@@ -57,7 +57,7 @@ BATCH_SIZE = 512  # tokens per llama_decode: decode tokens of every sequence plu
 
 
 def threads_for(config: LlamaCppConfig) -> int:
-    return config.threads or os.cpu_count() or 1
+    return config.threads or usable_cpus()
 
 
 def offloaded_layers(requested: int | None) -> int:
@@ -66,6 +66,37 @@ def offloaded_layers(requested: int | None) -> int:
     if requested is not None:
         return requested
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+def usable_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may really use: its affinity, capped by a cgroup v2 CPU quota (a pod's CPU limit).
+
+    Not os.cpu_count(): in a pod limited to 2 CPUs on a 64-core node that says 64, and 64 compute threads that
+    wait for each other at every layer's barrier, under a 2-CPU quota, run far slower than 2.
+    """
+    # sched_getaffinity is Linux-only; elsewhere every core counts.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):  # no cgroup v2 file, or one this does not understand: the affinity stands
+        pass
+    return cpus
+
+
+def use_extra_buffers(weight_repack: str) -> bool:
+    """Whether llama.cpp may put weights in its extra CPU buffer types (llama-server's --repack / --no-repack).
+
+    They are repacked layouts for faster matrix products (Q4_0, IQ4_NL, Q8_0 and K-quants on AVX2/AVX-512 and
+    Arm; other types stay in plain buffers) and, when llama.cpp is built with AMX, AMX tiles. The AMX buffer
+    type crashed llama_decode (SIGSEGV) on multi-token batches with this project's Q4_1 model on an AMX Xeon,
+    and AMX is the only extra type that takes Q4_1 weights, so `auto` turns them off only where AMX kernels
+    are built in; everywhere else repacking stays on, as in llama-server.
+    """
+    if weight_repack != "auto":
+        return weight_repack == "on"
+    return b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info()
 
 
 class LlamaCppEngine:
@@ -99,10 +130,7 @@ class LlamaCppEngine:
             assert config.isq_cache_dir is not None, "models/engine_config.py sets the ISQ cache directory"
             model_path = quantized_model(model_path, config.isq_type, config.isq_cache_dir, threads)
         model_params = llama_cpp.llama_model_default_params()
-        # llama.cpp's extra CPU buffer types (AMX tiles / repacked weights) crash in llama_decode on any
-        # multi-token batch on this project's CPU machines (SIGSEGV seen with Q4_1 on an AMX-capable Xeon);
-        # the plain CPU buffers are safe everywhere.
-        model_params.use_extra_bufts = False
+        model_params.use_extra_bufts = use_extra_buffers(config.weight_repack)
         gpu_layers = offloaded_layers(config.gpu_layers)
         model_params.n_gpu_layers = gpu_layers
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
@@ -128,6 +156,7 @@ class LlamaCppEngine:
             context_per_slot=context_per_slot,
             batch_size=BATCH_SIZE,
             stop_tokens=chat.stop_tokens,
+            prefill_chunk=min(config.prefill_chunk, BATCH_SIZE),
         )
         loop.start()
         info = EngineInfo(
@@ -135,7 +164,12 @@ class LlamaCppEngine:
             model_format="gguf",
             context_length=context_per_slot,
             quantization=file_type_name(model.metadata().get("general.file_type")),
-            extra={"threads": str(threads), "slots": str(slots), "gpu_layers": str(gpu_layers)},
+            extra={
+                "threads": str(threads),
+                "slots": str(slots),
+                "gpu_layers": str(gpu_layers),
+                "weight_repack": "on" if model_params.use_extra_bufts else "off",
+            },
         )
         log.info(
             "llama.cpp model loaded",
@@ -146,6 +180,7 @@ class LlamaCppEngine:
                 "threads": threads,
                 "gpu_layers": gpu_layers,
                 "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+                "weight_repack": model_params.use_extra_bufts,
             },
         )
         return cls(model, ctx, loop, chat, info, context_per_slot)

@@ -93,6 +93,7 @@ class DecodeLoop(threading.Thread):
         slots: int,
         context_per_slot: int,
         batch_size: int,
+        prefill_chunk: int,
         stop_tokens: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(name="llamacpp-decode", daemon=True)
@@ -104,6 +105,7 @@ class DecodeLoop(threading.Thread):
         self._slots = [Slot() for _ in range(slots)]
         self._context_per_slot = context_per_slot
         self._batch_size = batch_size
+        self._prefill_chunk = prefill_chunk
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self._piece = ctypes.create_string_buffer(256)
         self._waiting: collections.deque[Sequence] = collections.deque()
@@ -152,7 +154,8 @@ class DecodeLoop(threading.Thread):
     def run(self) -> None:
         try:
             while self._next_step():
-                self._flush()
+                pass
+            self._flush()
         except BaseException as exc:  # a bug here must not leave clients waiting forever
             log.exception("llama.cpp decode loop died")
             self.fatal = exc
@@ -162,15 +165,23 @@ class DecodeLoop(threading.Thread):
         finally:
             llama_cpp.llama_batch_free(self._batch)
 
+    def _idle(self) -> bool:
+        return not self._waiting and all(s.sequence is None for s in self._slots)
+
     def _next_step(self) -> bool:
+        if self._idle():
+            self._flush()  # the last step's results go out before the thread sleeps
         with self._wake:
-            while not self._stopping and not self._waiting and all(s.sequence is None for s in self._slots):
+            while not self._stopping and self._idle():
                 self._wake.wait()
             if self._stopping:
                 return False
         self._drop_cancelled()
         self._admit()
         batch_rows = self._fill_batch()
+        # The last step's tokens are handed over only now, just before llama_decode releases the GIL, so that the
+        # event loop's work on them (the SSE frames) overlaps the decode rather than this thread's batch building.
+        self._flush()
         if not batch_rows:
             return True
         failure = self._decode()
@@ -250,7 +261,12 @@ class DecodeLoop(threading.Thread):
         sequence.stops = StopMatcher(sequence.request.sampling.stop)
 
     def _fill_batch(self) -> list[tuple[Sequence, int]]:
-        """Put every decoding sequence's next token in the batch, then as much pending prompt as fits.
+        """Put every decoding sequence's next token in the batch, then pending prompt: at most `prefill_chunk`
+        tokens of it while any sequence decodes, else as much as fits.
+
+        A step's time grows with its tokens (about linearly on a few cores), and a decoding sequence waits for
+        the whole step: a full batch of prompt would hold every stream's next token for the time of hundreds
+        of tokens. With nobody decoding, nobody waits, and the prompt takes the whole batch.
 
         Returns (sequence, row whose logits to sample); the row is -1 when the step only advanced a
         prompt that is not complete yet.
@@ -270,9 +286,10 @@ class DecodeLoop(threading.Thread):
                 sequence.next_token = None
                 rows.append((sequence, n))
                 n += 1
+        limit = self._batch_size if n == 0 else min(self._batch_size, n + self._prefill_chunk)
         prefilling = (s for s in active if s.prefilling and s.released_at_step is None)
         for sequence in sorted(prefilling, key=lambda s: s.admitted):
-            room = self._batch_size - n
+            room = limit - n
             if room <= 0:
                 break
             start, first_row = sequence.n_past, n
