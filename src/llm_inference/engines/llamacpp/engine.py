@@ -53,7 +53,11 @@ def _route_native_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
 
 llama_cpp.llama_log_set(_route_native_log, ctypes.c_void_p(0))
 
-BATCH_SIZE = 512  # tokens per llama_decode: decode tokens of every sequence plus prompt chunks
+# Tokens per llama_decode (every decoding sequence's next token plus prompt), and per compute pass inside it.
+# As llama-server (n_batch 2048, n_ubatch 512): prompts that arrive together while nobody decodes are read in
+# one call, so no stream starts decoding only to stall behind the next prompt chunk.
+BATCH_SIZE = 2048
+UBATCH_SIZE = 512
 
 
 def threads_for(config: LlamaCppConfig) -> int:
@@ -142,7 +146,7 @@ class LlamaCppEngine:
         params.n_ctx = context_per_slot * slots
         params.n_seq_max = slots
         params.kv_unified = False
-        params.n_batch = params.n_ubatch = BATCH_SIZE
+        params.n_batch, params.n_ubatch = BATCH_SIZE, UBATCH_SIZE
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(model.model, params)
@@ -156,7 +160,7 @@ class LlamaCppEngine:
             context_per_slot=context_per_slot,
             batch_size=BATCH_SIZE,
             stop_tokens=chat.stop_tokens,
-            prefill_chunk=min(config.prefill_chunk, BATCH_SIZE),
+            prefill_chunk=min(config.prefill_chunk, UBATCH_SIZE),
         )
         loop.start()
         info = EngineInfo(
