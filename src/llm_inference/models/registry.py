@@ -178,7 +178,7 @@ class ModelRegistry:
         if entry.state in (ModelState.DOWNLOADING, ModelState.LOADING):
             raise ModelBusy(f"model {entry.spec.id!r} is {entry.state.value}; retry once it has loaded", param="model")
         if entry.state is ModelState.LOADED:
-            await self._unload(entry, reason="asked by an operator")
+            await self._start_unload(entry, reason="asked by an operator")
         elif entry.state is ModelState.FAILED:
             entry.state, entry.error = ModelState.NOT_LOADED, None
         return entry
@@ -226,9 +226,6 @@ class ModelRegistry:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         return task
-
-    async def _unload(self, entry: ModelEntry, *, reason: str) -> None:
-        await self._start_unload(entry, reason=reason)
 
     async def _load(self, entry: ModelEntry, closing: list[asyncio.Task[None]]) -> None:
         started = time.monotonic()
