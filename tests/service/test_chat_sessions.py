@@ -28,6 +28,24 @@ async def test_a_streamed_turn_is_recorded_when_it_finishes() -> None:
     assert session.tokens == items[-1].usage.total_tokens and not session.busy
 
 
+async def test_the_session_is_free_for_the_next_turn_as_soon_as_the_end_of_a_stream_is_read() -> None:
+    # A client that reads `done` and sends its next turn at once must not get 409 session_busy because the
+    # server has not yet closed the finished stream (this raced in CI).
+    service = service_with(ScriptedEngine())
+    session = service.sessions.create("scripted")
+    stream = await open_chat_stream(service, turn(session.id))
+    items = [item async for item in stream]  # the stream is read to its end but not closed yet
+    assert isinstance(items[-1], Finished) and not session.busy
+    assert service.admission.in_flight == 0  # nor is the admission slot still held
+    follow_up = await open_chat_stream(service, turn(session.id, [ChatMessage("user", "again")]))
+    assert session.busy
+    await stream.aclose()  # closing the first turn's stream late must not end the second turn
+    assert session.busy
+    [item async for item in follow_up]
+    await follow_up.aclose()
+    assert not session.busy and [m.content for m in session.messages] == ["hi", "Hello!", "again", "Hello!"]
+
+
 async def test_an_engine_failure_mid_stream_records_nothing_and_frees_the_session() -> None:
     service = service_with(ScriptedEngine(fail_after=1))
     session = service.sessions.create("scripted")

@@ -59,25 +59,41 @@ async def open_chat_stream(service: InferenceService, chat: ChatInput) -> Genera
         service.sessions.end_turn(session)
         raise
 
+    turn = _Turn(service, session)
+
     async def release() -> None:
         try:
             await stream.aclose()
         finally:
-            service.sessions.end_turn(session)
+            turn.end()
 
-    return GenerationStream(prepared, _recording(service, session, stream), release)
+    return GenerationStream(prepared, _recording(service, turn, stream), release)
+
+
+class _Turn:
+    """Ends a session's turn once: when its answer is recorded, or when the stream closes without one."""
+
+    def __init__(self, service: InferenceService, session: Session) -> None:
+        self.service, self.session, self._ended = service, session, False
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.service.sessions.end_turn(self.session)
 
 
 async def _recording(
-    service: InferenceService, session: Session, stream: GenerationStream
+    service: InferenceService, turn: _Turn, stream: GenerationStream
 ) -> AsyncGenerator[StreamItem, None]:
     parts: list[str] = []
     async for item in stream:
         if isinstance(item, Delta):
             parts.append(item.text)
         elif isinstance(item, Finished):
-            # Before the item is passed on: the generation is complete even if the client leaves now.
-            _record(service, session, stream.prepared, "".join(parts), item.usage)
+            # Before the item is passed on: the generation is complete even if the client leaves now, and a
+            # client that sends its next turn as soon as it reads this one's end must find the session free.
+            _record(service, turn.session, stream.prepared, "".join(parts), item.usage)
+            turn.end()
         yield item
 
 

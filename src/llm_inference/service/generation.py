@@ -212,11 +212,15 @@ async def _items(
                 if chunk.text:
                     yield Delta(chunk.text)
                 if chunk.finish_reason is not None:
-                    yield Finished(
+                    # Free the slot and the model before the end is passed on: a client that sends its next
+                    # request as soon as it reads this one's end must find them free.
+                    finished = Finished(
                         public_finish_reason(chunk.finish_reason),
                         _usage(chunk),
                         clock.timings(chunk.completion_tokens),
                     )
+                    await release()
+                    yield finished
                     return
                 chunk = await anext(chunks)
     except TimeoutError:
