@@ -448,7 +448,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, run nothing")
     parser.add_argument("--py-spy", help="path of py-spy: sample each front end during an extra pass")
-    parser.add_argument("--profile-level", type=int, default=256)
+    parser.add_argument("--profile-levels", default="1,256", help="comma-separated concurrencies to sample")
     parser.add_argument(
         "--vllm-bench-serve", type=int, metavar="CONCURRENCY", help="also run `vllm bench serve` at this concurrency"
     )
@@ -590,10 +590,11 @@ def main() -> None:
                     print(f"vllm bench serve -> {name}: {json.dumps(bench_serve[name])}", flush=True)
         if args.py_spy:
             workload = args.workloads[0]
-            extra = maker.make(requests.get((workload.name, args.profile_level), 1024), workload.input_tokens, 9999)
-            for name, server in servers.items():
-                if name != "ours_api":
-                    profile_frontend(args.py_spy, name, server, args.profile_level, extra, workload, args)
+            for level in (int(x) for x in args.profile_levels.split(",")):
+                extra = maker.make(requests.get((workload.name, level), 1024), workload.input_tokens, 9999 + level)
+                for name, server in servers.items():
+                    if name != "ours_api":
+                        profile_frontend(args.py_spy, name, server, level, extra, workload, args)
     finally:
         for name, server in servers.items():
             if name != "ours_api":
