@@ -100,11 +100,14 @@ case $mode in
       exit 1
     fi
     deadline=$((SECONDS + ${3:-540}))
+    mkdir -p "$OUT/$job"
+    # Copied on every turn, so a call cut short (its limit, the session's device time) still brings back
+    # the progress so far: run.log holds each finished cell's figures.
     while [[ ! -f $dir/out/done ]] && ((SECONDS < deadline)); do
+      cp -r "$dir/out/." "$OUT/$job/"
       sleep 5
     done
     tail -n 40 "$dir/out/run.log"
-    mkdir -p "$OUT/$job"
     cp -r "$dir/out/." "$OUT/$job/"
     if [[ ! -f $dir/out/done ]]; then
       echo "$job still running"
