@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 _FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.CANCELLED}
 DEAD_MESSAGE = "the vLLM engine core has died; the service must be restarted (see the log for the cause)"
-INLINE_TOKENIZE_CHARS = 4096  # prompts up to this length are tokenized on the event loop (see tokenize)
+# Texts up to this length are tokenized on the event loop (see tokenize): about 60 tokens, ~100 us to encode,
+# what a hop to a worker thread and back costs.
+INLINE_TOKENIZE_CHARS = 256
 
 
 def engine_args(config: VllmConfig, model_path: Path, tokenizer_path: Path | None) -> AsyncEngineArgs:
@@ -175,8 +177,11 @@ class VllmEngine:
             raise EngineDead(DEAD_MESSAGE) from None
 
     async def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        # A short prompt encodes in well under a millisecond, less than a hop to a worker thread and back
-        # costs the event loop; a long one would stall every stream, so it goes to a thread.
+        # Every stream's tokens pass through this event loop, so encoding a prompt on it stalls them all: a
+        # 256-token prompt took 0.4 ms here and 1.3 ms per request on the H200 host at 256 streams, where it
+        # was a fifth of the front end's CPU (py-spy, bench/results/gpu-2026-11-30-c1-c256/). The Rust encoder
+        # releases the GIL, so in a worker thread it runs beside the loop, as `vllm serve`'s tokenizer pool
+        # does. Only a text that encodes faster than the hop to the thread and back stays inline.
         if len(text) <= INLINE_TOKENIZE_CHARS:
             return list(self._tokenizer.encode(text, add_special_tokens=add_special))
         return list(await asyncio.to_thread(self._tokenizer.encode, text, add_special_tokens=add_special))
