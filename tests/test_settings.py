@@ -61,7 +61,7 @@ def test_values_are_parsed() -> None:
         ("LLM_PIPELINE_PARALLEL_SIZE", "0", "an integer >= 1"),
         ("LLM_DISTRIBUTED_EXECUTOR_BACKEND", "mpi", "one of auto | mp | ray"),
         ("LLM_ISQ_TYPE", "Q4K", "one of fp8 (vLLM) or Q4_0 | Q4_1 |"),
-        ("LLM_PREFILL_CHUNK_TOKENS", "513", "an integer >= 1 <= 512"),
+        ("LLM_PREFILL_CHUNK_TOKENS", "2049", "an integer >= 1 <= 2048"),
         ("LLM_WEIGHT_REPACK", "amx", "one of auto | off | on"),
     ],
 )

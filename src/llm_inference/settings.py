@@ -52,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # can offload (the CUDA image's), else none.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
     # llama.cpp only: prompt tokens a decode step takes while other sequences decode (README "CPU inference").
-    prefill_chunk_tokens: Annotated[int, msgspec.Meta(ge=1, le=512)] = 512
+    prefill_chunk_tokens: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 2048
     # llama.cpp only: its extra CPU weight layouts (repacked weights, AMX tiles); auto: on unless AMX is built in.
     weight_repack: Literal["auto", "on", "off"] = "auto"
     # vLLM only (llama.cpp ignores them); see .env.example.

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 
 import llama_cpp
 import pytest
 
-from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, SamplingParams
+from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
+from llm_inference.engines.llamacpp import scheduler
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
+from llm_inference.engines.llamacpp.scheduler import first_half_of_prompts
 from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
@@ -159,3 +162,55 @@ def test_default_threads_follow_a_cgroup_cpu_limit(tmp_path, cpu_max: str, expec
     affinity = len(os.sched_getaffinity(0))
     assert usable_cpus(limit) == min(affinity, expected or affinity)
     assert usable_cpus(tmp_path / "missing") == affinity
+
+
+async def test_ignore_eos_never_draws_an_end_token_so_every_step_streams_text(engine) -> None:
+    # As llama-server does: a model made to go on past its answer does not draw the end token and then the next
+    # turn's role header (steps that stream nothing, then text nobody asked for).
+    prompt = await engine.render_chat([ChatMessage("user", "Say hi.")])
+    natural, last_natural = await run(engine, request(prompt, max_tokens=64))
+    assert last_natural.finish_reason is FinishReason.STOP and last_natural.completion_tokens < 64
+    chunks = [chunk async for chunk in engine.generate(request(prompt, max_tokens=64, ignore_eos=True))]
+    text = "".join(chunk.text for chunk in chunks)
+    assert chunks[-1].finish_reason is FinishReason.LENGTH and chunks[-1].completion_tokens == 64
+    assert text.startswith(natural) and len(text) > len(natural)
+    assert "user\n" not in text and "assistant\n" not in text, text
+    assert all(chunk.text for chunk in chunks), [chunk.text for chunk in chunks]
+
+
+@pytest.mark.parametrize(
+    ("pending", "taken"),
+    [
+        ([100], 100),  # one prompt: all of it
+        ([100] * 16, 800),  # a burst of equal prompts: the first half
+        ([100] * 3, 200),  # whole prompts, at least half of the tokens
+        ([1000, 10, 10], 1000),  # the first prompt alone is more than half
+        ([10, 10, 1000], 1020),  # the half lies in the last prompt, which is taken whole
+        ([3000], 2048),  # never more than the batch
+    ],
+)
+def test_a_step_with_nobody_decoding_reads_the_first_half_of_the_pending_prompts(pending, taken) -> None:
+    assert first_half_of_prompts(pending, 2048) == taken
+
+
+async def test_requests_arriving_together_at_an_idle_engine_start_in_one_step(engine, monkeypatch) -> None:
+    # The second request comes a moment after the first. The decode thread, woken by the first, waits until
+    # requests stop arriving (here a pause of 50 ms, so that a loaded machine cannot split the pair) and reads
+    # both prompts in its first step: the short one is less than half of the pending prompt tokens, so the long
+    # one joins it. Without the gathering the first step would hold the short prompt alone.
+    monkeypatch.setattr(scheduler, "GATHER_QUIET_SECONDS", 0.05)
+    monkeypatch.setattr(scheduler, "GATHER_MAX_SECONDS", 0.5)
+    short = await engine.tokenize("The sky is")
+    long = await engine.tokenize("Write a long and detailed description of a quiet harbour town at dawn, " * 2)
+    assert len(short) * 3 < len(long)
+
+    async def one(tokens: list[int], delay: float) -> Chunk:
+        await asyncio.sleep(delay)
+        req = request("", max_tokens=1)
+        req = dataclasses.replace(req, prompt_token_ids=tokens)
+        return (await run(engine, req))[1]
+
+    before = engine.decode_steps
+    lasts = await asyncio.gather(one(short, 0), one(long, 0.001))
+    assert [last.completion_tokens for last in lasts] == [1, 1]
+    assert engine.decode_steps - before == 1

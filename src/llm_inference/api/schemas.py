@@ -28,7 +28,11 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed: Seed | None = None
     stop: Stop | None = None
     ignore_eos: Annotated[
-        bool, Meta(description="Keep generating past the end-of-sequence token (benchmarks: exactly max_tokens).")
+        bool,
+        Meta(
+            description="Keep generating to max_tokens (benchmarks). On llama.cpp the end-of-sequence tokens are then "
+            "never drawn, as in llama-server; vLLM draws them and goes on, as vllm serve does."
+        ),
     ] = False
 
 

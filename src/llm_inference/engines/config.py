@@ -51,7 +51,7 @@ class LlamaCppConfig:
     slots: int  # sequences decoded at once (LLM_MAX_CONCURRENT_REQUESTS)
     context_length: int | None  # per sequence; None: the model's training context
     threads: int | None  # None: every core
-    prefill_chunk: int = 512  # prompt tokens per step while other sequences decode (LLM_PREFILL_CHUNK_TOKENS)
+    prefill_chunk: int = 2048  # prompt tokens per step while other sequences decode (LLM_PREFILL_CHUNK_TOKENS)
     weight_repack: str = "auto"  # llama.cpp's extra CPU buffer types: auto | on | off (LLM_WEIGHT_REPACK)
     gpu_layers: int | None = None  # layers offloaded to the GPU, -1 all; None: all when the build can offload, else 0
     isq_type: str | None = None  # a LLAMACPP_ISQ_TYPES name: quantize the GGUF to it once, then serve that

@@ -160,7 +160,7 @@ class LlamaCppEngine:
             context_per_slot=context_per_slot,
             batch_size=BATCH_SIZE,
             stop_tokens=chat.stop_tokens,
-            prefill_chunk=min(config.prefill_chunk, UBATCH_SIZE),
+            prefill_chunk=min(config.prefill_chunk, BATCH_SIZE),
         )
         loop.start()
         info = EngineInfo(
