@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from run_bench import wait_until  # bench/gpu is the script's directory, so on sys.path
+from run_bench import launch, wait_until  # bench/gpu is the script's directory, so on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 8093
@@ -62,13 +62,7 @@ def start(gguf: str, log: Path, slots: int, **extra: str) -> subprocess.Popen[by
         "LLM_MAX_QUEUED_REQUESTS": "1024",
         **extra,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "llm_inference", "serve"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return launch([sys.executable, "-m", "llm_inference", "serve"], log, env)
 
 
 def loaded_line(log: Path) -> dict[str, Any]:

@@ -130,13 +130,12 @@ def start_ours(model_dir: str, log: Path, args: argparse.Namespace) -> subproces
         "LLM_MAX_QUEUED_REQUESTS": "1024",
         "LLM_LOG_FORMAT": "json",
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "llm_inference", "serve"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return launch([sys.executable, "-m", "llm_inference", "serve"], log, env)
+
+
+def launch(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A server in its own session (stop() ends its whole group), its output in `log`."""
+    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def start_vllm(model_dir: str, log: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -161,7 +160,7 @@ def start_vllm(model_dir: str, log: Path, args: argparse.Namespace) -> subproces
         "--max-num-seqs",
         str(args.max_num_seqs),
     ]
-    return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return launch(command, log)
 
 
 @dataclass

@@ -19,6 +19,16 @@ def load_values(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+def schema_errors(values: dict[str, Any]) -> str:
+    """What the chart's values.schema.json says about `values`, which it must refuse."""
+    with helm.Chart.load(CHART) as chart:
+        try:
+            chart.validate_schema(values)
+        except helm.HelmValuesError as error:
+            return str(error)
+    raise AssertionError("the schema accepted the values")
+
+
 def render(values: dict[str, Any] | None = None, chart: Path = CHART) -> dict[str, dict[str, Any]]:
     """Validate the values against values.schema.json, render, and return the manifests by kind/name."""
     with helm.Chart.load(chart) as loaded:
