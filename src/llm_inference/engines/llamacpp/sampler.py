@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection
 
 import llama_cpp
 
 from llm_inference.engines.base import SamplingParams
 
 
-def build_sampler(params: SamplingParams, n_vocab: int, end_tokens: Sequence[int] = ()) -> llama_cpp.llama_sampler_p:
+def build_sampler(params: SamplingParams, n_vocab: int, end_tokens: Collection[int] = ()) -> llama_cpp.llama_sampler_p:
     """Temperature 0 is greedy; otherwise top-k, top-p, temperature, then a seeded draw.
 
     Each sequence owns its chain (and so its random state), so a seeded request samples the same tokens

@@ -115,13 +115,13 @@ class DecodeLoop(threading.Thread):
         super().__init__(name="llamacpp-decode", daemon=True)
         self._model, self._ctx = model, ctx
         self._vocab = model.vocab
-        # Tokens that end a generation besides the vocabulary's own end-of-generation ones: a tokenizer repo's EOS.
-        self._stop_tokens = stop_tokens
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        # What a request with ignore_eos may not draw (sampler.build_sampler).
-        self._end_tokens = sorted(
-            stop_tokens | {t for t in range(self._n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)}
-        )
+        # Tokens that end a generation: the vocabulary's end-of-generation ones and `stop_tokens` (a tokenizer
+        # repo's EOS). Found once here, so sampling tests a set per token instead of calling into llama.cpp; a
+        # request with ignore_eos may not draw them at all (sampler.build_sampler).
+        self._end_tokens = stop_tokens | {
+            t for t in range(self._n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)
+        }
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._slots = [Slot() for _ in range(slots)]
         self._context_per_slot = context_per_slot
@@ -374,7 +374,7 @@ class DecodeLoop(threading.Thread):
         params = sequence.request.sampling
         prompt_tokens = len(sequence.prompt)
         assert sequence.stops is not None
-        ends = token in self._stop_tokens or llama_cpp.llama_vocab_is_eog(self._vocab, token)
+        ends = token in self._end_tokens
         if ends and not params.ignore_eos:
             tail = sequence.stops.push(sequence.text.flush())[0] + sequence.stops.flush()
             self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.STOP))
