@@ -326,3 +326,32 @@ async def test_unknown_route_and_wrong_method(client) -> None:
     error = assert_error(await client.get("/api/generate"), 405, "method_not_allowed")
     stated, allowed = error["message"].split("; allowed: ")
     assert stated == "GET is not allowed on /api/generate" and "POST" in allowed.split(", "), error
+
+
+async def test_every_invalid_field_is_named_at_once_each_with_its_rule(client) -> None:
+    body = {"prompt": 5, "max_tokens": "ten", "temperature": 9, "stream": 0, "colour": "red"}
+    response = await client.post("/api/generate", json=body)
+    error = assert_error(response, 422, INVALID, "prompt")
+    assert [(e["param"], e["message"]) for e in error["errors"]] == [
+        ("prompt", "prompt: must be a string that is not empty"),
+        ("max_tokens", "max_tokens: must be an integer >= 1"),
+        ("temperature", "temperature: must be a number >= 0 and <= 2"),
+        ("stream", "stream: must be true or false"),
+        ("colour", "colour: unknown field; accepted fields are " + error["errors"][4]["message"].split("are ", 1)[1]),
+    ], error
+    assert error["message"].startswith("5 fields are invalid: prompt: must be"), error
+    assert all(e["message"] in error["message"] for e in error["errors"]), error
+
+    # Nested: each message's own fields, and a required field that is missing, in one answer.
+    chat = {"messages": [{"role": "robot", "content": "hi"}, {"role": "user", "content": 3}], "top_k": -1}
+    error = assert_error(await client.post("/api/chat", json=chat), 422, INVALID, "messages[0].role")
+    assert [e["param"] for e in error["errors"]] == ["messages[0].role", "messages[1].content", "top_k"], error
+    error = assert_error(await client.post("/api/generate", json={"seed": -1}), 422, INVALID, "seed")
+    assert [e["param"] for e in error["errors"]] == ["seed", "prompt"], error
+    assert error["errors"][1]["message"] == "prompt: is required", error
+
+    # One invalid field keeps the one-field answer; a valid request on the same connection still works.
+    error = assert_error(await client.post("/api/generate", json={"prompt": "hi", "top_p": 0}), 422, INVALID, "top_p")
+    assert "errors" not in error and error["message"] == "top_p: must be a number > 0 and <= 1", error
+    answered = await client.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2})
+    assert answered.status_code == 200, answered.text

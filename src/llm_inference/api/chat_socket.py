@@ -19,9 +19,9 @@ from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
-from llm_inference.api import field_rules
+from llm_inference.api import invalid_fields
 from llm_inference.api.auth import BEARER_SUBPROTOCOL
-from llm_inference.api.errors import describe_invalid
+from llm_inference.api.errors import invalid_request
 from llm_inference.api.json_body import EMPTY_BODY, invalid_json_reason
 from llm_inference.api.native import chat_input, stream_event
 from llm_inference.api.schemas import ChatRequest, ErrorDetail, ErrorEvent, StreamEvent
@@ -56,15 +56,13 @@ def parse_message(raw: str | bytes, max_bytes: int) -> ChatRequest | ErrorDetail
         return ErrorDetail("invalid_json", invalid_json_reason(data, exc))
     if value == CANCEL:
         return None
-    if (where := field_rules.lenient_only(CHAT_REQUEST, value)) is not None:  # as JsonBodyRequest checks HTTP
-        type_, message, param = describe_invalid(CHAT_REQUEST, "wrong type", key=where)
-        return ErrorDetail(type_, message, param or None)
+    if found := invalid_fields.failures(ChatRequest, CHAT_REQUEST, value):  # as JsonBodyRequest checks HTTP
+        return invalid_request(CHAT_REQUEST, [(detail, "") for detail in found])
     try:
         # As Litestar converts an HTTP body: not strict, so the same values pass and fail.
         return msgspec.convert(value, ChatRequest, strict=False, str_keys=True)
     except msgspec.ValidationError as exc:
-        type_, message, param = describe_invalid(CHAT_REQUEST, str(exc))
-        return ErrorDetail(type_, message, param or None)
+        return invalid_request(CHAT_REQUEST, [(str(exc), "")])
 
 
 class ChatSession:

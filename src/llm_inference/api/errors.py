@@ -24,7 +24,7 @@ from litestar.types import Message, Receive, Scope, Send
 from llm_inference.api import field_rules
 from llm_inference.api.json_body import InvalidJsonBody, body_type
 from llm_inference.api.openai import errors as openai_errors
-from llm_inference.api.schemas import ErrorDetail, ErrorResponse
+from llm_inference.api.schemas import ErrorDetail, ErrorResponse, FieldError
 from llm_inference.errors import RetryLater, ServiceError
 
 log = logging.getLogger(__name__)
@@ -128,22 +128,35 @@ def describe_invalid(root: msgspec.inspect.Type | None, detail: str, key: str = 
     return "invalid_parameter", f"{path}: must be {field_rules.describe(info)}", path
 
 
-def _validation_detail(request: Request[Any, Any, Any], exc: ValidationException) -> tuple[str, str, str | None]:
-    """Turn Litestar's body validation error into (type, message, param)."""
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict):
-            # `key`: Litestar's own reading of the location, when it made one
-            type_, message, param = describe_invalid(
-                body_type(request.route_handler), str(item.get("message", exc.detail)), str(item.get("key") or "")
-            )
-            return type_, message, param or None
-    return "bad_request", "the request is invalid", None
+def invalid_request(root: msgspec.inspect.Type | None, details: list[tuple[str, str]]) -> ErrorDetail:
+    """One error for every invalid field: each described by describe_invalid from (msgspec's detail, the key
+    Litestar placed it at), the messages joined, `param` the first field and `errors` each field's rule."""
+    described = [describe_invalid(root, detail, key) for detail, key in details]
+    if len(described) == 1:
+        type_, message, param = described[0]
+        return ErrorDetail(type=type_, message=message, param=param or None)
+    fields = [FieldError(param=param, message=message) for _, message, param in described]
+    message = f"{len(fields)} fields are invalid: " + "; ".join(field.message for field in fields)
+    return ErrorDetail(type="invalid_parameter", message=message, param=fields[0].param or None, errors=fields)
+
+
+def _validation_detail(request: Request[Any, Any, Any], exc: ValidationException) -> ErrorDetail:
+    """Litestar's body validation error (one item per invalid field when JsonBodyRequest found them) as ours."""
+    # `key`: Litestar's own reading of the location, when it made one
+    details = [
+        (str(item.get("message", exc.detail)), str(item.get("key") or ""))
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    if not details:
+        return ErrorDetail(type="bad_request", message="the request is invalid")
+    return invalid_request(body_type(request.route_handler), details)
 
 
 def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorResponse]:
-    type_, message, param = _validation_detail(request, exc)
-    status = 400 if type_ in {"invalid_json", "bad_request"} else 422
-    return error_response(status, type_, message, param)
+    detail = _validation_detail(request, exc)
+    status = 400 if detail.type in {"invalid_json", "bad_request"} else 422
+    return Response(ErrorResponse(detail), status_code=status, media_type="application/json")
 
 
 def _our_words(request: Request[Any, Any, Any], exc: HTTPException) -> str:

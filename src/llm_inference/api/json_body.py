@@ -10,7 +10,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
-from llm_inference.api import field_rules
+from llm_inference.api import field_rules, invalid_fields
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 EMPTY_BODY = "the body is empty: send a JSON object"
@@ -60,12 +60,18 @@ def invalid_json_reason(body: bytes, error: Exception) -> str:
 _body_types: dict[int, msgspec.inspect.Type | None] = {}
 
 
+def body_annotation(route_handler: BaseRouteHandler) -> Any:
+    """The annotation of the handler's JSON body (its `data` parameter), or None."""
+    data = route_handler.parsed_fn_signature.parameters.get("data")
+    return data.annotation if data is not None else None
+
+
 def body_type(route_handler: BaseRouteHandler) -> msgspec.inspect.Type | None:
-    """The type of the handler's JSON body (its `data` parameter), if any; looked up once per handler."""
+    """The type of the handler's JSON body, if any, as msgspec describes it; looked up once per handler."""
     key = id(route_handler)
     if key not in _body_types:
-        data = route_handler.parsed_fn_signature.parameters.get("data")
-        _body_types[key] = field_rules.request_type_info(data.annotation) if data is not None else None
+        annotation = body_annotation(route_handler)
+        _body_types[key] = field_rules.request_type_info(annotation) if annotation is not None else None
     return _body_types[key]
 
 
@@ -75,7 +81,8 @@ class JsonBodyRequest(Request[Any, Any, Any]):
 
     A decoded body is also checked for what only lenient conversion accepts: Litestar converts bodies as it
     must convert query strings, so `"stream": 0` or `"max_tokens": "5"` would pass for a bool or an int, which
-    the documented schema (and clients' own validators) refuse."""
+    the documented schema (and clients' own validators) refuse. An invalid body is answered with every invalid
+    field at once, not only the first that Litestar would stop at."""
 
     async def json(self) -> Any:
         try:
@@ -83,8 +90,10 @@ class JsonBodyRequest(Request[Any, Any, Any]):
         except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidJsonBody(invalid_json_reason(await self.body(), exc)) from None
         expected = body_type(self.route_handler)
-        where = field_rules.lenient_only(expected, value) if expected is not None else None
-        if where is not None:
-            # The shape of Litestar's own validation errors; api/errors.py words the field's rule.
-            raise ValidationException("the body is invalid", extra=[{"message": "wrong type", "key": where}])
+        if expected is None:
+            return value
+        if found := invalid_fields.failures(body_annotation(self.route_handler), expected, value):
+            # The shape of Litestar's own validation errors, one item per invalid field; api/errors.py words
+            # each field's rule. A body valid field by field but not as a whole is left to Litestar.
+            raise ValidationException("the body is invalid", extra=[{"message": detail} for detail in found])
         return value

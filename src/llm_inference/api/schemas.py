@@ -163,10 +163,17 @@ class ChatResponse(msgspec.Struct):
     truncated_messages: int = 0  # messages dropped by `truncate: "oldest"`
 
 
+class FieldError(msgspec.Struct):
+    param: str
+    message: str
+
+
 class ErrorDetail(msgspec.Struct):
     type: str
     message: str
     param: str | None = None
+    # Every invalid field, when a request has more than one (`message` then names them all, `param` the first).
+    errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ErrorResponse(msgspec.Struct):

@@ -81,6 +81,15 @@ def test_bad_chat_bodies(http: httpx.Client, body: dict[str, Any], param: str, c
     assert_openai_error(response, 400, "invalid_request_error", code, param)
 
 
+def test_several_invalid_fields_are_named_in_one_openai_error(http: httpx.Client) -> None:
+    body = {"model": MODEL, "messages": HI, "max_tokens": 0, "temperature": "hot", "top_p": 3}
+    message = assert_openai_error(
+        http.post("/v1/chat/completions", json=body), 400, "invalid_request_error", "invalid_parameter", "max_tokens"
+    )
+    assert message.startswith("3 fields are invalid: max_tokens: must be an integer >= 1; "), message
+    assert "temperature: must be a number" in message and "top_p: must be a number > 0 and <= 1" in message
+
+
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
