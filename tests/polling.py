@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -87,15 +87,39 @@ def wait_until(
         time.sleep(min(interval, remaining))
 
 
+@overload
 async def wait_until_async(
-    probe: Callable[[], T | None | Awaitable[T | None]],
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = ...,
+    until: Callable[[T], object] | None = ...,
+    details: Callable[[], str] | None = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until_async(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = ...,
+    until: Callable[[T], object] | None = ...,
+    details: Callable[[], str] | None = ...,
+) -> T: ...
+
+
+async def wait_until_async(
+    probe: Callable[[], Any],
     *,
     timeout: float,
     what: str,
     interval: float = 0.05,
-    until: Callable[[T], object] | None = None,
+    until: Callable[[Any], object] | None = None,
     details: Callable[[], str] | None = None,
-) -> T:
+) -> Any:
     """wait_until for async tests: the event loop runs between tries, and `probe` may be a coroutine function."""
     poll = _Poll(what, timeout, until, details)
     while True:
@@ -105,7 +129,7 @@ async def wait_until_async(
             if inspect.isawaitable(seen):
                 seen = await seen
             if poll.satisfied(seen):
-                return seen  # type: ignore[return-value]  # what `until` accepted, or truthy: not None
+                return seen
         except AssertionError:
             raise
         except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from typing import Any
 
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
@@ -31,7 +32,7 @@ def _wait_for_access_line(observed: Observed, path: str, count: int) -> list[dic
     )
 
 
-def _wait_for_request_line(observed: Observed, path: str, request_id: str) -> dict:
+def _wait_for_request_line(observed: Observed, path: str, request_id: str) -> dict[str, Any]:
     """The access line of `path` that carries `request_id`, once the server has written it."""
     [*_, line] = wait_until(
         lambda: [e for e in _access_lines(observed, path) if e.get("request_id") == request_id],
