@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import llama_cpp
 import pytest
 from litestar.testing import AsyncTestClient
@@ -14,6 +14,7 @@ import llm_inference.engines.llamacpp.engine  # noqa: F401  # routes llama.cpp's
 from llm_inference.app import create_app
 from llm_inference.models.spec import embedded_model_path
 from llm_inference.settings import Settings, load_settings
+from tests.polling import wait_until_async
 
 # Small limits keep the suite fast on two cores; everything else is the service's defaults.
 TEST_ENV = {
@@ -30,14 +31,20 @@ def make_settings(**overrides: str) -> Settings:
 
 
 async def wait_ready(client: AsyncTestClient, timeout: float = 120) -> None:  # type: ignore[type-arg]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
+    """Until /health/ready answers 200 (the model loads in the background); fails at once if the load failed."""
+
+    async def ready() -> httpx.Response:
         response = await client.get("/health/ready")
-        if response.status_code == 200:
-            return
         assert "failed" not in response.text, response.text
-        await asyncio.sleep(0.1)
-    raise TimeoutError("the model did not become ready")
+        return response
+
+    await wait_until_async(
+        ready,
+        until=lambda response: response.status_code == 200,
+        timeout=timeout,
+        what="/health/ready to answer 200 (the model loaded)",
+        interval=0.1,
+    )
 
 
 @pytest.fixture(scope="session")

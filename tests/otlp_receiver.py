@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
+from tests.polling import wait_until
 from tests.server import free_port
 
 
@@ -75,16 +75,22 @@ class Collected:
             self.headers.append(headers)
             self.spans.extend(spans)
 
-    def wait_for(self, predicate: Callable[[list[Span]], bool], timeout: float = 30) -> list[Span]:
-        """Wait until the spans received so far satisfy `predicate` (the exporter sends in batches)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                spans = list(self.spans)
-            if predicate(spans):
-                return spans
-            time.sleep(0.05)
-        raise TimeoutError(f"spans never matched; received: {[s.name for s in spans]}")
+    def received(self) -> list[Span]:
+        with self.lock:
+            return list(self.spans)
+
+    def wait_for(
+        self, predicate: Callable[[list[Span]], object], timeout: float = 60, what: str = "the spans the test expects"
+    ) -> list[Span]:
+        """The spans received so far, once they satisfy `predicate`: the server ends a request's spans after its
+        response has gone out, and the exporter sends them in batches."""
+        return wait_until(
+            self.received,
+            until=predicate,
+            timeout=timeout,
+            what=what,
+            details=lambda: f"the names of the spans received: {[s.name for s in self.received()]}",
+        )
 
 
 class GrpcReceiver(Collected):

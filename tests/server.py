@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.polling import wait_until
 
 BASE_ENV = {"LLM_LOG_FORMAT": "json", "LLM_CONTEXT_LENGTH": "1024", "LLM_INFERENCE_HOSTNAME": "127.0.0.1"}
 
@@ -58,19 +59,20 @@ class ServerProcess:
         return self
 
     def wait_for(self, path: str, status: int, timeout: float = 120, **client_args: object) -> httpx.Response:
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
+        """The response of GET `path` once it has `status`. Fails at once if the server exits meanwhile."""
+
+        def get() -> httpx.Response:
             assert self.process and self.process.poll() is None, f"server exited: {self.logs()}"
-            try:
-                response = httpx.get(self.url + path, timeout=5, **client_args)  # type: ignore[arg-type]
-                if response.status_code == status:
-                    return response
-                last = response.status_code
-            except httpx.TransportError as exc:
-                last = exc
-            time.sleep(0.1)
-        raise TimeoutError(f"{path} never answered {status} (last: {last}); logs:\n{self.logs()}")
+            return httpx.get(self.url + path, timeout=5, **client_args)  # type: ignore[arg-type]
+
+        return wait_until(
+            get,
+            until=lambda response: response.status_code == status,
+            timeout=timeout,
+            what=f"{path} to answer {status}",
+            interval=0.1,
+            details=lambda: f"server log:\n{self.logs()}",
+        )
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

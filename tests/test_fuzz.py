@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.polling import wait_until
 from tests.server import ServerProcess
 
 KEY = "f" * 24 + "-fuzzing-key"
@@ -38,11 +39,29 @@ CHECKS = [
 ]
 
 
-def answered_5xx(url: str) -> float:
-    """Requests the server has answered with a 5xx so far, by its own HTTP metrics."""
+def http_requests(url: str, labels: str) -> float:
+    """Requests the server has counted whose http_requests_total labels match the regex `labels`."""
     metrics = httpx.get(url + "/metrics", timeout=10).text
-    counts = re.findall(r'^http_requests_total\{[^}]*status="5\d\d"[^}]*\} (\S+)$', metrics, flags=re.M)
+    counts = re.findall(rf"^http_requests_total\{{[^}}]*{labels}[^}}]*\}} (\S+)$", metrics, flags=re.M)
     return sum(float(count) for count in counts)
+
+
+def answered_5xx(url: str) -> float:
+    """Requests the server has answered with a 5xx so far, by its own HTTP metrics.
+
+    The server counts a request just after its answer has gone out, so a client's last requests may not be
+    counted yet when it has their answers. One more request is sent first and its count waited for: by then the
+    requests answered before it, each counted as its answer went out, are counted too."""
+    unmatched = 'route="unmatched"'
+    before = http_requests(url, unmatched)
+    httpx.get(url + "/no-such-route/the-count-is-up-to-date", timeout=10)
+    wait_until(
+        lambda: http_requests(url, unmatched),
+        until=lambda count: count > before,
+        timeout=60,
+        what=f"the server to count one more request to an unmatched route ({before} before)",
+    )
+    return http_requests(url, r'status="5\d\d"')
 
 
 def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(tmp_path: Path) -> None:

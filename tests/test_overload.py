@@ -11,6 +11,7 @@ import httpx
 import psutil
 
 from tests.api.sse import parse_events
+from tests.polling import wait_until_async
 from tests.server import ServerProcess
 
 STREAM = {"prompt": "Count: 1, 2, 3,", "max_tokens": 12, "ignore_eos": True, "temperature": 0}
@@ -35,12 +36,16 @@ def engine_load(url: str) -> tuple[float, float]:
 
 
 async def wait_engine_idle(url: str, timeout: float) -> float:
+    """Seconds until the engine holds no request, running or waiting."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if await asyncio.to_thread(engine_load, url) == (0, 0):
-            return time.monotonic() - started
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the engine is still busy after {timeout}s: {engine_load(url)}")
+    await wait_until_async(
+        lambda: asyncio.to_thread(engine_load, url),
+        until=lambda load: load == (0, 0),
+        timeout=timeout,
+        what="the engine to hold no request ((running, waiting) == (0, 0))",
+        interval=0.1,
+    )
+    return time.monotonic() - started
 
 
 async def watch_liveness(url: str, stop: asyncio.Event) -> list[float]:

@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from llm_inference.models.spec import embedded_model_path
 from tests.fake_hub import FakeHub
+from tests.polling import wait_until
 from tests.server import ServerProcess
 
 HUB_REPO = "test-org/smollm2-gguf"
@@ -33,11 +34,13 @@ def test_live_during_a_slow_download_ready_only_after_load(tmp_path: Path) -> No
         }
         with ServerProcess(env, log_path=tmp_path / "server.log") as server:
             server.wait_for("/health/live", 200)
-            for _ in range(200):
-                model = httpx.get(server.url + "/api/llms").json()["models"][0]
-                if model["state"] == "downloading":
-                    break
-                time.sleep(0.05)
+            # The registry starts the load in the background: downloading once the hub has been asked.
+            model = wait_until(
+                lambda: httpx.get(server.url + "/api/llms").json()["models"][0],
+                until=lambda model: model["state"] == "downloading",
+                timeout=60,
+                what="the model to be downloading",
+            )
             assert model["state"] == "downloading" and model["download"]["bytes_done"] == 0, model
             not_ready = httpx.get(server.url + "/health/ready")
             assert not_ready.status_code == 503
@@ -67,11 +70,14 @@ def test_a_model_that_fails_to_load_turns_readiness_503_with_the_reason(tmp_path
     env = {"LLM_ALLOWED_MODELS": str(tmp_path / "missing.gguf")}
     with ServerProcess(env, log_path=tmp_path / "server.log") as server:
         server.wait_for("/health/live", 200)
-        response = server.wait_for("/health/ready", 503)
-        for _ in range(100):
-            if not response.json()["reason"].startswith("loading"):
-                break
-            response = server.wait_for("/health/ready", 503)
+        # 503 while the model loads, then 503 because its load failed: waited for past "loading".
+        response = wait_until(
+            lambda: server.wait_for("/health/ready", 503),
+            until=lambda response: not response.json()["reason"].startswith("loading"),
+            timeout=120,
+            what="readiness to give a reason other than loading",
+            details=lambda: f"server log:\n{server.logs()}",
+        )
         assert response.json()["reason"].startswith(f"failed ({env['LLM_ALLOWED_MODELS']}): FileNotFoundError")
         llms = httpx.get(server.url + "/api/llms").json()["models"]
         assert llms[0]["state"] == "failed"

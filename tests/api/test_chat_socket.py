@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.api.test_chat import QUESTION
 from tests.api.test_errors import BAD_INPUTS
+from tests.polling import wait_until
 from tests.server import ServerProcess
 
 KEY = "k" * 20 + "-socket-key"
@@ -77,13 +77,14 @@ def engine_counters(server: ServerProcess) -> tuple[float, float]:
 
 
 def wait_until_cancelled(server: ServerProcess, before: float) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        busy, cancelled = engine_counters(server)
-        if busy == 0 and cancelled > before:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the engine still holds the generation: {engine_counters(server)}")
+    """Until the engine holds nothing and counts one more cancelled generation than `before`."""
+    wait_until(
+        lambda: engine_counters(server),
+        until=lambda counters: counters[0] == 0 and counters[1] > before,
+        timeout=30,
+        what=f"the engine to let the generation go ((busy, cancelled) to be (0, > {before}))",
+        interval=0.1,
+    )
 
 
 def test_requests_are_answered_in_order_with_the_sse_events(server) -> None:

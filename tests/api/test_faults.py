@@ -23,6 +23,7 @@ from litestar.testing import AsyncTestClient
 from llm_inference.app import create_app
 from tests.api.sse import parse_events
 from tests.conftest import make_settings, wait_ready
+from tests.polling import wait_until_async
 from tests.telemetry.scrape import Scrape
 
 TIMEOUT_SECONDS = 10
@@ -128,16 +129,17 @@ def engine_of(client: AsyncTestClient):  # type: ignore[no-untyped-def,type-arg]
     return client.app.state.service.registry.loaded_engine(None)
 
 
-async def wait_idle(client: AsyncTestClient, timeout: float = 10) -> None:  # type: ignore[type-arg]
-    """The engine holds no request and the admission no slot: everything the request had is freed."""
+async def wait_idle(client: AsyncTestClient, timeout: float = 30) -> None:  # type: ignore[type-arg]
+    """The engine holds no request and the admission no slot: everything the request had is freed (the decode
+    thread frees a cancelled sequence at its next step)."""
     engine, service = engine_of(client), client.app.state.service
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = engine.stats()
-        if stats.running == 0 and stats.waiting == 0 and service.admission.in_flight == 0:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"engine still busy: {engine.stats()}, in flight {service.admission.in_flight}")
+    await wait_until_async(
+        lambda: (engine.stats(), service.admission.in_flight),
+        until=lambda seen: seen[0].running == 0 and seen[0].waiting == 0 and seen[1] == 0,
+        timeout=timeout,
+        what="the engine to hold no request and the admission no slot ((engine stats, slots in flight))",
+        interval=0.02,
+    )
 
 
 async def assert_no_more_decoding(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
@@ -228,11 +230,13 @@ async def test_a_wedged_engine_turns_readiness_503_with_the_reason_until_it_move
     faults.block_after(2)
     request = in_background(tuned, "/api/generate", {**LONG, "max_tokens": 20})
     assert await asyncio.to_thread(faults.blocked.wait, 30)
-    deadline = time.monotonic() + STALL_SECONDS + 3
-    ready = await tuned.get("/health/ready")
-    while ready.status_code == 200 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        ready = await tuned.get("/health/ready")
+    ready = await wait_until_async(
+        lambda: tuned.get("/health/ready"),
+        until=lambda response: response.status_code != 200,
+        timeout=STALL_SECONDS + 3,
+        what=f"readiness to turn away from 200 once the engine made no progress for {STALL_SECONDS} s",
+        interval=0.1,
+    )
     assert ready.status_code == 503, ready.text
     assert ready.json()["reason"].startswith("engine stalled: 1 request(s) waiting and no decode progress")
     assert "LLM_ENGINE_STALL_SECONDS=1" in ready.json()["reason"]
@@ -287,10 +291,20 @@ async def start_long_request(
     engine = engine_of(client)
     steps = engine.decode_steps
     request = in_background(client, "/api/generate", {**LONG, "max_tokens": max_tokens})
-    deadline = time.monotonic() + 30
-    while not (engine.stats().running == 1 and engine.decode_steps > steps + 2):
-        assert time.monotonic() < deadline and not request.done(), "the long request never started decoding"
-        await asyncio.sleep(0.01)
+
+    def decoding() -> bool:
+        if engine.stats().running == 1 and engine.decode_steps > steps + 2:
+            return True
+        assert not request.done(), "the long request never started decoding"
+        return False
+
+    await wait_until_async(
+        decoding,
+        timeout=30,
+        what="the long request to be decoding (one running, more than two decode steps since it was sent)",
+        interval=0.01,
+        details=lambda: f"engine stats {engine.stats()}, decode steps since: {engine.decode_steps - steps}",
+    )
     return request
 
 

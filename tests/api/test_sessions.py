@@ -4,7 +4,6 @@ cancelled turn recording nothing, pruning a session that outgrows the context, a
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.api.sse import joined_text, parse_events
+from tests.polling import wait_until
 from tests.server import ServerProcess
 
 CONTEXT = 512
@@ -52,13 +52,14 @@ def turn(http: httpx.Client, session_id: str, content: str, **fields: Any) -> ht
 
 def wait_idle(http: httpx.Client, session_id: str) -> dict[str, Any]:
     """The session once its turn has ended (the server notices a client gone at its next write)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        view = http.get(f"/api/sessions/{session_id}").json()
-        if not view["busy"]:
-            return dict(view)
-        time.sleep(0.1)
-    raise AssertionError(f"session {session_id} stayed busy")
+    view: dict[str, Any] = wait_until(
+        lambda: http.get(f"/api/sessions/{session_id}").json(),
+        until=lambda view: not view["busy"],
+        timeout=60,
+        what=f"session {session_id} to end its turn (busy false)",
+        interval=0.1,
+    )
+    return view
 
 
 def assert_no_session(response: httpx.Response) -> None:

@@ -21,6 +21,7 @@ from llm_inference.models.spec import embedded_model_path
 from tests.api.sse import parse_events
 from tests.deploy.chart import container_env, helm_test_pod, one, port_number, render, server_container
 from tests.fake_hub import FakeHub
+from tests.polling import wait_until
 from tests.server import ServerProcess, free_port
 from tests.test_server import _self_signed
 
@@ -42,12 +43,16 @@ class Kubelet:
         return 200 <= response.status_code < 400
 
     def wait_until(self, name: str, result: bool, timeout: float) -> float:
+        """Seconds until the probe `name` gives `result`."""
         started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.probe(name) is result:
-                return time.monotonic() - started
-            time.sleep(0.1)
-        raise AssertionError(f"{name} did not turn {result} within {timeout} s")
+        wait_until(
+            lambda: self.probe(name),
+            until=lambda outcome: outcome is result,
+            timeout=timeout,
+            what=f"{name} to turn {result}",
+            interval=0.1,
+        )
+        return time.monotonic() - started
 
     def budget_seconds(self, name: str) -> float:
         spec = self.container[name]

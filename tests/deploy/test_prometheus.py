@@ -39,6 +39,7 @@ from tests.api.sse import parse_events
 from tests.deploy.chart import RELEASE
 from tests.deploy.prometheus import PROMETHEUS, alerting_rules, require, write_rules_file
 from tests.fake_hub import FakeHub
+from tests.polling import wait_until
 from tests.server import ServerProcess, free_port
 from tests.telemetry.dashboards import DASHBOARDS, queries, substitute
 
@@ -81,11 +82,18 @@ class Prometheus:
         [group] = self.get("/api/v1/rules", type="alert")["groups"]
         return {rule["name"]: rule["state"] for rule in group["rules"]}
 
-    def wait(self, what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"Prometheus: {what} never happened; its log:\n{self.log.read_text()}"
-            time.sleep(0.2)
+    def wait(
+        self, what: str, probe: Callable[[], Any], until: Callable[[Any], object] | None = None, timeout: float = 60
+    ) -> None:
+        """Until what `probe` returns is truthy, or satisfies `until`: Prometheus scrapes and evaluates every second."""
+        wait_until(
+            probe,
+            until=until,
+            timeout=timeout,
+            what=f"Prometheus: {what}",
+            interval=0.2,
+            details=lambda: f"its log:\n{self.log.read_text()}",
+        )
 
 
 def _config(rules: Path, target: str) -> dict[str, Any]:
@@ -175,7 +183,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                 # The hub holds the download back: the model is loading, and Prometheus sees it not ready.
                 prometheus.wait(
                     "LLMInferenceNotReady pending while the model loads",
-                    lambda: prometheus.alert_states().get("LLMInferenceNotReady") == "pending",
+                    prometheus.alert_states,
+                    lambda states: states.get("LLMInferenceNotReady") == "pending",
                 )
                 # ... through its own gauges, not only because a scrape failed (`up == 0` would page as well).
                 assert prometheus.query(f'llm_ready{{job="{JOB}"}} == 0')
@@ -188,9 +197,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                 # Two scrapes after the load, so that rate() over the new series has two samples.
                 prometheus.wait(
                     "two scrapes after the load",
-                    lambda: any(
-                        float(s["value"][1]) > loaded + 1.5 for s in prometheus.query(f'timestamp(up{{job="{JOB}"}})')
-                    ),
+                    lambda: prometheus.query(f'timestamp(up{{job="{JOB}"}})'),
+                    lambda scrapes: any(float(s["value"][1]) > loaded + 1.5 for s in scrapes),
                 )
                 yield prometheus
             finally:
@@ -286,9 +294,8 @@ def test_prometheus_evaluates_the_rules_file_and_nothing_fires_on_a_healthy_serv
     # Ready again after the load (one late scrape could still count as `up == 0` for a moment: hence the wait).
     prometheus.wait(
         "every alert inactive",
-        lambda: all(
-            state == "inactive" for name, state in prometheus.alert_states().items() if name not in TIMING_ALERTS
-        ),
+        prometheus.alert_states,
+        lambda states: all(state == "inactive" for name, state in states.items() if name not in TIMING_ALERTS),
         timeout=30,
     )
     [ready] = prometheus.query(f'llm_ready{{job="{JOB}"}}')

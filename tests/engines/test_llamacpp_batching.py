@@ -17,6 +17,7 @@ from llm_inference.engines.llamacpp.scheduler import first_half_of_prompts
 from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
+from tests.polling import wait_until_async
 
 CHUNK = 32  # LLM_PREFILL_CHUNK_TOKENS of this module's engine
 PROMPTS = [
@@ -108,8 +109,13 @@ async def test_cancelled_sequence_leaves_within_one_step_and_frees_its_cells(eng
         await anext(stream)
     sequence = engine._sequences[long_request.request_id]
     await stream.aclose()
-    while sequence.released_at_step is None:
-        await asyncio.sleep(0.001)
+    await wait_until_async(  # the decode thread releases it at its next step
+        lambda: sequence.released_at_step is not None,
+        timeout=30,
+        what="the decode thread to release the cancelled sequence",
+        interval=0.001,
+        details=lambda: f"cancelled at step {sequence.cancelled_at_step}, the loop is at step {engine.decode_steps}",
+    )
     # The loop may be inside a step when we cancel; the sequence must be gone when that step ends. (The loop
     # records both step counts itself: on a busy machine the event loop may notice the release later.)
     assert sequence.cancelled_at_step is not None

@@ -22,6 +22,7 @@ from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
 from llm_inference.service import GenerationStream, SamplingInput, open_stream, prepare
 from tests.api.test_errors import assert_error
 from tests.conftest import make_settings, wait_ready
+from tests.polling import wait_until_async
 from tests.telemetry.scrape import Scrape
 
 KEY = "registry-test-key-0123456789"
@@ -79,10 +80,12 @@ async def test_waiting_for_a_load_is_bounded_by_the_request_timeout(second_model
             await registry.acquire(second_model)
         entry = registry.entry_for(second_model)
         assert entry.in_flight == 0
-        for _ in range(1200):  # the load goes on without the request that gave up
-            if entry.state is ModelState.LOADED:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until_async(  # the load goes on without the request that gave up
+            lambda: entry.state,
+            until=lambda state: state is ModelState.LOADED,
+            timeout=120,
+            what=f"{second_model} to finish loading",
+        )
         with await registry.acquire(second_model) as lease:
             assert lease.model == second_model and entry.in_flight == 1
         assert entry.in_flight == 0 and entry.loads == 1 and entry.last_used
@@ -180,11 +183,12 @@ async def test_readiness_waits_for_the_preloaded_models_only(tmp_path: Path) -> 
     broken.write_bytes(os.urandom(1 << 20))
     env = {"LLM_ALLOWED_MODELS": f"{EMBEDDED_MODEL},{broken}", "LLM_PRELOAD_MODELS": str(broken)}
     async with serving(ready=False, **env) as client:
-        for _ in range(600):
-            ready = await client.get("/health/ready")
-            if "failed" in ready.text:
-                break
-            await asyncio.sleep(0.05)
+        ready = await wait_until_async(
+            lambda: client.get("/health/ready"),
+            until=lambda ready: "failed" in ready.text,
+            timeout=60,
+            what="readiness to report the preloaded model's failed load",
+        )
         assert ready.status_code == 503 and ready.json()["reason"].startswith(f"failed ({broken}): ")
         # The default model is not preloaded here: it loads on its first request, and readiness ignores it.
         assert (await cards(client))[EMBEDDED_MODEL]["state"] == "not_loaded"

@@ -4,7 +4,6 @@ GGUF's own, downloaded from a (fake) hub by the real server, beside the same GGU
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from llm_inference.engines.chat_template import read_tokenizer_dir
 from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
 from tests.fake_hub import FakeHub
+from tests.polling import wait_until
 from tests.server import ServerProcess
 
 GGUF_REPO = "test-org/smollm2-gguf"
@@ -58,10 +58,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
         }
         with ServerProcess(env, log_path=tmp / "server.log") as process:
             process.wait_for("/health/ready", 200)
-            deadline = time.monotonic() + 120
-            while {m["state"] for m in httpx.get(process.url + "/api/llms").json()["models"]} != {"loaded"}:
-                assert time.monotonic() < deadline, process.logs()
-                time.sleep(0.2)
+            wait_until(
+                lambda: {m["id"]: m["state"] for m in httpx.get(process.url + "/api/llms").json()["models"]},
+                until=lambda states: set(states.values()) == {"loaded"},
+                timeout=120,
+                what="both preloaded models loaded",
+                interval=0.2,
+                details=lambda: f"server log:\n{process.logs()}",
+            )
             assert not any("model.safetensors" in r for r in hub.requests), hub.requests
             yield process, spec
 

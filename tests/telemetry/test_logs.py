@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
+from typing import Any
 
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
 
 from llm_inference.telemetry.logging import JsonFormatter, PrettyFormatter
 from tests.api.sse import joined_text, parse_events
+from tests.polling import wait_until
 from tests.telemetry.conftest import HF_TOKEN, Observed
 
 
@@ -21,15 +22,36 @@ def _access_lines(observed: Observed, path: str) -> list[dict]:
 
 
 def _wait_for_access_line(observed: Observed, path: str, count: int) -> list[dict]:
-    deadline = time.monotonic() + 30
-    while len(lines := _access_lines(observed, path)) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(lines) >= count, f"no access line for {path}"
-    return lines
+    """The access lines of `path`, once there are `count`: the server writes a request's line after its response
+    has gone out, so it may still be missing when the client has the response."""
+    return wait_until(
+        lambda: _access_lines(observed, path),
+        until=lambda lines: len(lines) >= count,
+        timeout=60,
+        what=f"{count} access line(s) for {path}",
+    )
+
+
+def _wait_for_request_line(observed: Observed, path: str, request_id: str) -> dict[str, Any]:
+    """The access line of `path` that carries `request_id`, once the server has written it."""
+    [*_, line] = wait_until(
+        lambda: [e for e in _access_lines(observed, path) if e.get("request_id") == request_id],
+        timeout=60,
+        what=f"the access line for {path} with request_id {request_id!r}",
+        details=lambda: f"the last access lines for {path}: {_access_lines(observed, path)[-3:]}",
+    )
+    return line
 
 
 def test_every_line_is_one_json_object_with_the_required_fields(observed: Observed) -> None:
-    entries = observed.log_entries()  # fails on any line that is not JSON, Granian's own included
+    # Fails on any line that is not JSON, Granian's own included. The access line of the fixture's readiness
+    # probe is written after its answer: waited for.
+    entries = wait_until(
+        observed.log_entries,
+        until=lambda entries: {"_granian", "llm_inference.access"} <= {e.get("logger") for e in entries},
+        timeout=60,
+        what="log lines from Granian and from the access log",
+    )
     assert entries
     for entry in entries:
         assert {"timestamp", "level", "logger", "message"} <= set(entry), entry
@@ -39,7 +61,6 @@ def test_every_line_is_one_json_object_with_the_required_fields(observed: Observ
 
 def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Observed) -> None:
     traceparent_trace = secrets.token_hex(16)
-    before = len(_access_lines(observed, "/api/generate"))
     answer = httpx.post(
         observed.url + "/api/generate",
         json={"prompt": "Two plus two is", "max_tokens": 3},
@@ -47,7 +68,8 @@ def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Ob
         timeout=300,
     )
     assert answer.status_code == 200
-    line = _wait_for_access_line(observed, "/api/generate", before + 1)[-1]
+    # This request's own line, by the id its response carries: another test's request may be logged later.
+    line = _wait_for_request_line(observed, "/api/generate", answer.headers["x-request-id"])
     assert line["message"] == "POST /api/generate 200"
     assert line["level"] == "INFO" and line["method"] == "POST" and line["status"] == 200
     assert 0 < line["duration_seconds"] < 300
@@ -67,13 +89,11 @@ def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Ob
 
 
 def test_errors_and_probes_are_logged_too(observed: Observed) -> None:
-    before_404 = len(_access_lines(observed, "unmatched"))
-    assert httpx.get(observed.url + "/no/such/route", timeout=30).status_code == 404
-    [*_, line] = _wait_for_access_line(observed, "unmatched", before_404 + 1)
+    missing = httpx.get(observed.url + "/no/such/route", timeout=30)
+    assert missing.status_code == 404
+    line = _wait_for_request_line(observed, "unmatched", missing.headers["x-request-id"])
     assert line["status"] == 404 and line["level"] == "INFO" and "model" not in line
-    probes = [
-        e for e in observed.log_entries() if e["logger"] == "llm_inference.access" and e.get("route") == "/health/ready"
-    ]
+    probes = _wait_for_access_line(observed, "/health/ready", 1)  # the fixture's probes, logged after their answers
     assert probes and all(e["level"] == "DEBUG" for e in probes)  # probes every few seconds: debug only
 
 
@@ -103,7 +123,9 @@ def test_no_prompt_completion_or_secret_in_any_log_line(observed: Observed) -> N
         timeout=300,
     )
     completions.append(joined_text(parse_events(stream.text)))
-    _wait_for_access_line(observed, "/api/chat/stream", 1)
+    # Every line these requests make is in the log before it is searched: their access lines come last.
+    for route, response in (("/api/generate", answer), ("/api/chat", chat), ("/api/chat/stream", stream)):
+        _wait_for_request_line(observed, route, response.headers["x-request-id"])
 
     logs = observed.log_text()
     assert "Violet-narwhal" not in logs and "narwhal" not in logs
@@ -139,7 +161,7 @@ def test_every_response_carries_a_request_id_also_in_its_access_line_and_span(ob
         timeout=300,
     )
     assert answered.status_code == 200 and answered.headers["x-request-id"] == caller_id
-    line = next(e for e in reversed(_access_lines(observed, "/api/generate")) if e.get("request_id") == caller_id)
+    line = _wait_for_request_line(observed, "/api/generate", caller_id)
     assert line["status"] == 200
     [server] = [
         s

@@ -5,7 +5,6 @@ requests really run side by side."""
 from __future__ import annotations
 
 import asyncio
-import time
 from importlib.metadata import version
 
 import httpx
@@ -15,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from llm_inference.app import create_app
 from tests.api.sse import parse_events
 from tests.conftest import make_settings, wait_ready
+from tests.polling import wait_until
 from tests.telemetry.conftest import Observed
 from tests.telemetry.scrape import Scrape
 
@@ -223,16 +223,24 @@ def test_a_client_leaving_mid_stream_is_counted_as_cancelled(observed: Observed)
         for line in response.iter_lines():
             if line.startswith("data: "):
                 break  # one event, then hang up
-    # Counted as soon as the stream closes; the engine frees the slot at its next decode step.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    # Counted once the server notices the stream closed; the engine frees the slot at its next decode step.
+    def cancelled_and_running() -> tuple[float, float]:
         scraped = observed.scrape()
-        cancelled = scraped.value("llm_requests_finished_total", **labels, finish_reason="cancelled")
-        if cancelled == before + 1 and scraped.value("llm_num_requests_running", **labels) == 0:
-            break
-        time.sleep(0.1)
-    assert scraped.value("llm_requests_finished_total", **labels, finish_reason="cancelled") == before + 1
-    assert scraped.value("llm_num_requests_running", **labels) == 0  # its slot is free again
+        return (
+            scraped.value("llm_requests_finished_total", **labels, finish_reason="cancelled"),
+            scraped.value("llm_num_requests_running", **labels),
+        )
+
+    cancelled, running = wait_until(
+        cancelled_and_running,
+        until=lambda seen: seen == (before + 1, 0),
+        timeout=60,
+        what=f"one more cancelled generation ({before} before) and none running: (cancelled, running)",
+        interval=0.1,
+    )
+    assert cancelled == before + 1
+    assert running == 0  # its slot is free again
 
 
 def test_embeddings_are_measured_and_traced_as_their_own_operation(observed: Observed) -> None:

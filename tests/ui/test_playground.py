@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.polling import wait_until
 from tests.server import ServerProcess
 from tests.ui.conftest import API_KEY
 
@@ -103,10 +103,13 @@ def test_stop_aborts_the_request_and_the_server_frees_the_slot(tab: Page, ui_ser
     stats = page.locator(".msg.assistant .stats").inner_text()
     # A story of up to 1000 tokens at temperature 1: the model is still writing when Stop is pressed.
     assert busy == 1 and "finish: stopped" in stats, (busy, stats)
-    deadline = time.monotonic() + 10
-    while running_requests(ui_server) != 0:
-        assert time.monotonic() < deadline, "the server kept decoding after Stop"
-        time.sleep(0.1)
+    wait_until(
+        lambda: running_requests(ui_server),
+        until=lambda running: running == 0,
+        timeout=10,
+        what="the server to stop decoding after Stop (llm_num_requests_running 0)",
+        interval=0.1,
+    )
     assert page.locator("#status").inner_text() == "Stopped."
     assert page.locator("#send").is_enabled()
     tab.assert_clean()

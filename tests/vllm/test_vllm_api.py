@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.api.sse import joined_text, parse_events
+from tests.polling import wait_until
 from tests.server import ServerProcess
 
 PROMPT = "The capital of France is"
@@ -169,13 +169,23 @@ def test_a_closed_stream_frees_its_request_in_the_engine(server: ServerProcess) 
             if deltas == 3:
                 break
         assert running_requests(server) == 1
-        time.sleep(0.5)  # a few engine steps: the scheduler's KV-cache figure reaches the stat logger
-        assert 0 < gauge(server, "llm_kv_cache_usage_ratio") <= 1  # vLLM's own figure for this one request
+        # vLLM's own figure for this one request: its scheduler reports it to the stat logger after its steps.
+        usage = wait_until(
+            lambda: gauge(server, "llm_kv_cache_usage_ratio"),
+            until=lambda usage: 0 < usage <= 1,
+            timeout=30,
+            what="the KV-cache usage of the running request to reach /metrics (0 < usage <= 1)",
+            interval=0.1,
+        )
+        assert 0 < usage <= 1
     # the client is gone after three deltas of a 900-token generation: the engine must drop the request
-    deadline = time.monotonic() + 30
-    while running_requests(server) != 0:
-        assert time.monotonic() < deadline, "the aborted request is still running in the engine"
-        time.sleep(0.2)
+    wait_until(
+        lambda: running_requests(server),
+        until=lambda running: running == 0,
+        timeout=30,
+        what="the aborted request to leave the engine (llm_num_requests_running 0)",
+        interval=0.2,
+    )
     assert ok(server, "/api/generate", prompt=PROMPT, max_tokens=2, temperature=0)["text"] == " Paris."
     assert gauge(server, "llm_kv_cache_usage_ratio") == 0  # nothing running holds the cache
 

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.api.openai.conftest import MODEL, QUESTION, SERVER_ENV, sdk
+from tests.polling import wait_until
 from tests.server import ServerProcess
 from tests.test_overload import engine_load
 
@@ -34,16 +35,25 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def wait_freed(client: openai.OpenAI, url: str) -> float:
     """Seconds until the engine is idle and the one admission slot takes a new request."""
+
+    def state() -> str:
+        load = engine_load(url)
+        if load != (0, 0):
+            return f"engine load (running, waiting) {load}"
+        try:
+            client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=1)
+        except openai.RateLimitError:
+            return "engine idle, but the admission slot still taken (429)"
+        return "freed"
+
     started = time.monotonic()
-    while time.monotonic() - started < FREED_WITHIN_SECONDS:
-        if engine_load(url) == (0, 0):
-            try:
-                client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=1)
-                return time.monotonic() - started
-            except openai.RateLimitError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"not freed within {FREED_WITHIN_SECONDS}s: engine load {engine_load(url)}")
+    wait_until(
+        state,
+        until=lambda seen: seen == "freed",
+        timeout=FREED_WITHIN_SECONDS,
+        what="the engine idle and the admission slot free",
+    )
+    return time.monotonic() - started
 
 
 def test_a_full_admission_is_a_rate_limit_error_and_a_left_stream_frees_everything(single: ServerProcess) -> None:
