@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
     # What llama-cpp-python builds by default: llama, ggml and the multimodal library (mtmd).
     "default": "",
-    # What scripts/install.sh builds: the multimodal library left out (the service never loads it).
+    # The multimodal library left out (the service never loads it).
     "no-mtmd": "-DLLAVA_BUILD=OFF",
+    # What scripts/install.sh builds: llama.cpp's "common" library left out too (llama-cpp-python never loads it).
+    "no-mtmd-no-common": f"-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE={ROOT / 'scripts/llama-cpp-no-common.cmake'}",
 }
 
 

@@ -32,15 +32,16 @@ fi
 if [ "$PREBUILT_ONLY" = 1 ] || [ ! -s "$WORK/llama.lock" ]; then
     exit 0
 fi
-# Only what the service loads: libllama and ggml. Not the multimodal library (mtmd/llava), which
-# llama-cpp-python builds by default and the service never loads; llama.cpp's tools, examples and tests are
-# already off when it is built as a subproject. CMAKE_ARGS given by the caller (the images' SIMD flags, CUDA)
-# come after, so they win.
-export CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}"
+# Only what the service loads: libllama and ggml. Not the multimodal library (mtmd/llava) nor llama.cpp's
+# "common" library, which llama-cpp-python builds by default and never loads (llama-cpp-no-common.cmake says
+# how); llama.cpp's tools, examples and tests are already off when it is built as a subproject. Half the
+# compile time (bench/llama_build.py). CMAKE_ARGS given by the caller (the images' SIMD flags, CUDA) come after.
+NO_COMMON="$(cd "$HERE" && pwd)/llama-cpp-no-common.cmake"
+export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$NO_COMMON ${CMAKE_ARGS:-}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 VERSION=$(sed -n 's/^llama-cpp-python==\([^ ]*\).*/\1/p' "$WORK/llama.lock")
 echo "llama-cpp-python $VERSION: compiling llama.cpp on $CMAKE_BUILD_PARALLEL_LEVEL cores unless pip's cache holds" \
-    "the wheel (about 4 minutes on two idle cores, longer on busy ones; pip keeps the result for next time)"
+    "the wheel (about 2 minutes on two idle cores, longer on busy ones; pip keeps the result for next time)"
 STARTED=$(date +%s)
 {
     "$VENV/bin/pip" install --verbose --no-deps --require-hashes --requirement "$WORK/llama.lock" 2>&1
