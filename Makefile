@@ -114,7 +114,7 @@ clean:
 	@echo "make clean kept what is not the project's alone:"
 	@echo "  $$(pip cache dir 2>/dev/null || echo ~/.cache/pip): pip's cache, shared with other projects; it holds the"
 	@echo "    compiled llama-cpp-python wheel that spares the next install its compile ('pip cache remove llama_cpp_python')"
-	@echo "  $(dir $(VLLM_MODEL_DIR))isq: the service's quantized copies of models served with LLM_ISQ, if any"
+	@echo "  $(dir $(VLLM_MODEL_DIR))isq: the service's quantized copies of models served with LLM_ENABLE_ISQ, if any"
 	@echo "  chromium, prometheus: Debian packages that 'make test' installed ('apt-get remove chromium prometheus')"
 
 # Benchmarks (not tests): timings go to bench/results/, never into the test suite.
