@@ -1,0 +1,100 @@
+"""Structured outputs on /api (the `format` field) and /v1 (`response_format`), in-process on the real model:
+JSON that parses and matches its schema, many samples at temperature > 0, plain and streamed; refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import jsonschema
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient  # type: ignore[type-arg]
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer"},
+        "mood": {"enum": ["happy", "sad"]},
+    },
+    "required": ["name", "age", "mood"],
+    "additionalProperties": False,
+}
+ASK_PERSON = [{"role": "user", "content": "Describe a person as JSON with name, age and mood."}]
+RUNS = 20
+
+
+def sse_text(body: str) -> str:
+    """The deltas of an /api SSE stream, joined; asserts it ended with a done event."""
+    events = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
+    assert events[-1]["type"] == "done", events[-1]
+    return "".join(e["text"] for e in events if e["type"] == "delta")
+
+
+async def test_api_chat_format_json_parses(client: Client) -> None:
+    body = {"messages": ASK_PERSON, "format": "json", "max_tokens": 64, "temperature": 0}
+    answer = (await client.post("/api/chat", json=body)).json()
+    assert answer["finish_reason"] == "stop", answer
+    assert isinstance(json.loads(answer["message"]["content"]), dict)
+
+
+async def test_api_chat_schema_matches_in_many_sampled_runs(client: Client) -> None:
+    async def one(seed: int) -> dict[str, Any]:
+        body = {"messages": ASK_PERSON, "format": PERSON, "max_tokens": 48, "temperature": 1.0, "seed": seed}
+        response = await client.post("/api/chat", json=body)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    answers = await asyncio.gather(*(one(seed) for seed in range(RUNS)))
+    for answer in answers:
+        assert answer["finish_reason"] == "stop", answer
+        jsonschema.validate(json.loads(answer["message"]["content"]), PERSON)
+
+
+async def test_api_generate_stream_schema_matches(client: Client) -> None:
+    for seed in range(5):
+        body = {"prompt": "A person:", "format": PERSON, "max_tokens": 48, "temperature": 0.8, "seed": seed}
+        response = await client.post("/api/generate/stream", json=body)
+        assert response.status_code == 200, response.text
+        jsonschema.validate(json.loads(sse_text(response.text)), PERSON)
+
+
+async def test_unsupported_keyword_is_refused_naming_its_path(client: Client) -> None:
+    schema = {"type": "object", "properties": {"x": {"type": "string", "not": {"const": "a"}}}}
+    response = await client.post("/api/generate", json={"prompt": "x", "format": schema})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "unsupported_parameter"
+    assert error["param"] == "format.properties.x.not"
+    assert "format.properties.x.not" in error["message"]
+
+
+async def test_v1_unsupported_keyword_is_refused_in_openais_shape(client: Client) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}
+    body = {
+        "model": "smollm2-135m-instruct",
+        "messages": ASK_PERSON,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+    }
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "response_format.json_schema.schema.properties.n.minimum"
+    assert error["type"] == "invalid_request_error" and error["code"] == "unsupported_parameter"
+
+
+async def test_v1_completions_response_format(client: Client) -> None:
+    body = {
+        "model": "smollm2-135m-instruct",
+        "prompt": "A person:",
+        "max_tokens": 48,
+        "temperature": 0,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}},
+    }
+    response = await client.post("/v1/completions", json=body)
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    jsonschema.validate(json.loads(choice["text"]), PERSON)
