@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 from litestar.testing import AsyncTestClient
 
+from tests.api.sse import joined_text, parse_events
+
 Client = AsyncTestClient  # type: ignore[type-arg]
 
 PERSON = {
@@ -24,13 +26,6 @@ PERSON = {
 }
 ASK_PERSON = [{"role": "user", "content": "Describe a person as JSON with name, age and mood."}]
 RUNS = 20
-
-
-def sse_text(body: str) -> str:
-    """The deltas of an /api SSE stream, joined; asserts it ended with a done event."""
-    events = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
-    assert events[-1]["type"] == "done", events[-1]
-    return "".join(e["text"] for e in events if e["type"] == "delta")
 
 
 async def test_api_chat_format_json_parses(client: Client) -> None:
@@ -58,7 +53,9 @@ async def test_api_generate_stream_schema_matches(client: Client) -> None:
         body = {"prompt": "A person:", "format": PERSON, "max_tokens": 48, "temperature": 0.8, "seed": seed}
         response = await client.post("/api/generate/stream", json=body)
         assert response.status_code == 200, response.text
-        jsonschema.validate(json.loads(sse_text(response.text)), PERSON)
+        events = parse_events(response.text)
+        assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "stop", events[-1]
+        jsonschema.validate(json.loads(joined_text(events)), PERSON)
 
 
 async def test_unsupported_keyword_is_refused_naming_its_path(client: Client) -> None:
