@@ -11,6 +11,7 @@ import jsonschema
 from litestar.testing import AsyncTestClient
 
 from tests.api.sse import joined_text, parse_events
+from tests.telemetry.scrape import Scrape
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 
@@ -95,3 +96,26 @@ async def test_v1_completions_response_format(client: Client) -> None:
     choice = response.json()["choices"][0]
     assert choice["finish_reason"] == "stop"
     jsonschema.validate(json.loads(choice["text"]), PERSON)
+
+
+async def test_constrained_requests_are_counted_and_their_compile_timed(client: Client) -> None:
+    model = {"model": "smollm2-135m-instruct", "backend": "llamacpp"}
+    before = Scrape((await client.get("/metrics")).text)
+    for fmt in ("json", PERSON):
+        body = {"prompt": "A person:", "format": fmt, "max_tokens": 48, "temperature": 0}
+        assert (await client.post("/api/generate", json=body)).status_code == 200
+    after = Scrape((await client.get("/metrics")).text)
+
+    def delta(name: str, **labels: str) -> float:
+        return after.value(name, **model, **labels) - before.value(name, **model, **labels)
+
+    assert delta("llm_constrained_requests_total", kind="json_object") == 1
+    assert delta("llm_constrained_requests_total", kind="json_schema") == 1
+    assert delta("llm_constraint_compile_seconds_count") == 2
+    assert 0 < delta("llm_constraint_compile_seconds_sum") < 2
+
+
+async def test_ignore_eos_cannot_go_past_the_json(client: Client) -> None:
+    body = {"prompt": "x", "format": "json", "ignore_eos": True}
+    response = await client.post("/api/generate", json=body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "ignore_eos"

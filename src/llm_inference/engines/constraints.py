@@ -21,7 +21,7 @@ ConstraintKind = Literal["json_object", "json_schema"]
 # without limit (a hostile schema is refused, never compiled for minutes or matched slowly on every token).
 MAX_DEPTH = 24  # nested subschemas
 MAX_SUBSCHEMAS = 512
-MAX_ENUM_VALUES = 256  # per enum
+MAX_ENUM_VALUES = 128  # per enum
 MAX_LITERAL_CHARS = 16_384  # enum and const values together, as JSON text
 MAX_ITEMS_BOUND = 64  # minItems / maxItems
 MAX_LENGTH_BOUND = 256  # minLength / maxLength

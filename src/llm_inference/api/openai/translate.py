@@ -80,16 +80,16 @@ def response_format(value: dict[str, Any] | None) -> OutputConstraint | None:
     if value is None:
         return None
     param = "response_format"
-    for key in value:
-        if key not in ("type", "json_schema"):
-            raise InvalidParameter(
-                f"{param}.{key}: unknown field; accepted fields are type, json_schema", param=f"{param}.{key}"
-            )
     kind = value.get("type")
     if kind is None:
         raise InvalidParameter(f"{param}.type: is required", param=f"{param}.type")
     if kind not in _FORMAT_TYPES:
         raise _refuse(f"{param}.type", f"{kind!r} is not supported; supported are " + ", ".join(_FORMAT_TYPES))
+    for key in value:
+        if key not in ("type", "json_schema"):
+            raise InvalidParameter(
+                f"{param}.{key}: unknown field; accepted fields are type, json_schema", param=f"{param}.{key}"
+            )
     if kind != "json_schema":
         if "json_schema" in value:
             raise InvalidParameter(
