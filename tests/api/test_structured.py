@@ -119,3 +119,34 @@ async def test_ignore_eos_cannot_go_past_the_json(client: Client) -> None:
     body = {"prompt": "x", "format": "json", "ignore_eos": True}
     response = await client.post("/api/generate", json=body)
     assert response.status_code == 400 and response.json()["error"]["param"] == "ignore_eos"
+
+
+async def test_odd_property_names_and_values_are_written_escaped(client: Client) -> None:
+    schema = {
+        "type": "object",
+        "properties": {'say "hi"\\': {"enum": ["a\\b", 'c"d']}, "n": {"type": "integer"}},
+        "required": ['say "hi"\\', "n"],
+    }
+    for seed in range(3):
+        body = {"prompt": "A pair:", "format": schema, "max_tokens": 48, "temperature": 0.7, "seed": seed}
+        answer = (await client.post("/api/generate", json=body)).json()
+        assert answer["finish_reason"] == "stop", answer
+        jsonschema.validate(json.loads(answer["text"]), schema)
+
+
+async def test_a_recursive_reference_at_the_root(client: Client) -> None:
+    node = {
+        "type": "object",
+        "properties": {
+            "name": {"enum": ["leaf", "branch"]},
+            "child": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]},
+        },
+        "required": ["name", "child"],
+    }
+    schema = {"$ref": "#/$defs/Node", "$defs": {"Node": node}}
+    # Examples in the prompt keep the greedy answer from nesting until max_tokens.
+    shown = '{"name": "leaf", "child": null}\n{"name": "branch", "child": {"name": "leaf", "child": null}}\n'
+    body = {"prompt": shown, "format": schema, "max_tokens": 96, "temperature": 0}
+    answer = (await client.post("/api/generate", json=body)).json()
+    assert answer["finish_reason"] == "stop", answer
+    jsonschema.validate(json.loads(answer["text"]), schema)

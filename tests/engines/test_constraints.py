@@ -103,3 +103,16 @@ def test_a_grammar_past_the_size_limit_is_refused() -> None:
 def test_json_object_needs_no_schema() -> None:
     assert json_object_constraint("response_format") == OutputConstraint("json_object", None, "response_format")
     assert _rule(gbnf(json_object_constraint("x")), "root").startswith("object")
+
+
+def test_names_and_values_with_quotes_and_backslashes_are_escaped_in_the_grammar() -> None:
+    schema = {"type": "object", "properties": {'a"b\\c': {"const": "x\n"}}, "required": ['a"b\\c']}
+    grammar = gbnf(json_schema_constraint(schema, "f"))
+    # The JSON text "a\"b\\c" as a GBNF literal: every quote and backslash escaped once more.
+    assert '"\\"a\\\\\\"b\\\\\\\\c\\""' in grammar, grammar
+
+
+def test_a_reference_at_the_root_resolves_the_references_below_it() -> None:
+    node = {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}}}
+    grammar = gbnf(json_schema_constraint({"$ref": "#/$defs/Node", "$defs": {"Node": node}}, "f"))
+    assert re.search(r"^root ::= ", grammar, flags=re.M) and "Node" in grammar

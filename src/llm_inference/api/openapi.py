@@ -80,6 +80,11 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
         stop_list = next(s for s in _non_null(properties["stop"])["anyOf"] if s["type"] == "array")
         stop_list["maxItems"] = settings.max_stop_sequences
         properties["format"] = FORMAT_FIELD
+        # ignore_eos would go on past the end of the JSON: refused together (service/prepare.py).
+        components[name]["not"] = {
+            "required": ["format", "ignore_eos"],
+            "properties": {"format": {"not": {"type": "null"}}, "ignore_eos": {"const": True}},
+        }
 
 
 # `format` takes a JSON Schema in the subset README "Structured outputs" lists; its rules (which keywords go

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -30,17 +31,33 @@ CACHE_SIZE = 64
 # newline would make the output unparseable); this one excludes them, as llama.cpp's own JSON grammar does.
 _JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 _ANY_OBJECT = {"type": "object"}
-_SchemaConverter: Any = llama_grammar.SchemaConverter  # untyped upstream
+_LITERAL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\r": "\\r", "\n": "\\n", "\t": "\\t"}
+_LITERAL_SPECIAL = re.compile(r'[\\"\r\n\t]')
+
+
+class _SchemaConverter(llama_grammar.SchemaConverter):
+    def _format_literal(self, literal: str) -> str:
+        # Upstream escapes quotes and line breaks but not backslashes, so a property name or an enum value with
+        # a quote or a backslash in it (JSON-escaped as \" or \\) made a grammar llama.cpp cannot parse.
+        return '"' + _LITERAL_SPECIAL.sub(lambda m: _LITERAL_ESCAPES[m[0]], literal) + '"'
 
 
 class GrammarTooComplex(UnsupportedParameter):
     pass
 
 
+_Converter: Any = _SchemaConverter  # its constructor is untyped upstream
+
+
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _gbnf(kind: str, schema: str | None) -> str:
-    converter = _SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter: Any = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     document: Any = _ANY_OBJECT if kind == "json_object" or schema is None else json.loads(schema)
+    if "$ref" in document:
+        # The converter resolves the references below a node only when that node is not one itself.
+        document = {key: value for key, value in document.items() if key != "$ref"} | {
+            "anyOf": [{"$ref": document["$ref"]}]
+        }
     document = converter.resolve_refs(document, "schema")
     converter.visit(document, "")
     if "char" in converter._rules:
