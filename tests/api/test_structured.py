@@ -150,3 +150,12 @@ async def test_a_recursive_reference_at_the_root(client: Client) -> None:
     answer = (await client.post("/api/generate", json=body)).json()
     assert answer["finish_reason"] == "stop", answer
     jsonschema.validate(json.loads(answer["text"]), schema)
+
+
+async def test_a_batch_shares_its_format(client: Client) -> None:
+    body = {"prompts": ["A person:", "Another person:"], "format": PERSON, "max_tokens": 48, "temperature": 0}
+    response = await client.post("/api/batch/generate", json=body)
+    assert response.status_code == 200, response.text
+    for result in response.json()["results"]:
+        assert result["finish_reason"] == "stop", result
+        jsonschema.validate(json.loads(result["text"]), PERSON)
