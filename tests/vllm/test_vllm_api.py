@@ -261,7 +261,10 @@ def test_structured_outputs_on_the_vllm_backend(server: ServerProcess, model_dir
     native = ok(server, "/api/generate", prompt="A person:", format=PERSON, max_tokens=48, temperature=0)
     assert native["finish_reason"] == "stop"
     jsonschema.validate(json.loads(native["text"]), PERSON)
-    events = parse_events(post(server, "/api/chat/stream", messages=QUESTION, format="json", max_tokens=48).text)
+    events = parse_events(
+        post(server, "/api/chat/stream", messages=QUESTION, format="json", max_tokens=64, temperature=0).text
+    )
+    assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "stop", events[-1]
     assert isinstance(json.loads(joined_text(events)), dict)
     refused = post(server, "/api/generate", prompt="x", format={"type": "string", "pattern": "a+"})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "format.pattern"

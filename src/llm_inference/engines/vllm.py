@@ -72,12 +72,14 @@ def engine_args(config: VllmConfig, model_path: Path, tokenizer_path: Path | Non
 def structured_outputs(constraint: OutputConstraint | None) -> StructuredOutputsParams | None:
     """vLLM's own structured outputs (its default backend, xgrammar, compiles the schema off the event loop and
     masks each step's logits on the GPU). The schema is the canonical one, already within the subset every
-    engine supports; vLLM's whitespace between tokens stays its default."""
+    engine supports."""
     if constraint is None:
         return None
+    # No runs of whitespace between tokens: llama.cpp's grammar allows one space, and a small model left free to
+    # write newlines and indents can spend its max_tokens on them.
     if constraint.kind == "json_object" or constraint.schema is None:
-        return StructuredOutputsParams(json_object=True)
-    return StructuredOutputsParams(json=constraint.schema)
+        return StructuredOutputsParams(json_object=True, disable_any_whitespace=True)
+    return StructuredOutputsParams(json=constraint.schema, disable_any_whitespace=True)
 
 
 def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
