@@ -116,3 +116,46 @@ def test_a_reference_at_the_root_resolves_the_references_below_it() -> None:
     node = {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}}}
     grammar = gbnf(json_schema_constraint({"$ref": "#/$defs/Node", "$defs": {"Node": node}}, "f"))
     assert re.search(r"^root ::= ", grammar, flags=re.M) and "Node" in grammar
+
+
+async def test_a_compile_past_its_time_is_refused_and_what_it_built_is_freed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compile runs on a worker thread: the request gets its 400 at the deadline, the event loop is free
+    meanwhile, and the sampler the late thread still builds is freed (llama.cpp calls replaced by spies)."""
+    import asyncio
+    import threading
+    import time
+
+    from llm_inference.engines.llamacpp import grammar
+
+    release = threading.Event()
+    freed: list[object] = []
+
+    def slow_gbnf(constraint: OutputConstraint) -> str:
+        release.wait(5)
+        return 'root ::= "{}"'
+
+    monkeypatch.setattr(grammar, "COMPILE_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(grammar, "gbnf", slow_gbnf)
+    monkeypatch.setattr(grammar.llama_cpp, "llama_sampler_init_grammar", lambda *args: "a sampler")
+    monkeypatch.setattr(grammar.llama_cpp, "llama_sampler_free", freed.append)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    started = time.monotonic()
+    with pytest.raises(UnsupportedParameter, match=r"took longer than 0\.2 s") as refused:
+        await grammar.compile_grammar(None, json_object_constraint("format"))
+    assert time.monotonic() - started < 1 and ticks >= 10  # the loop kept running while it waited
+    assert refused.value.param == "format"
+    release.set()
+    for _ in range(100):
+        if freed:
+            break
+        await asyncio.sleep(0.01)
+    ticker.cancel()
+    assert freed == ["a sampler"]
