@@ -38,7 +38,7 @@ async def test_api_chat_format_json_parses(client: Client) -> None:
 
 async def test_api_chat_schema_matches_in_many_sampled_runs(client: Client) -> None:
     async def one(seed: int) -> dict[str, Any]:
-        body = {"messages": ASK_PERSON, "format": PERSON, "max_tokens": 48, "temperature": 1.0, "seed": seed}
+        body = {"messages": ASK_PERSON, "format": PERSON, "max_tokens": 64, "temperature": 1.0, "seed": seed}
         response = await client.post("/api/chat", json=body)
         assert response.status_code == 200, response.text
         return dict(response.json())
@@ -51,7 +51,7 @@ async def test_api_chat_schema_matches_in_many_sampled_runs(client: Client) -> N
 
 async def test_api_generate_stream_schema_matches(client: Client) -> None:
     for seed in range(5):
-        body = {"prompt": "A person:", "format": PERSON, "max_tokens": 48, "temperature": 0.8, "seed": seed}
+        body = {"prompt": "A person:", "format": PERSON, "max_tokens": 64, "temperature": 0.8, "seed": seed}
         response = await client.post("/api/generate/stream", json=body)
         assert response.status_code == 200, response.text
         events = parse_events(response.text)
