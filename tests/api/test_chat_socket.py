@@ -172,3 +172,17 @@ def test_key_as_a_subprotocol_for_browsers(server) -> None:
         assert socket.subprotocol == "bearer"
         socket.send(json.dumps({**REQUEST, "max_tokens": 2}))
         assert events_until_final(socket)[-1]["type"] == "done"
+
+
+def test_format_constrains_a_socket_turn_and_a_refused_schema_keeps_the_socket(server) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"]}
+    with open_socket(server) as socket:
+        socket.send(json.dumps({**REQUEST, "max_tokens": 32, "format": schema}))
+        events = events_until_final(socket)
+        assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "stop", events[-1]
+        assert set(json.loads(text_of(events))) == {"city"}
+        socket.send(json.dumps({**REQUEST, "format": {"type": "string", "pattern": "x"}}))
+        [error] = events_until_final(socket)
+        assert error["error"]["type"] == "unsupported_parameter" and error["error"]["param"] == "format.pattern"
+        socket.send(json.dumps({**REQUEST, "max_tokens": 2}))
+        assert events_until_final(socket)[-1]["type"] == "done"

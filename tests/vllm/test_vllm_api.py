@@ -222,6 +222,54 @@ def test_the_openai_sdk_on_the_vllm_backend(server: ServerProcess, model_dir: Pa
     assert no_embeddings.value.code == "embeddings_not_supported"
 
 
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+def test_structured_outputs_on_the_vllm_backend(server: ServerProcess, model_dir: Path) -> None:
+    """vLLM's own structured outputs enforce the same constraint: a schema on /v1 and /api, sampled and streamed,
+    and JSON mode; the subset check refuses before vLLM sees the schema."""
+    import jsonschema
+
+    model = str(model_dir)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    person_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    for seed in range(5):
+        chat = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "A person as JSON."}],
+            max_tokens=48,
+            temperature=0.8,
+            seed=seed,
+            response_format=person_format,  # type: ignore[arg-type]
+        )
+        assert chat.choices[0].finish_reason == "stop"
+        jsonschema.validate(json.loads(chat.choices[0].message.content or ""), PERSON)
+    streamed = client.completions.create(
+        model=model,
+        prompt="A person:",
+        max_tokens=48,
+        temperature=0,
+        stream=True,
+        extra_body={"response_format": person_format},
+    )
+    jsonschema.validate(json.loads("".join(c.choices[0].text for c in streamed if c.choices)), PERSON)
+    native = ok(server, "/api/generate", prompt="A person:", format=PERSON, max_tokens=48, temperature=0)
+    assert native["finish_reason"] == "stop"
+    jsonschema.validate(json.loads(native["text"]), PERSON)
+    events = parse_events(
+        post(server, "/api/chat/stream", messages=QUESTION, format="json", max_tokens=64, temperature=0).text
+    )
+    assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "stop", events[-1]
+    assert isinstance(json.loads(joined_text(events)), dict)
+    refused = post(server, "/api/generate", prompt="x", format={"type": "string", "pattern": "a+"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "format.pattern"
+
+
 def test_zz_a_dead_engine_turns_readiness_and_requests_into_503(server: ServerProcess) -> None:
     """Runs last in this module (it kills the shared server's engine): pytest keeps definition order."""
     children = psutil.Process(server.process.pid).children(recursive=True)  # type: ignore[union-attr]

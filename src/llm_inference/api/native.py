@@ -3,6 +3,8 @@ items out (our SSE events: delta, done, error)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.response import Stream
 
 from llm_inference.api.schemas import (
@@ -18,6 +20,7 @@ from llm_inference.api.schemas import (
 )
 from llm_inference.api.streaming import data_frame, sse_response
 from llm_inference.engines.base import ChatMessage
+from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.service import (
     ChatInput,
     Delta,
@@ -33,6 +36,14 @@ from llm_inference.service import Usage as ServiceUsage
 INTERNAL_ERROR_FRAME = data_frame(ErrorEvent(ErrorDetail(type="internal_error", message="internal server error")))
 
 
+def output_constraint(value: str | dict[str, Any] | None) -> OutputConstraint | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return json_object_constraint("format")
+    return json_schema_constraint(value, "format")
+
+
 def sampling_input(body: SamplingFields) -> SamplingInput:
     return SamplingInput(
         model=body.model,
@@ -43,6 +54,7 @@ def sampling_input(body: SamplingFields) -> SamplingInput:
         seed=body.seed,
         stop=body.stop,
         ignore_eos=body.ignore_eos,
+        constraint=output_constraint(body.format),
     )
 
 

@@ -79,6 +79,33 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
         _non_null(properties["max_tokens"])["maximum"] = settings.max_tokens_limit
         stop_list = next(s for s in _non_null(properties["stop"])["anyOf"] if s["type"] == "array")
         stop_list["maxItems"] = settings.max_stop_sequences
+        properties["format"] = FORMAT_FIELD
+        # ignore_eos would go on past the end of the JSON: refused together (service/prepare.py).
+        components[name]["not"] = {
+            "required": ["format", "ignore_eos"],
+            "properties": {"format": {"not": {"type": "null"}}, "ignore_eos": {"const": True}},
+        }
+
+
+# `format` takes a JSON Schema in the subset README "Structured outputs" lists; its rules (which keywords go
+# together, required among properties, bounds) are more than a document can state, so the document shows the
+# simplest schemas, every one of which is accepted: a bare type (or none: any JSON object).
+FORMAT_FIELD = {
+    "anyOf": [
+        {"const": "json"},
+        {
+            "type": "object",
+            "properties": {"type": {"enum": ["object", "array", "string", "number", "integer", "boolean", "null"]}},
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ],
+    "description": '"json" for any JSON object, or a JSON Schema the output will match. The subset served '
+    "(properties, required, additionalProperties, items, enum, const, anyOf, $ref, length bounds, ...) is "
+    'in README "Structured outputs"; anything else is refused with 400 unsupported_parameter naming the '
+    "keyword. Shown here: the simplest such schemas.",
+    "default": None,
+}
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

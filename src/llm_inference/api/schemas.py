@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -34,6 +34,16 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "never drawn, as in llama-server; vLLM draws them and goes on, as vllm serve does."
         ),
     ] = False
+    format: (
+        Annotated[
+            Literal["json"] | dict[str, Any],
+            Meta(
+                description='Structured output, as Ollama\'s: "json" for any JSON object, or a JSON Schema the '
+                'output will match (the supported subset: README "Structured outputs").'
+            ),
+        ]
+        | None
+    ) = None
 
 
 # What Ollama's clients send: true asks the plain route for the /stream route's answer. The /stream routes

@@ -7,6 +7,8 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from llm_inference.engines.constraints import OutputConstraint
+
 
 class FinishReason(enum.StrEnum):
     STOP = "stop"  # EOS token or a stop sequence
@@ -25,6 +27,8 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+    # Structured outputs: the output must be JSON (of this schema); each engine enforces it its own way.
+    constraint: OutputConstraint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,9 @@ class Chunk:
     # On a request's first chunk, from engines that know it: how long the request waited before the engine
     # started on it (the queue-time metric).
     queued_seconds: float | None = None
+    # On a constrained request's first chunk, from engines that compile the constraint themselves: how long
+    # turning it into their mechanism (a grammar) took.
+    constraint_compile_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import vllm
 from transformers import AutoTokenizer
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.inputs import tokens_input
-from vllm.sampling_params import RequestOutputKind
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.sampling_params import SamplingParams as VllmSamplingParams
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -35,8 +35,9 @@ from llm_inference.engines.base import (
 )
 from llm_inference.engines.chat_template import ChatTemplate
 from llm_inference.engines.config import VllmConfig
+from llm_inference.engines.constraints import OutputConstraint
 from llm_inference.engines.vllm_stats import KvCacheUsage
-from llm_inference.errors import EmbeddingsUnsupported, EngineDead, EngineFailure
+from llm_inference.errors import EmbeddingsUnsupported, EngineDead, EngineFailure, UnsupportedParameter
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,19 @@ def engine_args(config: VllmConfig, model_path: Path, tokenizer_path: Path | Non
     )
 
 
+def structured_outputs(constraint: OutputConstraint | None) -> StructuredOutputsParams | None:
+    """vLLM's own structured outputs (its default backend, xgrammar, compiles the schema off the event loop and
+    masks each step's logits on the GPU). The schema is the canonical one, already within the subset every
+    engine supports."""
+    if constraint is None:
+        return None
+    # No runs of whitespace between tokens: llama.cpp's grammar allows one space, and a small model left free to
+    # write newlines and indents can spend its max_tokens on them.
+    if constraint.kind == "json_object" or constraint.schema is None:
+        return StructuredOutputsParams(json_object=True, disable_any_whitespace=True)
+    return StructuredOutputsParams(json=constraint.schema, disable_any_whitespace=True)
+
+
 def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
     return VllmSamplingParams(
         n=1,
@@ -79,6 +93,7 @@ def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
         stop=list(sampling.stop) or None,
         ignore_eos=sampling.ignore_eos,
         output_kind=RequestOutputKind.DELTA,
+        structured_outputs=structured_outputs(sampling.constraint),
         # Built fresh for each request, so vLLM need not deep-copy it (a deepcopy per request cost ~10% of the
         # event loop at 256 streams on the H200); vLLM's own server does the same.
         skip_clone=True,
@@ -230,6 +245,15 @@ class VllmEngine:
                     return
         except EngineDeadError:
             raise EngineDead(DEAD_MESSAGE) from None
+        except ValueError as exc:
+            # vLLM validates a request's structured output as it adds it (its backend could not compile the
+            # schema): that concerns the request's schema, not the engine.
+            constraint = request.sampling.constraint
+            if constraint is None:
+                raise
+            raise UnsupportedParameter(
+                f"{constraint.param}: vLLM refused the schema: {exc}", param=constraint.param
+            ) from None
         except EngineGenerateError as exc:
             raise EngineFailure(f"generation failed in vLLM: {exc.__cause__ or exc}") from exc
         finally:

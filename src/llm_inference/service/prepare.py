@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, SamplingParams
-from llm_inference.errors import ContextOverflow, InvalidParameter
+from llm_inference.engines.constraints import OutputConstraint
+from llm_inference.errors import ContextOverflow, InvalidParameter, UnsupportedParameter
 from llm_inference.models.registry import ModelLease
 from llm_inference.service.truncation import Rendered, fit_oldest_first, render
 from llm_inference.settings import Settings
@@ -30,6 +31,7 @@ class SamplingInput:
     stop: str | list[str] | tuple[str, ...] | None = None
     ignore_eos: bool = False
     max_tokens_param: str = "max_tokens"  # the field name the client used (max_completion_tokens on /v1)
+    constraint: OutputConstraint | None = None  # structured outputs, already checked against the subset
 
 
 @dataclass
@@ -69,6 +71,9 @@ def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams
             f"{len(stop)} stop sequences exceed LLM_MAX_STOP_SEQUENCES={settings.max_stop_sequences}",
             param="stop",
         )
+    if asked.constraint is not None and asked.ignore_eos:
+        # The output ends where the JSON does; going on past it would append text that is not JSON.
+        raise UnsupportedParameter(f"ignore_eos: cannot be combined with {asked.constraint.param}", param="ignore_eos")
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=settings.default_temperature if asked.temperature is None else asked.temperature,
@@ -77,6 +82,7 @@ def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams
         seed=asked.seed,
         stop=stop,
         ignore_eos=asked.ignore_eos,
+        constraint=asked.constraint,
     )
 
 

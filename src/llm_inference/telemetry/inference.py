@@ -76,6 +76,8 @@ class _Generation:
         self.labels = (prepared.model, self.backend)
         self.generation_tokens = metrics.generation_tokens.labels(*self.labels)
         self.text: list[str] | None = [] if observer.trace_content else None
+        if (constraint := prepared.request.sampling.constraint) is not None:
+            metrics.constrained_requests.labels(*self.labels, constraint.kind).inc()
         self.exchange = current_exchange.get()
         if self.exchange is not None:
             self.exchange.model = prepared.model
@@ -123,6 +125,8 @@ class _Generation:
             metrics.prompt_tokens.labels(*self.labels).inc(chunk.prompt_tokens)
             if chunk.queued_seconds is not None:
                 metrics.queue_time.labels(*self.labels).observe(chunk.queued_seconds)
+            if chunk.constraint_compile_seconds is not None:
+                metrics.constraint_compile.labels(*self.labels).observe(chunk.constraint_compile_seconds)
         new_tokens = chunk.completion_tokens - self.completion_tokens
         if new_tokens > 0:
             if self.first_token_at is None:

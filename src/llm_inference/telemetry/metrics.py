@@ -58,6 +58,9 @@ TOKEN_COUNT_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048
 # Queueing is short or it is overload; the TTFT boundaries cover both ends.
 QUEUE_TIME_BUCKETS = TIME_TO_FIRST_TOKEN_BUCKETS
 
+# A cached grammar takes well under a millisecond; a compile is refused past 2 s (engines/llamacpp/grammar.py).
+CONSTRAINT_COMPILE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
 MODEL_LABELS = ("model", "backend")
 
 
@@ -139,6 +142,20 @@ class Metrics:
             "llm_requests_finished",
             "Generations by how they ended: stop | length | cancelled (client gone) | timeout | error.",
             [*MODEL_LABELS, "finish_reason"],
+            registry=registry,
+        )
+        self.constrained_requests = Counter(
+            "llm_constrained_requests",
+            "Generations whose output is constrained (structured outputs), by kind: json_object | json_schema.",
+            [*MODEL_LABELS, "kind"],
+            registry=registry,
+        )
+        self.constraint_compile = Histogram(
+            "llm_constraint_compile_seconds",
+            "Time to turn a request's constraint into the engine's mechanism (llama.cpp: the schema's grammar, "
+            "cached by schema, and its sampler); engines that compile it internally (vLLM) report none.",
+            MODEL_LABELS,
+            buckets=CONSTRAINT_COMPILE_BUCKETS,
             registry=registry,
         )
         # Health as the probes judge it, for alerts: a probe's answer reaches the kubelet, not Prometheus.

@@ -40,7 +40,11 @@ def assert_openai_error(response: httpx.Response, status: int, type_: str, code:
         ({"frequency_penalty": -1}, "frequency_penalty"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "regex", "regex": "a+"}}, "response_format.type"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"pattern": "a+"}}}},
+            "response_format.json_schema.schema.pattern",
+        ),
         ({"logit_bias": {"42": 5}}, "logit_bias"),
         ({"extra_body": {"repetition_penalty": 1.3}}, "repetition_penalty"),
         ({"max_tokens": 9000}, "max_tokens"),

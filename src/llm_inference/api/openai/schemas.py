@@ -75,6 +75,7 @@ class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=Tr
     tool_choice: Any | None = None
     functions: list[Any] | None = None
     function_call: Any | None = None
+    # text, json_object or json_schema (structured outputs; checked in translate.py)
     response_format: dict[str, Any] | None = None
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
@@ -106,3 +107,5 @@ class CompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=True):
     echo: bool = False
     suffix: str | None = None
     best_of: Choices | None = None
+    # Structured outputs (vLLM's extension of the completions API, in the chat endpoint's shape).
+    response_format: dict[str, Any] | None = None

@@ -3,13 +3,16 @@ would change the result but cannot be honoured (never silently ignored)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from llm_inference.api.openai.schemas import ChatCompletionRequest, CommonFields, CompletionRequest, Message
 from llm_inference.engines.base import ChatMessage
+from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.errors import InvalidParameter, UnsupportedParameter
 from llm_inference.service import SamplingInput
 
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # OpenAI's "developer" messages are its newer name for system messages; chat templates know only "system".
 _ROLES = {"developer": "system"}
 
@@ -39,7 +42,6 @@ _CHAT = {
     "functions": "function calling is not supported",
     "tool_choice": "tool calling is not supported; only none or auto (with no tools) is accepted",
     "function_call": "function calling is not supported; only none or auto is accepted",
-    "response_format": 'structured output is not supported; only {"type": "text"} is accepted',
     "modalities": "only text output is supported",
     "audio": "audio output is not supported",
     "reasoning_effort": "the served models do not reason; leave it out",
@@ -64,12 +66,65 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "suffix": (None, ""),
     "tool_choice": (None, "none", "auto"),
     "function_call": (None, "none", "auto"),
-    "response_format": (None, {"type": "text"}),
     "modalities": (None, ["text"]),
 }
 
 
-def _sampling(body: CommonFields, max_tokens: int | None, max_tokens_param: str) -> SamplingInput:
+_FORMAT_TYPES = ("text", "json_object", "json_schema")
+_JSON_SCHEMA_FIELDS = ("name", "schema", "strict", "description")
+
+
+def response_format(value: dict[str, Any] | None) -> OutputConstraint | None:
+    """OpenAI's response_format as a constraint: text (none), json_object, or json_schema with the schema checked
+    against the supported subset (engines/constraints.py). `strict` false is enforced all the same."""
+    if value is None:
+        return None
+    param = "response_format"
+    kind = value.get("type")
+    if kind is None:
+        raise InvalidParameter(f"{param}.type: is required", param=f"{param}.type")
+    if kind not in _FORMAT_TYPES:
+        raise _refuse(f"{param}.type", f"{kind!r} is not supported; supported are " + ", ".join(_FORMAT_TYPES))
+    for key in value:
+        if key not in ("type", "json_schema"):
+            raise InvalidParameter(
+                f"{param}.{key}: unknown field; accepted fields are type, json_schema", param=f"{param}.{key}"
+            )
+    if kind != "json_schema":
+        if "json_schema" in value:
+            raise InvalidParameter(
+                f"{param}.json_schema: only goes with type json_schema", param=f"{param}.json_schema"
+            )
+        return None if kind == "text" else json_object_constraint(param)
+    spec = value.get("json_schema")
+    param = f"{param}.json_schema"
+    if not isinstance(spec, dict):
+        raise InvalidParameter(f"{param}: is required with type json_schema, as an object", param=param)
+    for key in spec:
+        if key not in _JSON_SCHEMA_FIELDS:
+            accepted = ", ".join(_JSON_SCHEMA_FIELDS)
+            raise InvalidParameter(
+                f"{param}.{key}: unknown field; accepted fields are {accepted}", param=f"{param}.{key}"
+            )
+    name = spec.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidParameter(
+            f"{param}.name: is required, 1 to 64 letters, digits, underscores or dashes", param=f"{param}.name"
+        )
+    for key, kinds, rule in (
+        ("strict", (bool, type(None)), "true or false"),
+        ("description", (str, type(None)), "a string"),
+    ):
+        if not isinstance(spec.get(key), kinds):
+            raise InvalidParameter(f"{param}.{key}: must be {rule}", param=f"{param}.{key}")
+    if "schema" not in spec:  # OpenAI's schema is optional: without one, any JSON object
+        return json_object_constraint(param)
+    return json_schema_constraint(spec["schema"], f"{param}.schema")
+
+
+def _sampling(
+    body: CommonFields, max_tokens: int | None, max_tokens_param: str, constraint: OutputConstraint | None
+) -> SamplingInput:
     return SamplingInput(
         model=body.model,
         max_tokens=max_tokens,
@@ -80,6 +135,7 @@ def _sampling(body: CommonFields, max_tokens: int | None, max_tokens_param: str)
         stop=body.stop,
         ignore_eos=body.ignore_eos,
         max_tokens_param=max_tokens_param,
+        constraint=constraint,
     )
 
 
@@ -107,13 +163,14 @@ def chat_input(body: ChatCompletionRequest) -> tuple[SamplingInput, list[ChatMes
                 raise _refuse(f"messages[{index}].{field}", "is not supported by the served chat templates")
         role = _ROLES.get(message.role, message.role)
         messages.append(ChatMessage(role=role, content=_content(message, index)))
+    constraint = response_format(body.response_format)
     if body.max_completion_tokens is not None:
         if body.max_tokens is not None and body.max_tokens != body.max_completion_tokens:
             raise InvalidParameter(
                 "max_tokens: differs from max_completion_tokens; send one of them", param="max_tokens"
             )
-        return _sampling(body, body.max_completion_tokens, "max_completion_tokens"), messages
-    return _sampling(body, body.max_tokens, "max_tokens"), messages
+        return _sampling(body, body.max_completion_tokens, "max_completion_tokens", constraint), messages
+    return _sampling(body, body.max_tokens, "max_tokens", constraint), messages
 
 
 def completion_input(body: CompletionRequest) -> tuple[SamplingInput, str]:
@@ -128,4 +185,4 @@ def completion_input(body: CompletionRequest) -> tuple[SamplingInput, str]:
     assert isinstance(prompt, str)
     if not prompt:
         raise InvalidParameter("prompt: must be a string that is not empty", param="prompt")
-    return _sampling(body, body.max_tokens, "max_tokens"), prompt
+    return _sampling(body, body.max_tokens, "max_tokens", response_format(body.response_format)), prompt

@@ -31,6 +31,7 @@ from llm_inference.engines.base import (
 from llm_inference.engines.config import LlamaCppConfig
 from llm_inference.engines.llamacpp.chat_tokens import ChatTokens
 from llm_inference.engines.llamacpp.embedding import Embedder
+from llm_inference.engines.llamacpp.grammar import compile_grammar
 from llm_inference.engines.llamacpp.quantize import file_type_name, observe_native_line, quantized_model
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
 from llm_inference.errors import ContextOverflow, EngineDead
@@ -274,6 +275,8 @@ class LlamaCppEngine:
         if room <= 0:
             yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
             return
+        constraint = request.sampling.constraint
+        grammar = await compile_grammar(self._model.vocab, constraint) if constraint is not None else None
         queue: asyncio.Queue[Chunk | BaseException] = asyncio.Queue()
         sequence = Sequence(
             request,
@@ -281,9 +284,10 @@ class LlamaCppEngine:
             queue.put_nowait,
             asyncio.get_running_loop(),
             max_new_tokens=min(request.sampling.max_tokens, room),
+            grammar=grammar,
         )
         self._sequences[request.request_id] = sequence
-        self._loop.submit(sequence)
+        self._loop.submit(sequence)  # the decode loop owns the grammar from here on
         try:
             first = True
             while True:
@@ -291,7 +295,11 @@ class LlamaCppEngine:
                 if isinstance(item, BaseException):
                     raise item
                 if first and sequence.started_at is not None:
-                    item = dataclasses.replace(item, queued_seconds=sequence.started_at - sequence.submitted_at)
+                    item = dataclasses.replace(
+                        item,
+                        queued_seconds=sequence.started_at - sequence.submitted_at,
+                        constraint_compile_seconds=grammar.compile_seconds if grammar is not None else None,
+                    )
                 first = False
                 yield item
                 if item.finish_reason is not None:

@@ -27,7 +27,8 @@ from typing import Any
 import llama_cpp
 
 from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest
-from llm_inference.engines.llamacpp.sampler import build_sampler, free_sampler
+from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
+from llm_inference.engines.llamacpp.sampler import build_constrained_sampler, build_sampler, free_sampler, sample
 from llm_inference.engines.text import IncrementalText, StopMatcher
 from llm_inference.errors import EngineFailure
 
@@ -56,6 +57,8 @@ class Sequence:
     next_token: int | None = None  # sampled but not yet decoded
     generated: int = 0
     sampler: Any = None
+    # Structured outputs: the grammar sampler compiled for this request, until its sampler chain takes it.
+    grammar: CompiledGrammar | None = None
     text: IncrementalText = field(default_factory=IncrementalText)
     stops: StopMatcher | None = None
     admitted: int = 0  # admission order: older prompts prefill first
@@ -268,7 +271,10 @@ class DecodeLoop(threading.Thread):
                 self._release(slot_index, keep_cache=False)
         if any(s.cancelled for s in self._waiting):
             with self._wake:
+                cancelled = [s for s in self._waiting if s.cancelled]
                 self._waiting = collections.deque(s for s in self._waiting if not s.cancelled)
+            for sequence in cancelled:
+                free_grammar(sequence.grammar)
 
     def _admit(self) -> None:
         while True:
@@ -295,7 +301,10 @@ class DecodeLoop(threading.Thread):
         self._admissions += 1
         sequence.admitted = self._admissions
         sequence.started_at = time.monotonic()
-        sequence.sampler = build_sampler(sequence.request.sampling, self._n_vocab, self._end_tokens)
+        if sequence.grammar is not None:
+            sequence.sampler = build_constrained_sampler(sequence.request.sampling, sequence.grammar)
+        else:
+            sequence.sampler = build_sampler(sequence.request.sampling, self._n_vocab, self._end_tokens)
         sequence.stops = StopMatcher(sequence.request.sampling.stop)
 
     def _fill_batch(self) -> list[tuple[Sequence, int]]:
@@ -370,7 +379,7 @@ class DecodeLoop(threading.Thread):
     def _sample(self, sequence: Sequence, row: int) -> None:
         if sequence.cancelled:
             return
-        token = llama_cpp.llama_sampler_sample(sequence.sampler, self._ctx, row)
+        token = sample(sequence.sampler, self._ctx, row)
         params = sequence.request.sampling
         prompt_tokens = len(sequence.prompt)
         assert sequence.stops is not None
@@ -405,6 +414,7 @@ class DecodeLoop(threading.Thread):
             if sequence.sampler is not None:
                 free_sampler(sequence.sampler)
                 sequence.sampler = None
+            free_grammar(sequence.grammar)  # one that never reached a sampler chain
             # Last: another thread that sees the release recorded must also find the cells already freed.
             sequence.released_at_step = self.steps
 
@@ -415,3 +425,4 @@ class DecodeLoop(threading.Thread):
             # A sequence that failed before it got a slot has none to free (its slot index is still -1).
             if sequence.slot >= 0 and self._slots[sequence.slot].sequence is sequence:
                 self._release(sequence.slot, keep_cache=False)
+            free_grammar(sequence.grammar)
