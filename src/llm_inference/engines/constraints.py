@@ -255,14 +255,7 @@ class _Checker:
         out: dict[str, Any] = {"type": "array"}
         # Without items, the bounds still need an item rule: any value (the grammar's generic one).
         out["items"] = self.node(schema.get("items", {}), f"{path}.items", depth + 1)
-        low = self.bound(schema, "minItems", path, MAX_ITEMS_BOUND)
-        high = self.bound(schema, "maxItems", path, MAX_ITEMS_BOUND)
-        if low is not None:
-            out["minItems"] = low
-        if high is not None:
-            out["maxItems"] = high
-        if low is not None and high is not None and low > high:
-            raise _invalid(f"{path}.minItems", f"{low} is more than maxItems {high}")
+        out |= self.bounds(schema, path, "minItems", "maxItems", MAX_ITEMS_BOUND)
         self.no_others(schema, path, ("items", "minItems", "maxItems"))
         return out
 
@@ -274,17 +267,17 @@ class _Checker:
                 )
             self.no_others(schema, path, ("format",))
             return {"format": schema["format"]}
-        out: dict[str, Any] = {}
-        low = self.bound(schema, "minLength", path, MAX_LENGTH_BOUND)
-        high = self.bound(schema, "maxLength", path, MAX_LENGTH_BOUND)
-        if low is not None:
-            out["minLength"] = low
-        if high is not None:
-            out["maxLength"] = high
-        if low is not None and high is not None and low > high:
-            raise _invalid(f"{path}.minLength", f"{low} is more than maxLength {high}")
+        out = self.bounds(schema, path, "minLength", "maxLength", MAX_LENGTH_BOUND)
         self.no_others(schema, path, ("minLength", "maxLength"))
         return out
+
+    def bounds(self, schema: dict[str, Any], path: str, low_key: str, high_key: str, limit: int) -> dict[str, int]:
+        """A pair of length bounds (minItems/maxItems, minLength/maxLength), each checked, low <= high."""
+        low = self.bound(schema, low_key, path, limit)
+        high = self.bound(schema, high_key, path, limit)
+        if low is not None and high is not None and low > high:
+            raise _invalid(f"{path}.{low_key}", f"{low} is more than {high_key} {high}")
+        return {key: value for key, value in ((low_key, low), (high_key, high)) if value is not None}
 
     def bound(self, schema: dict[str, Any], key: str, path: str, limit: int) -> int | None:
         if key not in schema:

@@ -73,8 +73,6 @@ class ConstrainedSampler:
         self._cell: Any = llama_cpp.llama_token_data()
         self._one = llama_cpp.llama_token_data_array(data=ctypes.pointer(self._cell), size=1, selected=-1, sorted=False)
         self._one_ref = ctypes.byref(self._one)
-        self.checked = 0  # tokens drawn freely and kept
-        self.redrawn = 0  # tokens the grammar rejected, drawn again under the mask
 
     def sample(self, ctx: Any, row: int) -> int:
         token: int = llama_cpp.llama_sampler_sample(self.free, ctx, row)
@@ -82,9 +80,7 @@ class ConstrainedSampler:
         llama_cpp.llama_sampler_apply(self.grammar, self._one_ref)
         if self._cell.logit != -math.inf:
             llama_cpp.llama_sampler_accept(self.grammar, token)
-            self.checked += 1
             return token
-        self.redrawn += 1
         masked: int = llama_cpp.llama_sampler_sample(self.masked, ctx, row)  # accepts it into the grammar too
         return masked
 
