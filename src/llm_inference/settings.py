@@ -77,6 +77,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     isq_type: str | None = None
     isq_cache_dir: str | None = None
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    # How tools reach the model and calls come back (README "Tool calling"): auto, the chat template's own format
+    # where it has one known here, else the generic constrained JSON one; or one of them for every model.
+    tool_call_format: Literal["auto", "generic", "hermes", "llama3_json", "mistral"] = "auto"
     log_format: Literal["json", "pretty"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"

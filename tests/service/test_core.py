@@ -65,7 +65,7 @@ class ScriptedEngine:
     async def tokenize(self, text: str) -> list[int]:
         return list(range(len(text.split())))
 
-    async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+    async def render_chat(self, messages: Sequence[ChatMessage], tools: object = None) -> str:
         return " ".join(m.content for m in messages)
 
     def info(self) -> EngineInfo:

@@ -136,8 +136,8 @@ def test_record_keeps_what_the_model_saw_and_its_answer() -> None:
     sessions, _ = store()
     session = sessions.begin_turn(sessions.create("m", "Be brief.").id)
     kept = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")]
-    sessions.record(session, kept, "Hello!", tokens=12, truncated_messages=2)
-    sessions.record(session, kept, "Hello again!", tokens=14, truncated_messages=1)
+    sessions.record(session, kept, ChatMessage("assistant", "Hello!"), tokens=12, truncated_messages=2)
+    sessions.record(session, kept, ChatMessage("assistant", "Hello again!"), tokens=14, truncated_messages=1)
     assert session.messages == [*kept, ChatMessage("assistant", "Hello again!")]
     assert session.tokens == 14 and session.truncated_messages == 3
 
@@ -146,7 +146,9 @@ def test_a_deleted_sessions_turn_ends_without_bringing_it_back() -> None:
     sessions, _ = store()
     session = sessions.begin_turn(sessions.create("m").id)
     sessions.delete(session.id)
-    sessions.record(session, [ChatMessage("user", "Hi")], "Hello", tokens=3, truncated_messages=0)
+    sessions.record(
+        session, [ChatMessage("user", "Hi")], ChatMessage("assistant", "Hello"), tokens=3, truncated_messages=0
+    )
     sessions.end_turn(session)
     with pytest.raises(SessionNotFound):
         sessions.get(session.id)

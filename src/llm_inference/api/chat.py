@@ -8,8 +8,8 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from llm_inference.api.docs import CHAT_ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
-from llm_inference.api.native import chat_input, event_stream, timings, usage
-from llm_inference.api.schemas import AssistantMessage, ChatRequest, ChatResponse
+from llm_inference.api.native import assistant_message, chat_input, event_stream, timings, usage
+from llm_inference.api.schemas import ChatRequest, ChatResponse
 from llm_inference.service import complete_chat, open_chat_stream
 
 
@@ -30,7 +30,7 @@ class ChatController(Controller):
         prepared, outcome = await complete_chat(state.service, chat_input(data))
         return ChatResponse(
             model=prepared.model,
-            message=AssistantMessage(content=outcome.text),
+            message=assistant_message(outcome),
             finish_reason=outcome.finish_reason,  # type: ignore[arg-type]
             usage=usage(outcome.usage),
             timings=timings(outcome.timings),

@@ -8,18 +8,23 @@ from typing import Any
 from litestar.response import Stream
 
 from llm_inference.api.schemas import (
+    AssistantMessage,
     ChatRequest,
     DeltaEvent,
     DoneEvent,
     ErrorDetail,
     ErrorEvent,
+    Message,
     SamplingFields,
     StreamEvent,
     Timings,
+    ToolCallEvent,
     Usage,
 )
+from llm_inference.api.schemas import ToolCall as ToolCallView
 from llm_inference.api.streaming import data_frame, sse_response
-from llm_inference.engines.base import ChatMessage
+from llm_inference.api.tool_fields import check_message, tools_input
+from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.service import (
     ChatInput,
@@ -27,8 +32,10 @@ from llm_inference.service import (
     Finished,
     GenerationStream,
     InferenceService,
+    Outcome,
     SamplingInput,
     StreamItem,
+    ToolCallDelta,
 )
 from llm_inference.service import Timings as ServiceTimings
 from llm_inference.service import Usage as ServiceUsage
@@ -66,12 +73,46 @@ def timings(value: ServiceTimings) -> Timings:
     return Timings(value.time_to_first_token_seconds, value.total_seconds, value.output_tokens_per_second)
 
 
-def chat_messages(body: ChatRequest) -> list[ChatMessage]:
-    return [ChatMessage(role=m.role, content=m.content) for m in body.messages]
+def chat_message(message: Message, param: str) -> ChatMessage:
+    has_calls = bool(message.tool_calls)
+    check_message(param, message.role, has_calls, message.tool_call_id, bool(message.content) or not has_calls)
+    return ChatMessage(
+        role=message.role,
+        content=message.content,
+        tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in message.tool_calls or ()),
+        tool_call_id=message.tool_call_id,
+    )
+
+
+def message_view(message: ChatMessage) -> Message:
+    calls = [ToolCallView(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls] or None
+    return Message(
+        role=message.role,  # type: ignore[arg-type]
+        content=message.content,
+        tool_calls=calls,
+        tool_call_id=message.tool_call_id,
+    )
+
+
+def chat_messages(messages: list[Message]) -> list[ChatMessage]:
+    return [chat_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
 
 
 def chat_input(body: ChatRequest) -> ChatInput:
-    return ChatInput(sampling_input(body), chat_messages(body), truncation=body.truncate, session_id=body.session_id)
+    return ChatInput(
+        sampling_input(body),
+        chat_messages(body.messages),
+        truncation=body.truncate,
+        session_id=body.session_id,
+        tools=tools_input(body.tools, body.tool_choice, body.parallel_tool_calls),
+    )
+
+
+def assistant_message(outcome: Outcome) -> AssistantMessage:
+    if not outcome.tool_calls:
+        return AssistantMessage(content=outcome.text)
+    calls = [ToolCallView(id=c.id, name=c.name, arguments=c.arguments) for c in outcome.tool_calls]
+    return AssistantMessage(content=outcome.text, tool_calls=calls)
 
 
 def stream_event(stream: GenerationStream, item: StreamItem) -> StreamEvent:
@@ -79,6 +120,8 @@ def stream_event(stream: GenerationStream, item: StreamItem) -> StreamEvent:
     A chat's `done` says how many messages `truncate` dropped."""
     if isinstance(item, Delta):
         return DeltaEvent(text=item.text)
+    if isinstance(item, ToolCallDelta):
+        return ToolCallEvent(index=item.index, arguments=item.arguments, id=item.id, name=item.name)
     if isinstance(item, Finished):
         prepared = stream.prepared
         truncated = prepared.truncated_messages if prepared.operation == "chat" else None

@@ -65,9 +65,63 @@ class BatchGenerateRequest(SamplingFields, kw_only=True, forbid_unknown_fields=T
     ]
 
 
-class Message(msgspec.Struct, forbid_unknown_fields=True):
-    role: Literal["system", "user", "assistant"]
-    content: str
+FunctionName = Annotated[
+    str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1 to 64 letters, digits, underscores or dashes.")
+]
+
+
+class FunctionDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: FunctionName
+    description: str | None = None
+    parameters: (
+        Annotated[dict[str, Any], Meta(description="JSON Schema of the arguments object; omitted: no parameters.")]
+        | None
+    ) = None
+    strict: Annotated[
+        bool | None, Meta(description="Accepted; calls that must be made are always constrained to the schema.")
+    ] = None
+
+
+class Tool(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A function the model may call, in OpenAI's shape (which Ollama's API shares)."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+    server: Annotated[
+        bool, Meta(description='Run by the service itself through LLM_TOOL_DISPATCH_URL (README "Tool calling").')
+    ] = False
+
+
+class NamedFunction(msgspec.Struct, forbid_unknown_fields=True):
+    name: FunctionName
+
+
+class NamedToolChoice(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Annotated[
+    Literal["none", "auto", "required"] | NamedToolChoice,
+    Meta(
+        description="auto (default with tools): answer or call; required: call one or more; a named function: "
+        "call it; none: answer."
+    ),
+]
+Tools = Annotated[list[Tool], Meta(max_length=128, description="Functions the model may call.")]
+
+
+class ToolCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: Annotated[str, Meta(min_length=1)]
+    name: Annotated[str, Meta(min_length=1)]
+    arguments: Annotated[str, Meta(description="The arguments object as JSON text, as the model wrote it.")]
+
+
+class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: Annotated[str, Meta(description="May be left out only on an assistant turn with tool_calls.")] = ""
+    tool_calls: list[ToolCall] | None = None  # an assistant turn's calls
+    tool_call_id: Annotated[str, Meta(min_length=1, description="A tool message: the call it answers.")] | None = None
 
 
 class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
@@ -97,6 +151,9 @@ class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
             "context."
         ),
     ] = "none"
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: Annotated[bool, Meta(description="false: at most one call per answer.")] | None = None
 
 
 EmbeddingText = Annotated[str, Meta(min_length=1)]
@@ -122,7 +179,7 @@ class EmbeddingsResponse(msgspec.Struct):
     usage: EmbeddingsUsage
 
 
-FinishReasonName = Literal["stop", "length"]
+FinishReasonName = Literal["stop", "length", "tool_calls"]
 
 
 class Usage(msgspec.Struct):
@@ -159,9 +216,10 @@ class BatchGenerateResponse(msgspec.Struct):
     results: list[BatchResult]
 
 
-class AssistantMessage(msgspec.Struct):
+class AssistantMessage(msgspec.Struct, kw_only=True):
     content: str
     role: Literal["assistant"] = "assistant"
+    tool_calls: list[ToolCall] | msgspec.UnsetType = msgspec.UNSET  # present only when the model called tools
 
 
 class ChatResponse(msgspec.Struct):
@@ -195,6 +253,15 @@ class DeltaEvent(msgspec.Struct, tag_field="type", tag="delta"):
     text: str
 
 
+class ToolCallEvent(msgspec.Struct, tag_field="type", tag="tool_call", omit_defaults=True):
+    """A piece of call `index`: the first carries its id and name, the others more of its arguments' JSON text."""
+
+    index: int
+    arguments: str
+    id: str | None = None
+    name: str | None = None
+
+
 class DoneEvent(msgspec.Struct, tag_field="type", tag="done", omit_defaults=True):
     model: str
     finish_reason: FinishReasonName
@@ -207,7 +274,7 @@ class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
     error: ErrorDetail
 
 
-StreamEvent = DeltaEvent | DoneEvent | ErrorEvent
+StreamEvent = DeltaEvent | ToolCallEvent | DoneEvent | ErrorEvent
 
 
 class TokenizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -10,7 +10,8 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
-from llm_inference.api.schemas import CreateSessionRequest, ErrorResponse, Message, SessionView
+from llm_inference.api.native import message_view
+from llm_inference.api.schemas import CreateSessionRequest, ErrorResponse, SessionView
 from llm_inference.errors import InvalidParameter
 from llm_inference.service import Session, start_session
 
@@ -30,7 +31,7 @@ def session_view(session: Session, ttl_seconds: float) -> SessionView:
     return SessionView(
         id=session.id,
         model=session.model,
-        messages=[Message(m.role, m.content) for m in session.messages],  # type: ignore[arg-type]
+        messages=[message_view(m) for m in session.messages],
         created_at=round(session.created_at, 3),
         last_used_at=round(session.last_used_at, 3),
         expires_at=round(session.last_used_at + ttl_seconds, 3),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from llm_inference.engines.constraints import OutputConstraint
 
@@ -62,9 +62,22 @@ class Embedding:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model made: `arguments` is its JSON text, as OpenAI's API carries it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    role: str
+    role: str  # system | user | assistant | tool
     content: str
+    # An assistant turn's calls; a tool message's answer to one (`tool_call_id`, the function's `name`).
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,9 @@ class EngineInfo:
     context_length: int
     quantization: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # The tool-call format the model's chat template writes tools in ("hermes", "llama3_json", "mistral"), or
+    # None when it takes no tools (service/tools then describes them in a system message of its own).
+    tool_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +125,12 @@ class Engine(Protocol):
         """Valid token ids are 0 .. vocab_size() - 1."""
         ...
 
-    async def render_chat(self, messages: Sequence[ChatMessage]) -> str: ...
+    async def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        """The prompt: messages (and `tools`, OpenAI's tool definitions, when the template takes them)
+        through the model's chat template."""
+        ...
 
     async def embed(self, texts: Sequence[str]) -> list[Embedding]:
         """One normalized vector per text. Raises EmbeddingsUnsupported when the model cannot embed here,

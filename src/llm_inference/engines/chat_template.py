@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llm_inference.engines.base import ChatMessage
+from llm_inference.engines.base import ChatMessage, ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,55 @@ class ChatTemplate:
         self._template = env.from_string(source or FALLBACK_TEMPLATE)
         self._bos, self._eos = bos_token, eos_token
 
-    def render(self, messages: Sequence[ChatMessage]) -> str:
+        self.tool_format = tool_format(source)
+
+    def render(self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        context: dict[str, Any] = {}
+        if tools:  # only then: templates test `tools is defined` or `tools is not none`
+            context["tools"] = [dict(tool) for tool in tools]
         return self._template.render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=[_message(m) for m in messages],
             add_generation_prompt=True,
             bos_token=self._bos,
             eos_token=self._eos,
+            **context,
         )
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        # Templates write the arguments with `| tojson`, so they get the object, not its JSON text (as in
+        # transformers' and vLLM's chat rendering).
+        rendered["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": _arguments(call)}}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        rendered["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        rendered["name"] = message.name
+    return rendered
+
+
+def _arguments(call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments)
+    except ValueError:
+        return call.arguments
+
+
+# The tool-call formats service/tools can read, known by the marker each template writes its tool calls with.
+_FORMAT_MARKERS = (("<tool_call>", "hermes"), ("[TOOL_CALLS]", "mistral"), ("<|python_tag|>", "llama3_json"))
+_USES_TOOLS = re.compile(r"\btools\b")
+
+
+def tool_format(source: str | None) -> str | None:
+    """The tool-call format a template writes tools in; None when it takes no tools or writes them in a format
+    not known here (the tools are then described in a system message instead)."""
+    if not source or not _USES_TOOLS.search(source):
+        return None
+    return next((name for marker, name in _FORMAT_MARKERS if marker in source), None)
 
 
 @dataclass(frozen=True, slots=True)

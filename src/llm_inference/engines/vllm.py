@@ -7,9 +7,10 @@ imports vLLM, and only when the vLLM backend was chosen.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ class VllmEngine:
         self._kv_cache = kv_cache
         self._tokenizer = tokenizer
         self._template = ChatTemplate(tokenizer.chat_template, tokenizer.bos_token or "", tokenizer.eos_token or "")
-        self._info = info
+        self._info = dataclasses.replace(info, tool_format=self._template.tool_format)
         self._max_num_seqs = int(info.extra["max_num_seqs"])
         self._closed = False
         # Outputs received from the engine core, all requests together: the progress counter the stall
@@ -211,8 +212,10 @@ class VllmEngine:
         # len() counts added tokens (chat control tokens) beyond the base vocabulary, which .vocab_size omits.
         return len(self._tokenizer)
 
-    async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return self._template.render(messages)
+    async def render_chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
+        return self._template.render(messages, tools)
 
     async def abort(self, request_id: str) -> None:
         if not self._llm.errored:

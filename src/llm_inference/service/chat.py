@@ -18,12 +18,14 @@ from llm_inference.service.generation import (
     GenerationStream,
     Outcome,
     StreamItem,
+    ToolCallDelta,
     Usage,
     complete,
     open_stream,
 )
 from llm_inference.service.prepare import Prepared, SamplingInput, Truncation, prepare, reject_nul
 from llm_inference.service.sessions import Session
+from llm_inference.service.tools import ContentText, ToolArguments, ToolCallOpened, ToolEvent, ToolsInput, collect
 
 if TYPE_CHECKING:
     from llm_inference.service.core import InferenceService
@@ -35,6 +37,7 @@ class ChatInput:
     messages: list[ChatMessage]
     truncation: Truncation | None = None
     session_id: str | None = None
+    tools: ToolsInput | None = None
 
 
 async def complete_chat(service: InferenceService, chat: ChatInput) -> tuple[Prepared, Outcome]:
@@ -43,7 +46,7 @@ async def complete_chat(service: InferenceService, chat: ChatInput) -> tuple[Pre
         return prepared, await complete(service, prepared)
     try:
         outcome = await complete(service, prepared)
-        _record(service, session, prepared, outcome.text, outcome.usage)
+        _record(service, session, prepared, ChatMessage("assistant", outcome.text, outcome.tool_calls), outcome.usage)
     finally:
         service.sessions.end_turn(session)
     return prepared, outcome
@@ -85,21 +88,29 @@ class _Turn:
 async def _recording(
     service: InferenceService, turn: _Turn, stream: GenerationStream
 ) -> AsyncGenerator[StreamItem, None]:
-    parts: list[str] = []
+    events: list[ToolEvent] = []
     async for item in stream:
         if isinstance(item, Delta):
-            parts.append(item.text)
+            events.append(ContentText(item.text))
+        elif isinstance(item, ToolCallDelta):
+            if item.id is not None and item.name is not None:
+                events.append(ToolCallOpened(item.index, item.id, item.name))
+            else:
+                events.append(ToolArguments(item.index, item.arguments))
         elif isinstance(item, Finished):
             # Before the item is passed on: the generation is complete even if the client leaves now, and a
             # client that sends its next turn as soon as it reads this one's end must find the session free.
-            _record(service, turn.session, stream.prepared, "".join(parts), item.usage)
+            text, calls = collect(events)
+            _record(service, turn.session, stream.prepared, ChatMessage("assistant", text, calls), item.usage)
             turn.end()
         yield item
 
 
 async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Prepared, Session | None]:
     if chat.session_id is None:
-        prepared = await prepare(service, chat.sampling, messages=chat.messages, truncation=chat.truncation)
+        prepared = await prepare(
+            service, chat.sampling, messages=chat.messages, truncation=chat.truncation, tools=chat.tools
+        )
         return prepared, None
     for index, message in enumerate(chat.messages):  # named by their index in the request, not the session
         reject_nul(message.content, f"messages[{index}].content")
@@ -109,13 +120,14 @@ async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Prepared
         if sampling.model is None:  # a turn may name another model; the session's own is its default
             sampling = replace(sampling, model=session.model)
         messages = [*session.messages, *chat.messages]
-        return await prepare(service, sampling, messages=messages, truncation=chat.truncation), session
+        prepared = await prepare(service, sampling, messages=messages, truncation=chat.truncation, tools=chat.tools)
+        return prepared, session
     except BaseException:
         service.sessions.end_turn(session)
         raise
 
 
-def _record(service: InferenceService, session: Session, prepared: Prepared, answer: str, usage: Usage) -> None:
+def _record(service: InferenceService, session: Session, prepared: Prepared, answer: ChatMessage, usage: Usage) -> None:
     assert prepared.messages is not None
     service.sessions.record(session, prepared.messages, answer, usage.total_tokens, prepared.truncated_messages)
 

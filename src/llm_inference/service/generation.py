@@ -14,10 +14,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llm_inference.engines.base import Chunk, FinishReason
+from llm_inference.engines.base import Chunk, FinishReason, ToolCall
 from llm_inference.errors import RequestTimeout, ServiceError
 from llm_inference.service.admission import Slot
 from llm_inference.service.prepare import Prepared
+from llm_inference.service.tools.events import ContentText, ToolCallOpened, ToolEvent, ToolOutputParser, parse_whole
 
 if TYPE_CHECKING:
     from llm_inference.service.core import InferenceService
@@ -42,12 +43,13 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A whole generation."""
+    """A whole generation: its answer text and, when the request offered tools, the calls the model made."""
 
     text: str
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "tool_calls"
     usage: Usage
     timings: Timings
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +60,21 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A streamed piece of call `index`: its first piece names the call (`id`, `name`), the others add to its
+    arguments' JSON text."""
+
+    index: int
+    arguments: str
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The last item of a stream that ended normally."""
 
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "tool_calls"
     usage: Usage
     timings: Timings
 
@@ -75,7 +88,7 @@ class Failed:
     param: str | None = None
 
 
-StreamItem = Delta | Finished | Failed
+StreamItem = Delta | ToolCallDelta | Finished | Failed
 
 
 class _Clock:
@@ -103,8 +116,18 @@ def _usage(chunk: Chunk) -> Usage:
     return Usage(chunk.prompt_tokens, chunk.completion_tokens)
 
 
-def public_finish_reason(reason: FinishReason) -> str:
-    return "length" if reason is FinishReason.LENGTH else "stop"
+def public_finish_reason(reason: FinishReason, called_tools: bool = False) -> str:
+    if reason is FinishReason.LENGTH:
+        return "length"
+    return "tool_calls" if called_tools else "stop"
+
+
+def _stream_item(event: ToolEvent) -> Delta | ToolCallDelta:
+    if isinstance(event, ContentText):
+        return Delta(event.text)
+    if isinstance(event, ToolCallOpened):
+        return ToolCallDelta(event.index, "", event.id, event.name)
+    return ToolCallDelta(event.index, event.text)
 
 
 async def complete(service: InferenceService, prepared: Prepared, slot: Slot | None = None) -> Outcome:
@@ -129,11 +152,15 @@ async def complete(service: InferenceService, prepared: Prepared, slot: Slot | N
     finally:
         prepared.release_model()
     assert last is not None and last.finish_reason is not None
+    text, calls = "".join(parts), tuple[ToolCall, ...]()
+    if prepared.tool_plan is not None and prepared.tool_plan.parser is not None:
+        text, calls = parse_whole(prepared.tool_plan.parser(), text)
     return Outcome(
-        text="".join(parts),
-        finish_reason=public_finish_reason(last.finish_reason),
+        text=text,
+        finish_reason=public_finish_reason(last.finish_reason, bool(calls)),
         usage=_usage(last),
         timings=clock.timings(last.completion_tokens),
+        tool_calls=calls,
     )
 
 
@@ -198,24 +225,41 @@ async def open_stream(service: InferenceService, prepared: Prepared) -> Generati
         if isinstance(exc, TimeoutError):
             raise RequestTimeout("no first token within LLM_REQUEST_TIMEOUT_SECONDS") from None
         raise
-    return GenerationStream(prepared, _items(clock, first, chunks, release, deadline), release)
+    parser = None
+    if prepared.tool_plan is not None and prepared.tool_plan.parser is not None:
+        parser = prepared.tool_plan.parser()
+    return GenerationStream(prepared, _items(clock, first, chunks, release, deadline, parser), release)
 
 
 async def _items(
-    clock: _Clock, first: Chunk, chunks: AsyncGenerator[Chunk, None], release: _Release, deadline: float
+    clock: _Clock,
+    first: Chunk,
+    chunks: AsyncGenerator[Chunk, None],
+    release: _Release,
+    deadline: float,
+    parser: ToolOutputParser | None,
 ) -> AsyncGenerator[StreamItem, None]:
+    called_tools = False
     try:
         chunk = first
         async with asyncio.timeout_at(deadline):
             while True:
                 clock.mark(chunk)
-                if chunk.text:
-                    yield Delta(chunk.text)
+                if parser is None:
+                    if chunk.text:
+                        yield Delta(chunk.text)
+                else:
+                    events = parser.feed(chunk.text) if chunk.text else []
+                    if chunk.finish_reason is not None:
+                        events += parser.finish()
+                    for event in events:
+                        called_tools = called_tools or isinstance(event, ToolCallOpened)
+                        yield _stream_item(event)
                 if chunk.finish_reason is not None:
                     # Free the slot and the model before the end is passed on: a client that sends its next
                     # request as soon as it reads this one's end must find them free.
                     finished = Finished(
-                        public_finish_reason(chunk.finish_reason),
+                        public_finish_reason(chunk.finish_reason, called_tools),
                         _usage(chunk),
                         clock.timings(chunk.completion_tokens),
                     )

@@ -3,6 +3,7 @@ the chat template, tokenization and the context check. Knows no HTTP and no wire
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -11,7 +12,9 @@ from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, S
 from llm_inference.engines.constraints import OutputConstraint
 from llm_inference.errors import ContextOverflow, InvalidParameter, UnsupportedParameter
 from llm_inference.models.registry import ModelLease
-from llm_inference.service.truncation import Rendered, fit_oldest_first, render
+from llm_inference.service.tools import ToolPlan, ToolsInput, plan
+from llm_inference.service.tools.plan import check_combination
+from llm_inference.service.truncation import Presenter, Rendered, fit_oldest_first, render
 from llm_inference.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +49,8 @@ class Prepared:
     truncated_messages: int = 0  # messages `truncate: "oldest"` dropped to fit the context
     # The hold on the model that keeps it loaded; `complete` or the stream releases it when the request ends.
     lease: ModelLease | None = None
+    # A chat's tools: the parser that reads calls out of the answer (None: the answer is plain text).
+    tool_plan: ToolPlan | None = None
 
     def release_model(self) -> None:
         if self.lease is not None:
@@ -99,12 +104,14 @@ async def prepare(
     messages: list[ChatMessage] | None = None,
     prompt_param: str = "prompt",
     truncation: Truncation | None = None,
+    tools: ToolsInput | None = None,
 ) -> Prepared:
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
+    check_combination(tools, sampling.constraint)
     lease = await service.registry.acquire(asked.model)  # loads the model first if it is not loaded
     try:
-        return await _prepare(service, lease, sampling, prompt, messages, prompt_param, truncation)
+        return await _prepare(service, lease, sampling, prompt, messages, prompt_param, truncation, tools)
     except BaseException:
         lease.release()
         raise
@@ -118,11 +125,18 @@ async def _prepare(
     messages: list[ChatMessage] | None,
     prompt_param: str,
     truncation: Truncation | None,
+    tools: ToolsInput | None,
 ) -> Prepared:
     engine = lease.engine
     truncated_messages = 0
+    tool_plan = None
     if messages is not None:
-        rendered = await _render_conversation(engine, messages, sampling.max_tokens, truncation)
+        for index, message in enumerate(messages):
+            reject_nul(message.content, f"messages[{index}].content")
+        tool_plan = plan(tools, service.settings.tool_call_format, engine.info().tool_format)
+        if tool_plan.constraint is not None:
+            sampling = dataclasses.replace(sampling, constraint=tool_plan.constraint)
+        rendered = await _render_conversation(engine, messages, tool_plan.present, sampling.max_tokens, truncation)
         messages, prompt, tokens = rendered.messages, rendered.prompt, rendered.tokens
         truncated_messages = rendered.dropped_messages
         operation = "chat"
@@ -146,22 +160,25 @@ async def _prepare(
         messages=messages,
         truncated_messages=truncated_messages,
         lease=lease,
+        tool_plan=tool_plan if tool_plan is not None and tool_plan.parser is not None else None,
     )
 
 
 async def _render_conversation(
-    engine: Engine, messages: list[ChatMessage], max_tokens: int, truncation: Truncation | None
+    engine: Engine,
+    messages: list[ChatMessage],
+    present: Presenter,
+    max_tokens: int,
+    truncation: Truncation | None,
 ) -> Rendered:
     """The conversation through the chat template, pruned if asked. One that leaves the answer no room at all
     is refused; one that leaves less room than max_tokens runs, its answer cut at the context's end
     (finish_reason "length"), as a text prompt's is."""
-    for index, message in enumerate(messages):
-        reject_nul(message.content, f"messages[{index}].content")
     context_length = engine.info().context_length
     if truncation == "oldest":
-        rendered = await fit_oldest_first(engine, messages, context_length - max_tokens)
+        rendered = await fit_oldest_first(engine, messages, context_length - max_tokens, present)
     else:
-        rendered = await render(engine, messages)
+        rendered = await render(engine, messages, present=present)
     prompt_tokens = len(rendered.tokens)
     if prompt_tokens < context_length:
         return rendered

@@ -93,10 +93,10 @@ class SessionStore:
         self._touch(session)
 
     def record(
-        self, session: Session, kept: Sequence[ChatMessage], answer: str, tokens: int, truncated_messages: int
+        self, session: Session, kept: Sequence[ChatMessage], answer: ChatMessage, tokens: int, truncated_messages: int
     ) -> None:
         """A finished turn: the conversation as the model saw it (after any pruning), then its answer."""
-        session.messages = [*kept, ChatMessage("assistant", answer)]
+        session.messages = [*kept, answer]
         session.tokens = tokens
         session.truncated_messages += truncated_messages
 

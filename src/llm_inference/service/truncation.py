@@ -8,8 +8,9 @@ messages and the last turn (from the last user message on) are always kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from llm_inference.engines.base import ChatMessage, Engine
 
@@ -40,19 +41,32 @@ def without_turns(messages: Sequence[ChatMessage], turns: Sequence[list[int]]) -
     return [message for index, message in enumerate(messages) if index not in dropped]
 
 
-async def render(engine: Engine, messages: list[ChatMessage], dropped_messages: int = 0) -> Rendered:
-    prompt = await engine.render_chat(messages)
+# How a conversation is shown to the chat template: the messages it renders and the tool definitions beside
+# them (service/tools writes calls and tools differently for templates without a tool format of their own).
+Presenter = Callable[[Sequence[ChatMessage]], tuple[list[ChatMessage], Sequence[Mapping[str, Any]] | None]]
+
+
+def as_is(messages: Sequence[ChatMessage]) -> tuple[list[ChatMessage], None]:
+    return list(messages), None
+
+
+async def render(
+    engine: Engine, messages: list[ChatMessage], dropped_messages: int = 0, present: Presenter = as_is
+) -> Rendered:
+    prompt = await engine.render_chat(*present(messages))
     return Rendered(messages, prompt, await engine.tokenize(prompt), dropped_messages)
 
 
-async def fit_oldest_first(engine: Engine, messages: list[ChatMessage], room: int) -> Rendered:
+async def fit_oldest_first(
+    engine: Engine, messages: list[ChatMessage], room: int, present: Presenter = as_is
+) -> Rendered:
     """The conversation with the fewest oldest turns dropped whose prompt is at most `room` tokens; with every
     droppable turn dropped if none is that short (the caller then judges whether it fits at all).
 
     A binary search over how many turns to drop: dropping more never lengthens the prompt, and each try costs
     a render and a tokenization, so a long history costs a few tries rather than one per turn.
     """
-    whole = await render(engine, messages)
+    whole = await render(engine, messages, present=present)
     turns = droppable_turns(messages)
     if len(whole.tokens) <= room or not turns:
         return whole
@@ -61,7 +75,7 @@ async def fit_oldest_first(engine: Engine, messages: list[ChatMessage], room: in
     async def dropping(count: int) -> Rendered:
         if count not in tried:
             kept = without_turns(messages, turns[:count])
-            tried[count] = await render(engine, kept, len(messages) - len(kept))
+            tried[count] = await render(engine, kept, len(messages) - len(kept), present)
         return tried[count]
 
     low, high = 1, len(turns)  # the answer lies in [low, high]; `high` is the fallback when nothing fits

@@ -11,10 +11,17 @@ from litestar.params import JSONBody
 from msgspec import UNSET
 
 from llm_inference.api.openai.chunks import chunk_stream, completion_id, usage
-from llm_inference.api.openai.responses import AssistantMessage, ChatChoice, ChatCompletion
+from llm_inference.api.openai.responses import AssistantMessage, ChatChoice, ChatCompletion, FunctionCall, ToolCall
 from llm_inference.api.openai.schemas import ChatCompletionRequest
 from llm_inference.api.openai.translate import chat_input
-from llm_inference.service import complete, open_stream, prepare
+from llm_inference.service import Outcome, complete, open_stream, prepare
+
+
+def assistant_message(outcome: Outcome) -> AssistantMessage:
+    if not outcome.tool_calls:
+        return AssistantMessage(content=outcome.text)
+    calls = [ToolCall(id=c.id, function=FunctionCall(c.name, c.arguments)) for c in outcome.tool_calls]
+    return AssistantMessage(content=outcome.text or None, tool_calls=calls)
 
 
 class ChatCompletionsController(Controller):
@@ -22,8 +29,8 @@ class ChatCompletionsController(Controller):
 
     @post("/", status_code=200, summary="Create a chat completion (OpenAI-compatible)")
     async def create(self, data: JSONBody[ChatCompletionRequest], state: State) -> Response[Any]:
-        sampling, messages = chat_input(data)
-        prepared = await prepare(state.service, sampling, messages=messages, truncation=data.truncate)
+        sampling, messages, tools = chat_input(data)
+        prepared = await prepare(state.service, sampling, messages=messages, truncation=data.truncate, tools=tools)
         truncated = prepared.truncated_messages if data.truncate == "oldest" else UNSET
         if data.stream:
             include_usage = data.stream_options is not None and data.stream_options.include_usage
@@ -32,7 +39,7 @@ class ChatCompletionsController(Controller):
                 state.service, stream, chat=True, include_usage=include_usage, truncated_messages=truncated
             )
         outcome = await complete(state.service, prepared)
-        choice = ChatChoice(message=AssistantMessage(content=outcome.text), finish_reason=outcome.finish_reason)
+        choice = ChatChoice(message=assistant_message(outcome), finish_reason=outcome.finish_reason)
         return Response(
             ChatCompletion(
                 id=completion_id("chatcmpl", prepared),

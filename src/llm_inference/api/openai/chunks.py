@@ -19,12 +19,22 @@ from llm_inference.api.openai.responses import (
     ChatChunkChoice,
     ChatCompletionChunk,
     ChunkDelta,
+    ChunkFunction,
+    ChunkToolCall,
     Completion,
     TextChoice,
     Usage,
 )
 from llm_inference.api.streaming import data_frame, sse_response
-from llm_inference.service import Delta, Failed, Finished, GenerationStream, InferenceService, StreamItem
+from llm_inference.service import (
+    Delta,
+    Failed,
+    Finished,
+    GenerationStream,
+    InferenceService,
+    StreamItem,
+    ToolCallDelta,
+)
 from llm_inference.service import Usage as ServiceUsage
 from llm_inference.service.prepare import Prepared
 
@@ -68,6 +78,8 @@ class _Encoder:
     def __call__(self, item: StreamItem) -> bytes:
         if isinstance(item, Delta):
             return self.delta(item.text)
+        if isinstance(item, ToolCallDelta):
+            return self.tool_call(item)
         if isinstance(item, Finished):
             frames = self.finish(item.finish_reason)
             if self.include_usage:
@@ -77,6 +89,9 @@ class _Encoder:
 
     def delta(self, text: str) -> bytes:
         raise NotImplementedError
+
+    def tool_call(self, item: ToolCallDelta) -> bytes:
+        raise NotImplementedError  # only chats offer tools
 
     def finish(self, reason: str) -> bytes:
         raise NotImplementedError
@@ -118,6 +133,15 @@ class ChatChunks(_Encoder):
 
     def delta(self, text: str) -> bytes:
         return self._start() + self._text_frame(text) if not self.started else self._text_frame(text)
+
+    def tool_call(self, item: ToolCallDelta) -> bytes:
+        if item.name is not None:  # OpenAI's first piece of a call: its id, type and name, arguments ""
+            piece = ChunkToolCall(
+                index=item.index, id=item.id or UNSET, type="function", function=ChunkFunction(item.name, "")
+            )
+        else:
+            piece = ChunkToolCall(index=item.index, function=ChunkFunction(arguments=item.arguments))
+        return self._start() + self._chunk(ChunkDelta(tool_calls=[piece]))
 
     def finish(self, reason: str) -> bytes:
         return self._start() + self._chunk(ChunkDelta(), reason, self.truncated_messages)

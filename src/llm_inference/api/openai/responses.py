@@ -19,10 +19,22 @@ class Usage(msgspec.Struct):
     total_tokens: int
 
 
-class AssistantMessage(msgspec.Struct):
-    content: str
+class FunctionCall(msgspec.Struct):
+    name: str
+    arguments: str  # JSON text
+
+
+class ToolCall(msgspec.Struct, kw_only=True):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class AssistantMessage(msgspec.Struct, kw_only=True):
+    content: str | None  # null when the answer is tool calls alone
     role: Literal["assistant"] = "assistant"
     refusal: None = None
+    tool_calls: list[ToolCall] | UnsetType = UNSET  # present only when the model called tools
 
 
 class ChatChoice(msgspec.Struct):
@@ -42,9 +54,24 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     usage: Usage
 
 
+class ChunkFunction(msgspec.Struct, omit_defaults=True):
+    name: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
+
+
+class ChunkToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A piece of a streamed call: the first names it (id, type, function.name), the rest add arguments."""
+
+    index: int
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+    function: ChunkFunction
+
+
 class ChunkDelta(msgspec.Struct, omit_defaults=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType = UNSET
+    tool_calls: list[ChunkToolCall] | UnsetType = UNSET
 
 
 class ChatChunkChoice(msgspec.Struct):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from llm_inference.api.schemas import MaxTokens, Seed, Stop, Temperature, TopK, TopP
+from llm_inference.api.schemas import MaxTokens, Seed, Stop, Temperature, ToolChoice, Tools, TopK, TopP
 
 ModelId = Annotated[str, Meta(min_length=1, max_length=512, description="An allowed model id.")]
 Penalty = Annotated[float, Meta(ge=-2, le=2, description="Only 0 is supported.")]
@@ -33,12 +33,27 @@ class ContentPart(msgspec.Struct, kw_only=True):
     text: str | None = None
 
 
+class FunctionCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1)]
+    arguments: str  # JSON text, as the model wrote it
+
+
+class MessageToolCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A call an earlier assistant turn made, replayed in the history."""
+
+    id: Annotated[str, Meta(min_length=1)]
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # null only on an assistant turn that made tool calls (checked in translate.py)
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     refusal: str | None = None
-    tool_calls: list[Any] | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: Annotated[str, Meta(min_length=1)] | None = None  # a tool message: the call it answers
     function_call: Any | None = None
 
 
@@ -71,8 +86,8 @@ class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=Tr
     max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any | None = None
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
     functions: list[Any] | None = None
     function_call: Any | None = None
     # text, json_object or json_schema (structured outputs; checked in translate.py)
@@ -82,15 +97,14 @@ class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=Tr
     reasoning_effort: str | None = None
     verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
-    # Result-neutral: storage, billing tier, caching and safety hints, a speculative prediction (latency only)
-    # and parallel_tool_calls, which has nothing to act on without tools.
+    # Result-neutral: storage, billing tier, caching and safety hints, a speculative prediction (latency only).
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     prediction: dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: bool | None = None  # false: at most one call per answer
     # Extension (the /api field): drop the oldest turns to fit the context; the answer then carries
     # `truncated_messages` (on the stream's finishing chunk).
     truncate: Literal["none", "oldest"] = "none"

@@ -6,11 +6,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llm_inference.api.openai.schemas import ChatCompletionRequest, CommonFields, CompletionRequest, Message
-from llm_inference.engines.base import ChatMessage
+from llm_inference.api.openai.schemas import (
+    ChatCompletionRequest,
+    CommonFields,
+    CompletionRequest,
+    ContentPart,
+    Message,
+)
+from llm_inference.api.tool_fields import check_message, tools_input
+from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.errors import InvalidParameter, UnsupportedParameter
 from llm_inference.service import SamplingInput
+from llm_inference.service.tools import ToolsInput
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # OpenAI's "developer" messages are its newer name for system messages; chat templates know only "system".
@@ -38,10 +46,8 @@ _COMMON = {
 _CHAT = {
     "logprobs": "log probabilities are not supported",
     "top_logprobs": "log probabilities are not supported",
-    "tools": "tool calling is not supported",
-    "functions": "function calling is not supported",
-    "tool_choice": "tool calling is not supported; only none or auto (with no tools) is accepted",
-    "function_call": "function calling is not supported; only none or auto is accepted",
+    "functions": "the legacy functions field is not supported; send tools",
+    "function_call": "the legacy function_call field is not supported; send tool_choice",
     "modalities": "only text output is supported",
     "audio": "audio output is not supported",
     "reasoning_effort": "the served models do not reason; leave it out",
@@ -64,7 +70,6 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "logprobs": (None, False),
     "echo": (False,),
     "suffix": (None, ""),
-    "tool_choice": (None, "none", "auto"),
     "function_call": (None, "none", "auto"),
     "modalities": (None, ["text"]),
 }
@@ -139,11 +144,13 @@ def _sampling(
     )
 
 
-def _content(message: Message, index: int) -> str:
-    if isinstance(message.content, str):
-        return message.content
+def _content(content: str | list[ContentPart] | None, index: int) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
     texts = []
-    for part_index, part in enumerate(message.content):
+    for part_index, part in enumerate(content):
         param = f"messages[{index}].content[{part_index}]"
         if part.type != "text":
             raise _refuse(f"{param}.type", f"{part.type!r} content is not supported; only text parts are")
@@ -154,23 +161,35 @@ def _content(message: Message, index: int) -> str:
     return "\n".join(texts)
 
 
-def chat_input(body: ChatCompletionRequest) -> tuple[SamplingInput, list[ChatMessage]]:
+def _message(message: Message, index: int) -> ChatMessage:
+    param = f"messages[{index}]"
+    if message.function_call is not None:
+        raise _refuse(f"{param}.function_call", "the legacy function_call is not supported; send tool_calls")
+    if message.name is not None and message.role != "tool":
+        raise _refuse(f"{param}.name", "is not supported by the served chat templates")
+    check_message(param, message.role, bool(message.tool_calls), message.tool_call_id, message.content is not None)
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ())
+    return ChatMessage(
+        role=_ROLES.get(message.role, message.role),
+        content=_content(message.content, index),
+        tool_calls=calls,
+        tool_call_id=message.tool_call_id,
+        name=message.name,
+    )
+
+
+def chat_input(body: ChatCompletionRequest) -> tuple[SamplingInput, list[ChatMessage], ToolsInput | None]:
     _refuse_set(body, _COMMON | _CHAT, _NEUTRAL)
-    messages = []
-    for index, message in enumerate(body.messages):
-        for field in ("name", "tool_calls", "function_call"):
-            if getattr(message, field) is not None:
-                raise _refuse(f"messages[{index}].{field}", "is not supported by the served chat templates")
-        role = _ROLES.get(message.role, message.role)
-        messages.append(ChatMessage(role=role, content=_content(message, index)))
+    messages = [_message(message, index) for index, message in enumerate(body.messages)]
+    tools = tools_input(body.tools, body.tool_choice, body.parallel_tool_calls)
     constraint = response_format(body.response_format)
     if body.max_completion_tokens is not None:
         if body.max_tokens is not None and body.max_tokens != body.max_completion_tokens:
             raise InvalidParameter(
                 "max_tokens: differs from max_completion_tokens; send one of them", param="max_tokens"
             )
-        return _sampling(body, body.max_completion_tokens, "max_completion_tokens", constraint), messages
-    return _sampling(body, body.max_tokens, "max_tokens", constraint), messages
+        return _sampling(body, body.max_completion_tokens, "max_completion_tokens", constraint), messages, tools
+    return _sampling(body, body.max_tokens, "max_tokens", constraint), messages, tools
 
 
 def completion_input(body: CompletionRequest) -> tuple[SamplingInput, str]:

@@ -11,7 +11,7 @@ import ctypes
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,7 @@ class LlamaCppEngine:
                 "gpu_layers": str(gpu_layers),
                 "weight_repack": "on" if model_params.use_extra_bufts else "off",
             },
+            tool_format=chat.template.tool_format,
         )
         log.info(
             "llama.cpp model loaded",
@@ -247,8 +248,8 @@ class LlamaCppEngine:
     def vocab_size(self) -> int:
         return int(self._model.n_vocab())
 
-    async def render_chat(self, messages: Seq[ChatMessage]) -> str:
-        return self._chat.template.render(messages)
+    async def render_chat(self, messages: Seq[ChatMessage], tools: Seq[Mapping[str, Any]] | None = None) -> str:
+        return self._chat.template.render(messages, tools)
 
     async def embed(self, texts: Seq[str]) -> list[Embedding]:
         await self.check_health()

@@ -1,0 +1,53 @@
+"""The tool fields both chat surfaces share (tools, tool_choice, parallel_tool_calls and the history's calls
+and results) onto the service's ToolsInput, with a 422 naming each field that breaks a rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from llm_inference.api.schemas import NamedToolChoice, Tool, ToolChoice
+from llm_inference.errors import InvalidParameter
+from llm_inference.service.tools import ToolsInput, ToolSpec
+
+
+def tools_input(tools: Sequence[Tool] | None, choice: ToolChoice | None, parallel: bool | None) -> ToolsInput | None:
+    """The request's tools and how the model must choose among them; None when it offers none."""
+    if not tools:
+        if choice not in (None, "none", "auto"):
+            raise InvalidParameter(
+                "tool_choice: asks for tool calls, but the request has no tools", param="tool_choice"
+            )
+        return None
+    specs = []
+    names: set[str] = set()
+    for index, tool in enumerate(tools):
+        function, param = tool.function, f"tools[{index}].function"
+        if function.name in names:
+            raise InvalidParameter(f"{param}.name: {function.name!r} is defined twice", param=f"{param}.name")
+        names.add(function.name)
+        specs.append(
+            ToolSpec(function.name, function.description, function.parameters, f"{param}.parameters", tool.server)
+        )
+    if isinstance(choice, NamedToolChoice):
+        if choice.function.name not in names:
+            raise InvalidParameter(
+                f"tool_choice.function.name: {choice.function.name!r} is not among the tools",
+                param="tool_choice.function.name",
+            )
+        return ToolsInput(tuple(specs), "function", choice.function.name, parallel is not False)
+    return ToolsInput(tuple(specs), choice or "auto", None, parallel is not False)
+
+
+def check_message(param: str, role: str, has_calls: bool, tool_call_id: str | None, has_content: bool) -> None:
+    """A history message's tool fields: calls only on an assistant turn, which alone may then have no content;
+    a tool message names the call it answers."""
+    if has_calls and role != "assistant":
+        raise InvalidParameter(
+            f"{param}.tool_calls: only an assistant message has tool calls", param=f"{param}.tool_calls"
+        )
+    if (tool_call_id is None) == (role == "tool"):
+        rule = "is required on a tool message" if role == "tool" else "goes only on a tool message"
+        raise InvalidParameter(f"{param}.tool_call_id: {rule}", param=f"{param}.tool_call_id")
+    if not has_content and not has_calls:
+        rule = "is required (it may be left out only on an assistant message with tool_calls)"
+        raise InvalidParameter(f"{param}.content: {rule}", param=f"{param}.content")
