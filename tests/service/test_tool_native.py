@@ -340,16 +340,10 @@ def test_a_real_template_is_detected_and_renders_a_tool_round(name: str, tool_fo
 # What these templates show the lead's side still has to do (strict: they fail loudly once it is done).
 
 
-@pytest.mark.xfail(strict=True, reason="Mistral's template raises unless every call id is 9 letters or digits")
 def test_mistral_template_replays_a_call_with_an_openai_style_id() -> None:
     template("mistralai-Mistral-7B-Instruct-v0.3.jinja").render(tool_round("call_0123456789abcdef01234567"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Jinja's own tojson returns Markup (HTML-escapes what is concatenated to it: Mistral's tool list reads "
-    "&#34;parameters&#34;) and escapes < > & ' inside; transformers installs a plain json.dumps tojson",
-)
 @pytest.mark.parametrize("name", ["mistralai-Mistral-7B-Instruct-v0.3.jinja", "Qwen-Qwen2.5-7B-Instruct.jinja"])
 def test_tools_render_as_plain_json(name: str) -> None:
     tool = {**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "description": "Weather in <city> & 'now'"}}
@@ -357,6 +351,5 @@ def test_tools_render_as_plain_json(name: str) -> None:
     assert "Weather in <city> & 'now'" in prompt and "&#34;" not in prompt
 
 
-@pytest.mark.xfail(strict=True, reason="Llama 3.2's template has no <|python_tag|>: the marker tool_format looks for")
 def test_llama_3_2_template_is_detected() -> None:
     assert template("meta-llama-Llama-3.2-3B-Instruct.jinja").tool_format == "llama3_json"

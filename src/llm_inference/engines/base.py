@@ -29,6 +29,9 @@ class SamplingParams:
     ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
     # Structured outputs: the output must be JSON (of this schema); each engine enforces it its own way.
     constraint: OutputConstraint | None = None
+    # Write the tool-call marker tokens (<tool_call>, [TOOL_CALLS], <|python_tag|>: control tokens in some
+    # vocabularies) into the text, where the tool-call parser looks for them; other control tokens stay out.
+    tool_markers: bool = False
 
 
 @dataclass(frozen=True, slots=True)

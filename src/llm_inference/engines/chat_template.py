@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -35,38 +36,59 @@ class ChatTemplate:
             log.warning("model has no chat template; using a plain role-prefixed format")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
+        # Jinja's own tojson returns Markup, HTML-escaping < > & ' inside and whatever text is joined to it (a
+        # Mistral tool list read &#34;parameters&#34;); templates are written for transformers', plain JSON.
+        env.filters["tojson"] = _tojson
         self._template = env.from_string(source or FALLBACK_TEMPLATE)
         self._bos, self._eos = bos_token, eos_token
 
         self.tool_format = tool_format(source)
+        # Mistral's templates refuse any call id but 9 letters or digits; OpenAI's ids are longer.
+        self._call_id = _mistral_call_id if self.tool_format == "mistral" else str
 
     def render(self, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None) -> str:
         context: dict[str, Any] = {}
         if tools:  # only then: templates test `tools is defined` or `tools is not none`
             context["tools"] = [dict(tool) for tool in tools]
         return self._template.render(
-            messages=[_message(m) for m in messages],
+            messages=[self._message(m) for m in messages],
             add_generation_prompt=True,
             bos_token=self._bos,
             eos_token=self._eos,
             **context,
         )
 
+    def _message(self, message: ChatMessage) -> dict[str, Any]:
+        rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.tool_calls:
+            # Templates write the arguments with `| tojson`, so they get the object, not its JSON text (as in
+            # transformers' and vLLM's chat rendering).
+            rendered["tool_calls"] = [
+                {
+                    "id": self._call_id(call.id),
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": _arguments(call)},
+                }
+                for call in message.tool_calls
+            ]
+        if message.tool_call_id is not None:
+            rendered["tool_call_id"] = self._call_id(message.tool_call_id)
+        if message.name is not None:
+            rendered["name"] = message.name
+        return rendered
 
-def _message(message: ChatMessage) -> dict[str, Any]:
-    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        # Templates write the arguments with `| tojson`, so they get the object, not its JSON text (as in
-        # transformers' and vLLM's chat rendering).
-        rendered["tool_calls"] = [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": _arguments(call)}}
-            for call in message.tool_calls
-        ]
-    if message.tool_call_id is not None:
-        rendered["tool_call_id"] = message.tool_call_id
-    if message.name is not None:
-        rendered["name"] = message.name
-    return rendered
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _mistral_call_id(call_id: str) -> str:
+    """A 9-character id of letters and digits standing for `call_id`: the same one for the call and for the tool
+    message that answers it. Ids already of that form are kept."""
+    if re.fullmatch(r"[A-Za-z0-9]{9}", call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()
+    return digest[:9]
 
 
 def _arguments(call: ToolCall) -> Any:
@@ -76,8 +98,17 @@ def _arguments(call: ToolCall) -> Any:
         return call.arguments
 
 
-# The tool-call formats service/tools can read, known by the marker each template writes its tool calls with.
-_FORMAT_MARKERS = (("<tool_call>", "hermes"), ("[TOOL_CALLS]", "mistral"), ("<|python_tag|>", "llama3_json"))
+# The tool-call formats service/tools can read, known by the marker each template writes its tool calls with
+# (Llama 3.2's template has no <|python_tag|>, only the JSON shape it asks for).
+_FORMAT_MARKERS = (
+    ("<tool_call>", "hermes"),
+    ("[TOOL_CALLS]", "mistral"),
+    ("<|python_tag|>", "llama3_json"),
+    ('{"name": function name, "parameters"', "llama3_json"),
+)
+# The tokens those formats write their calls with: control tokens in some vocabularies, which engines leave out
+# of the text unless told to keep them (SamplingParams.tool_markers).
+TOOL_MARKER_TOKENS = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "<|python_tag|>")
 _USES_TOOLS = re.compile(r"\btools\b")
 
 

@@ -95,6 +95,9 @@ def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
         ignore_eos=sampling.ignore_eos,
         output_kind=RequestOutputKind.DELTA,
         structured_outputs=structured_outputs(sampling.constraint),
+        # Tool-call markers may be control tokens, which vLLM leaves out of the text by default; its own server
+        # keeps them when tools are offered, and so do we (all control tokens then: vLLM has no finer switch).
+        skip_special_tokens=not sampling.tool_markers,
         # Built fresh for each request, so vLLM need not deep-copy it (a deepcopy per request cost ~10% of the
         # event loop at 256 streams on the H200); vLLM's own server does the same.
         skip_clone=True,

@@ -136,6 +136,8 @@ async def _prepare(
         tool_plan = plan(tools, service.settings.tool_call_format, engine.info().tool_format)
         if tool_plan.constraint is not None:
             sampling = dataclasses.replace(sampling, constraint=tool_plan.constraint)
+        elif tool_plan.parser is not None and tool_plan.native:
+            sampling = dataclasses.replace(sampling, tool_markers=True)
         rendered = await _render_conversation(engine, messages, tool_plan.present, sampling.max_tokens, truncation)
         messages, prompt, tokens = rendered.messages, rendered.prompt, rendered.tokens
         truncated_messages = rendered.dropped_messages

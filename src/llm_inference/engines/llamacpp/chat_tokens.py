@@ -11,7 +11,7 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
-from llm_inference.engines.chat_template import ChatTemplate, read_tokenizer_dir
+from llm_inference.engines.chat_template import TOOL_MARKER_TOKENS, ChatTemplate, read_tokenizer_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,11 @@ class ChatTokens:
     add_bos: bool | None  # None: as the GGUF says (llama.cpp's add_special)
     bos: int  # the token add_bos puts first (-1: none)
     stop_tokens: frozenset[int]  # besides the vocabulary's own end-of-generation tokens
+
+    def marker_tokens(self, model: LlamaModel) -> frozenset[int]:
+        """The ids of the tool-call markers that are single tokens of this vocabulary."""
+        ids = (model.tokenize(text.encode(), add_bos=False, special=True) for text in TOOL_MARKER_TOKENS)
+        return frozenset(found[0] for found in ids if len(found) == 1)
 
     @classmethod
     def of(cls, model: LlamaModel, tokenizer_path: Path | None) -> ChatTokens:

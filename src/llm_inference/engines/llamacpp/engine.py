@@ -161,6 +161,7 @@ class LlamaCppEngine:
             context_per_slot=context_per_slot,
             batch_size=BATCH_SIZE,
             stop_tokens=chat.stop_tokens,
+            marker_tokens=chat.marker_tokens(model),
             prefill_chunk=min(config.prefill_chunk, BATCH_SIZE),
         )
         loop.start()

@@ -114,6 +114,7 @@ class DecodeLoop(threading.Thread):
         batch_size: int,
         prefill_chunk: int,
         stop_tokens: frozenset[int] = frozenset(),
+        marker_tokens: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(name="llamacpp-decode", daemon=True)
         self._model, self._ctx = model, ctx
@@ -125,6 +126,8 @@ class DecodeLoop(threading.Thread):
         self._end_tokens = stop_tokens | {
             t for t in range(self._n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)
         }
+        # Control tokens written out as text for requests that read tool calls (SamplingParams.tool_markers).
+        self._marker_tokens = marker_tokens
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._slots = [Slot() for _ in range(slots)]
         self._context_per_slot = context_per_slot
@@ -372,8 +375,9 @@ class DecodeLoop(threading.Thread):
         batch.seq_id[row][0] = seq_id
         batch.logits[row] = logits
 
-    def _piece_of(self, token: int) -> bytes:
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+    def _piece_of(self, token: int, markers: bool = False) -> bytes:
+        special = markers and token in self._marker_tokens
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, special)
         return self._piece.raw[:n] if n > 0 else b""
 
     def _sample(self, sequence: Sequence, row: int) -> None:
@@ -389,7 +393,7 @@ class DecodeLoop(threading.Thread):
             self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.STOP))
             return
         sequence.generated += 1
-        piece, stopped = sequence.stops.push(sequence.text.push(self._piece_of(token)))
+        piece, stopped = sequence.stops.push(sequence.text.push(self._piece_of(token, params.tool_markers)))
         if stopped:
             self._finish(sequence, Chunk(piece, prompt_tokens, sequence.generated, FinishReason.STOP))
         elif sequence.generated >= sequence.max_new_tokens:
