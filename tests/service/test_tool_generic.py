@@ -145,8 +145,9 @@ def test_history_turns_calls_into_json_and_results_into_one_user_turn() -> None:
     assert json.loads(history[1].content) == {
         "tool_calls": [{"name": "w", "arguments": {"city": "Paris"}}, {"name": "w", "arguments": {}}]
     }
-    results = [json.loads(line)["tool_result"] for line in history[2].content.splitlines()]
-    assert results == [
-        {"tool_call_id": "c1", "name": "w", "content": "18 C"},
-        {"tool_call_id": "c2", "name": "w", "content": "20 C"},
-    ]
+    assert history[2].content.splitlines() == ["Function result: w returned: 18 C", "Function result: w returned: 20 C"]
+
+
+def test_without_tools_on_offer_calls_are_told_in_words() -> None:
+    history = plain_history([ChatMessage("assistant", "", (ToolCall("c1", "w", '{"city": "Paris"}'),))], False)
+    assert history[0].content == '(I called w with {"city": "Paris"}.)'

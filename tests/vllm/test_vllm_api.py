@@ -274,6 +274,61 @@ def test_structured_outputs_on_the_vllm_backend(server: ServerProcess, model_dir
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "format.pattern"
 
 
+WEATHER_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "minLength": 1, "maxLength": 20},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+
+
+def test_tool_calls_on_the_vllm_backend(server: ServerProcess, model_dir: Path) -> None:
+    """The model's template has no tool format, so calls go through the generic format, constrained by vLLM's
+    structured outputs: required calls match the parameters when sampled, a named function is the one called,
+    and the streamed pieces add up to the whole call."""
+    import jsonschema
+
+    model = str(model_dir)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    tools: Any = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMETERS}},
+        {"type": "function", "function": {"name": "get_time"}},
+    ]
+    ask: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
+    for seed in range(4):
+        choice = client.chat.completions.create(
+            model=model,
+            messages=ask,
+            tools=tools,
+            tool_choice="required",
+            parallel_tool_calls=False,
+            max_tokens=64,
+            temperature=1.0,
+            seed=seed,
+        ).choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        [call] = choice.message.tool_calls or []
+        arguments = json.loads(call.function.arguments)
+        if call.function.name == "get_weather":
+            jsonschema.validate(arguments, WEATHER_PARAMETERS)
+        else:
+            assert call.function.name == "get_time" and arguments == {}
+    named: Any = {"type": "function", "function": {"name": "get_weather"}}
+    request: Any = {"model": model, "messages": ask, "tools": tools, "tool_choice": named, "max_tokens": 64}
+    whole = client.chat.completions.create(**request, temperature=0).choices[0]
+    [call] = whole.message.tool_calls or []
+    assert call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_PARAMETERS)
+    chunks = list(client.chat.completions.create(**request, temperature=0, stream=True))
+    pieces = [p for c in chunks if c.choices for p in (c.choices[0].delta.tool_calls or [])]
+    assert pieces[0].function is not None and pieces[0].function.name == "get_weather"
+    assert "".join(p.function.arguments or "" for p in pieces if p.function) == call.function.arguments
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
 def test_zz_a_dead_engine_turns_readiness_and_requests_into_503(server: ServerProcess) -> None:
     """Runs last in this module (it kills the shared server's engine): pytest keeps definition order."""
     children = psutil.Process(server.process.pid).children(recursive=True)  # type: ignore[union-attr]

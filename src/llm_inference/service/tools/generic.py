@@ -27,6 +27,7 @@ from llm_inference.service.tools.spec import ToolsInput
 # list of calls tend to repeat the same call until max_tokens.
 MAX_PARALLEL_CALLS = 8
 _CALLS_FORMAT = '{"tool_calls": [{"name": <a function\'s name>, "arguments": <an object of its parameters>}]}'
+_RESULT_PREFIX = "Function result: "
 _ANSWER_FORMAT = '{"response": <your answer, as a string>}'
 
 
@@ -51,24 +52,25 @@ def with_system_text(messages: Sequence[ChatMessage], text: str) -> list[ChatMes
     return [ChatMessage("system", text), *messages]
 
 
-def plain_history(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-    """Earlier calls as the JSON the model is asked to write, and their results as a user turn (consecutive
-    results joined), so that templates insisting on user/assistant alternation still render."""
+def plain_history(messages: Sequence[ChatMessage], calls_as_json: bool = True) -> list[ChatMessage]:
+    """Earlier calls as the JSON the model is asked to write, and their results as a user turn in words
+    (consecutive results joined), so that templates insisting on user/assistant alternation still render.
+    Without tools on offer the calls are told in words too: shown its own JSON, a model answers in JSON."""
     names = {call.id: call.name for m in messages for call in m.tool_calls}
     out: list[ChatMessage] = []
     for message in messages:
         if message.tool_calls:
-            calls = [{"name": c.name, "arguments": _json_or_text(c.arguments)} for c in message.tool_calls]
-            text = json.dumps({"tool_calls": calls}, ensure_ascii=False)
+            if calls_as_json:
+                calls = [{"name": c.name, "arguments": _json_or_text(c.arguments)} for c in message.tool_calls]
+                text = json.dumps({"tool_calls": calls}, ensure_ascii=False)
+            else:
+                text = "\n".join(f"(I called {c.name} with {c.arguments}.)" for c in message.tool_calls)
             out.append(ChatMessage("assistant", f"{message.content}\n{text}" if message.content else text))
         elif message.role == "tool":
-            result = {
-                "tool_call_id": message.tool_call_id,
-                "name": message.name or names.get(message.tool_call_id or ""),
-                "content": message.content,
-            }
-            line = json.dumps({"tool_result": result}, ensure_ascii=False)
-            if out and out[-1].role == "user" and out[-1].content.startswith('{"tool_result"'):
+            # In words rather than JSON: shown JSON results, a small model answers in JSON of the same shape.
+            name = message.name or names.get(message.tool_call_id or "") or "the function"
+            line = f"{_RESULT_PREFIX}{name} returned: {message.content}"
+            if out and out[-1].role == "user" and out[-1].content.startswith(_RESULT_PREFIX):
                 out[-1] = ChatMessage("user", f"{out[-1].content}\n{line}")
             else:
                 out.append(ChatMessage("user", line))

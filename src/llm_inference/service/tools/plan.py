@@ -32,7 +32,7 @@ class ToolPlan:
 
     def present(self, messages: Sequence[ChatMessage]) -> tuple[list[ChatMessage], Sequence[dict[str, Any]] | None]:
         """The messages and tools the chat template renders (service/truncation's Presenter)."""
-        shown = list(messages) if self.native else generic.plain_history(messages)
+        shown = list(messages) if self.native else generic.plain_history(messages, self.description is not None)
         if self.description is not None:
             shown = generic.with_system_text(shown, self.description)
         return shown, self.template_tools
