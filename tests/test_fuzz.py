@@ -69,7 +69,8 @@ def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(t
         # Small generations keep a thousand cases to minutes: the fuzzing is about the HTTP surface.
         "LLM_MAX_TOKENS_LIMIT": "2",
         "LLM_DEFAULT_MAX_TOKENS": "2",
-        "LLM_CONTEXT_LENGTH": "512",
+        # Room for a history of generated tool calls (an assistant turn may hold dozens of them).
+        "LLM_CONTEXT_LENGTH": "4096",
         "LLM_MAX_REQUEST_BYTES": "65536",
         # Fuzz the access-control layers too, with a budget the fuzzer will not exhaust.
         "LLM_API_KEYS": KEY,

@@ -211,7 +211,7 @@ BAD_INPUTS = [
         422,
         INVALID,
         "messages[0].name",
-        "unknown field; accepted fields are role, content",
+        "unknown field; accepted fields are role, content, tool_calls, tool_call_id",
         path=CHAT,
     ),
     BadInput(
@@ -220,7 +220,7 @@ BAD_INPUTS = [
         422,
         INVALID,
         "messages[0].role",
-        "messages[0].role: must be one of assistant, system, user",
+        "messages[0].role: must be one of assistant, system, tool, user",
         path=CHAT,
     ),
     BadInput(

@@ -72,9 +72,20 @@ def field_type(root: mi.Type, path: str) -> mi.Type | None:
     return current
 
 
+def _tagged(info: mi.UnionType) -> list[mi.StructType]:
+    """The options of a tagged union of structs (the message kinds, told apart by `role`), or []."""
+    options = [t for t in info.types if not isinstance(t, mi.NoneType)]
+    if options and all(isinstance(t, mi.StructType) and t.tag_field for t in options):
+        return [t for t in options if isinstance(t, mi.StructType)]
+    return []
+
+
 def _step(info: mi.Type | None, name: str, index: str) -> mi.Type | None:
     if isinstance(info, mi.Metadata):
         info = info.type
+    if isinstance(info, mi.UnionType) and name and (kinds := _tagged(info)) and name == kinds[0].tag_field:
+        # The tag is no field of any option: its rule is to be one of the options' tags.
+        return mi.LiteralType(tuple(sorted(str(kind.tag) for kind in kinds)))
     if isinstance(info, mi.UnionType):  # Optional fields, or a list-or-string like stop
         for option in info.types:
             found = _step(option, name, index)
@@ -89,9 +100,15 @@ def _step(info: mi.Type | None, name: str, index: str) -> mi.Type | None:
 
 
 def field_names(info: mi.Type | None) -> list[str]:
-    """The fields a struct (or an optional struct) accepts, in declaration order."""
+    """The fields a struct (or an optional struct) accepts, in declaration order; for a tagged union, the tag
+    and then every kind's fields."""
     if isinstance(info, mi.Metadata):
         info = info.type
+    if isinstance(info, mi.UnionType) and (kinds := _tagged(info)):
+        names = [str(kinds[0].tag_field)]
+        for kind in kinds:
+            names += [field.encode_name for field in kind.fields if field.encode_name not in names]
+        return names
     if isinstance(info, mi.UnionType):
         info = next((t for t in info.types if isinstance(t, mi.StructType)), None)
     return [field.encode_name for field in info.fields] if isinstance(info, mi.StructType) else []

@@ -9,6 +9,7 @@ from litestar.response import Stream
 
 from llm_inference.api.schemas import (
     AssistantMessage,
+    AssistantTurn,
     ChatRequest,
     DeltaEvent,
     DoneEvent,
@@ -17,13 +18,16 @@ from llm_inference.api.schemas import (
     Message,
     SamplingFields,
     StreamEvent,
+    SystemMessage,
     Timings,
     ToolCallEvent,
+    ToolMessage,
     Usage,
+    UserMessage,
 )
 from llm_inference.api.schemas import ToolCall as ToolCallView
 from llm_inference.api.streaming import data_frame, sse_response
-from llm_inference.api.tool_fields import check_message, tools_input
+from llm_inference.api.tool_fields import tools_input
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.service import (
@@ -73,29 +77,26 @@ def timings(value: ServiceTimings) -> Timings:
     return Timings(value.time_to_first_token_seconds, value.total_seconds, value.output_tokens_per_second)
 
 
-def chat_message(message: Message, param: str) -> ChatMessage:
-    has_calls = bool(message.tool_calls)
-    check_message(param, message.role, has_calls, message.tool_call_id, bool(message.content) or not has_calls)
-    return ChatMessage(
-        role=message.role,
-        content=message.content,
-        tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in message.tool_calls or ()),
-        tool_call_id=message.tool_call_id,
-    )
+def chat_message(message: Message) -> ChatMessage:
+    if isinstance(message, AssistantTurn):
+        calls = tuple(ToolCall(c.id, c.name, c.arguments) for c in message.tool_calls or ())
+        return ChatMessage("assistant", message.content, calls)
+    if isinstance(message, ToolMessage):
+        return ChatMessage("tool", message.content, tool_call_id=message.tool_call_id)
+    return ChatMessage(message.role, message.content)
 
 
 def message_view(message: ChatMessage) -> Message:
-    calls = [ToolCallView(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls] or None
-    return Message(
-        role=message.role,  # type: ignore[arg-type]
-        content=message.content,
-        tool_calls=calls,
-        tool_call_id=message.tool_call_id,
-    )
+    if message.role == "assistant":
+        calls = [ToolCallView(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls] or None
+        return AssistantTurn(content=message.content, tool_calls=calls)
+    if message.role == "tool":
+        return ToolMessage(content=message.content, tool_call_id=message.tool_call_id or "")
+    return SystemMessage(content=message.content) if message.role == "system" else UserMessage(content=message.content)
 
 
 def chat_messages(messages: list[Message]) -> list[ChatMessage]:
-    return [chat_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
+    return [chat_message(m) for m in messages]
 
 
 def chat_input(body: ChatRequest) -> ChatInput:

@@ -67,7 +67,11 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
     # Text the engine is given may not hold NUL characters (service/prepare.py refuses them with a clearer
     # message than a pattern error would give, so the rule is stated here rather than in the Struct).
     components["GenerateRequest"]["properties"]["prompt"]["pattern"] = NO_NUL
-    components["Message"]["properties"]["content"]["pattern"] = NO_NUL
+    for turn in ("SystemMessage", "UserMessage", "AssistantTurn", "ToolMessage"):
+        components[turn]["properties"]["content"]["pattern"] = NO_NUL
+    components["ToolMessage"]["properties"]["tool_call_id"]["pattern"] = NO_NUL
+    for name in ("id", "name", "arguments"):
+        components["ToolCall"]["properties"][name]["pattern"] = NO_NUL
     _non_null(components["CreateSessionRequest"]["properties"]["system"])["pattern"] = NO_NUL
     components["TokenizeRequest"]["properties"]["text"]["pattern"] = NO_NUL
     components["TokenizeRequest"]["oneOf"] = [{"required": ["text"]}, {"required": ["messages"]}]
@@ -80,30 +84,88 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
         stop_list = next(s for s in _non_null(properties["stop"])["anyOf"] if s["type"] == "array")
         stop_list["maxItems"] = settings.max_stop_sequences
         properties["format"] = FORMAT_FIELD
+        if name == "ChatRequest":
+            properties["tools"] = TOOLS_FIELD
+            properties["tool_choice"] = TOOL_CHOICE_FIELD
         # ignore_eos would go on past the end of the JSON: refused together (service/prepare.py).
-        components[name]["not"] = {
-            "required": ["format", "ignore_eos"],
-            "properties": {"format": {"not": {"type": "null"}}, "ignore_eos": {"const": True}},
-        }
+        refused_together = [
+            {
+                "required": ["format", "ignore_eos"],
+                "properties": {"format": {"not": {"type": "null"}}, "ignore_eos": {"const": True}},
+            }
+        ]
+        if name == "ChatRequest":
+            # A format and tools constrain the same answer: refused together unless tool_choice is none
+            # (service/tools/plan.py); the document shows them apart.
+            refused_together.append(
+                {
+                    "required": ["format", "tools"],
+                    "properties": {"format": {"not": {"type": "null"}}, "tools": {"type": "array", "minItems": 1}},
+                }
+            )
+        components[name]["not"] = {"anyOf": refused_together}
 
 
 # `format` takes a JSON Schema in the subset README "Structured outputs" lists; its rules (which keywords go
 # together, required among properties, bounds) are more than a document can state, so the document shows the
 # simplest schemas, every one of which is accepted: a bare type (or none: any JSON object).
+BARE_TYPE = {
+    "type": "object",
+    "properties": {"type": {"enum": ["object", "array", "string", "number", "integer", "boolean", "null"]}},
+    "additionalProperties": False,
+}
 FORMAT_FIELD = {
     "anyOf": [
         {"const": "json"},
-        {
-            "type": "object",
-            "properties": {"type": {"enum": ["object", "array", "string", "number", "integer", "boolean", "null"]}},
-            "additionalProperties": False,
-        },
+        BARE_TYPE,
         {"type": "null"},
     ],
     "description": '"json" for any JSON object, or a JSON Schema the output will match. The subset served '
     "(properties, required, additionalProperties, items, enum, const, anyOf, $ref, length bounds, ...) is "
     'in README "Structured outputs"; anything else is refused with 400 unsupported_parameter naming the '
     "keyword. Shown here: the simplest such schemas.",
+    "default": None,
+}
+
+
+# Tools, as `format`: the rules beyond a document (distinct names, a named choice among the tools, parameters
+# in the structured-output subset) are stated in the descriptions, and the document shows what is always
+# accepted: one function whose parameters are a bare type, chosen by auto or none.
+TOOLS_FIELD = {
+    "anyOf": [
+        {
+            "type": "array",
+            "maxItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"const": "function"},
+                    "function": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                            "description": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                            "parameters": BARE_TYPE,
+                        },
+                        "required": ["name"],
+                        "additionalProperties": False,
+                    },
+                },
+                "required": ["type", "function"],
+                "additionalProperties": False,
+            },
+        },
+        {"type": "null"},
+    ],
+    "description": "Functions the model may call, in OpenAI's shape: up to 128 with distinct names; `parameters` a "
+    'JSON Schema in the structured-output subset (README "Tool calling"), `server: true` for one the service '
+    "runs itself. Shown here: one function with the simplest parameters.",
+    "default": None,
+}
+TOOL_CHOICE_FIELD = {
+    "anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}],
+    "description": 'auto (the default with tools): answer or call; none: answer. With tools, also "required" (call '
+    'one or more) or {"type": "function", "function": {"name": ...}} (call that one).',
     "default": None,
 }
 

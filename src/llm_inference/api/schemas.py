@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -117,11 +117,37 @@ class ToolCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     arguments: Annotated[str, Meta(description="The arguments object as JSON text, as the model wrote it.")]
 
 
-class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    role: Literal["system", "user", "assistant", "tool"]
-    content: Annotated[str, Meta(description="May be left out only on an assistant turn with tool_calls.")] = ""
-    tool_calls: list[ToolCall] | None = None  # an assistant turn's calls
-    tool_call_id: Annotated[str, Meta(min_length=1, description="A tool message: the call it answers.")] | None = None
+class _Turn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, tag_field="role"):
+    """A message of a conversation; its `role` says which kind (the fields differ by role)."""
+
+    role: ClassVar[str]
+
+
+class SystemMessage(_Turn, tag="system"):
+    role: ClassVar[str] = "system"
+    content: str
+
+
+class UserMessage(_Turn, tag="user"):
+    role: ClassVar[str] = "user"
+    content: str
+
+
+class AssistantTurn(_Turn, tag="assistant"):
+    role: ClassVar[str] = "assistant"
+    content: Annotated[str, Meta(description="May be left out on a turn that made tool calls.")] = ""
+    tool_calls: list[ToolCall] | None = None
+
+
+class ToolMessage(_Turn, tag="tool"):
+    """A function's result, answering one of the previous assistant turn's calls."""
+
+    role: ClassVar[str] = "tool"
+    content: str
+    tool_call_id: Annotated[str, Meta(min_length=1, description="The id of the call this answers.")]
+
+
+Message = SystemMessage | UserMessage | AssistantTurn | ToolMessage
 
 
 class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):

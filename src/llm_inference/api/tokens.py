@@ -7,8 +7,8 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 
 from llm_inference.api.docs import ERROR_RESPONSES
+from llm_inference.api.native import chat_messages
 from llm_inference.api.schemas import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
-from llm_inference.engines.base import ChatMessage
 from llm_inference.service import detokenize, tokenize
 
 
@@ -19,7 +19,7 @@ class TokensController(Controller):
     @post("/tokenize", status_code=200, responses=ERROR_RESPONSES, summary="Tokenize a text or a conversation")
     async def tokenize(self, data: JSONBody[TokenizeRequest], state: State) -> TokenizeResponse:
         text = data.text or None  # UNSET is falsy, and an empty text cannot pass the schema
-        messages = [ChatMessage(m.role, m.content) for m in data.messages] if data.messages else None
+        messages = chat_messages(data.messages) if data.messages else None
         result = await tokenize(state.service, data.model, text=text, messages=messages, add_special=data.add_special)
         return TokenizeResponse(result.model, result.tokens, len(result.tokens), result.context_length)
 

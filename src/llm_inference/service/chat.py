@@ -23,7 +23,14 @@ from llm_inference.service.generation import (
     complete,
     open_stream,
 )
-from llm_inference.service.prepare import Prepared, SamplingInput, Truncation, prepare, reject_nul
+from llm_inference.service.prepare import (
+    Prepared,
+    SamplingInput,
+    Truncation,
+    prepare,
+    reject_nul,
+    reject_nul_in_message,
+)
 from llm_inference.service.sessions import Session
 from llm_inference.service.tools import ContentText, ToolArguments, ToolCallOpened, ToolEvent, ToolsInput, collect
 
@@ -113,7 +120,7 @@ async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Prepared
         )
         return prepared, None
     for index, message in enumerate(chat.messages):  # named by their index in the request, not the session
-        reject_nul(message.content, f"messages[{index}].content")
+        reject_nul_in_message(message, f"messages[{index}]")
     session = service.sessions.begin_turn(chat.session_id)
     try:
         sampling = chat.sampling

@@ -96,6 +96,15 @@ def reject_nul(text: str, param: str) -> None:
         raise InvalidParameter(f"{param} must not contain NUL characters", param=param)
 
 
+def reject_nul_in_message(message: ChatMessage, param: str) -> None:
+    reject_nul(message.content, f"{param}.content")
+    for index, call in enumerate(message.tool_calls):
+        for text in (call.id, call.name, call.arguments):
+            reject_nul(text, f"{param}.tool_calls[{index}]")
+    if message.tool_call_id is not None:
+        reject_nul(message.tool_call_id, f"{param}.tool_call_id")
+
+
 async def prepare(
     service: InferenceService,
     asked: SamplingInput,
@@ -132,7 +141,7 @@ async def _prepare(
     tool_plan = None
     if messages is not None:
         for index, message in enumerate(messages):
-            reject_nul(message.content, f"messages[{index}].content")
+            reject_nul_in_message(message, f"messages[{index}]")
         tool_plan = plan(tools, service.settings.tool_call_format, engine.info().tool_format)
         if tool_plan.constraint is not None:
             sampling = dataclasses.replace(sampling, constraint=tool_plan.constraint)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from llm_inference.engines.base import ChatMessage
 from llm_inference.errors import InvalidParameter
-from llm_inference.service.prepare import reject_nul
+from llm_inference.service.prepare import reject_nul, reject_nul_in_message
+from llm_inference.service.tools import plan
 
 if TYPE_CHECKING:
     from llm_inference.service.core import InferenceService
@@ -44,8 +45,10 @@ async def tokenize(
         engine = lease.engine
         if messages is not None:
             for index, message in enumerate(messages):
-                reject_nul(message.content, f"messages[{index}].content")
-            text = await engine.render_chat(messages)
+                reject_nul_in_message(message, f"messages[{index}]")
+            # Shown to the template as a generation shows it (earlier tool calls in the model's format).
+            shown = plan(None, service.settings.tool_call_format, engine.info().tool_format).present(messages)
+            text = await engine.render_chat(*shown)
         else:
             assert text is not None
             reject_nul(text, "text")
