@@ -70,6 +70,18 @@ test:
 test-core: install browser prometheus
 	LLM_TEST_REQUIRE_BROWSER=1 LLM_TEST_REQUIRE_PROMETHEUS=1 $(BIN)/python -m pytest --ignore=tests/vllm --junit-xml=$(TEST_RESULTS)/core.xml $(PYTEST_ARGS)
 
+# The CPU image itself (tests/deploy/test_image.py): Dockerfile built by podman as `docker build` builds it, on a
+# Debian stand-in for its base image made by debootstrap (no container registry is reachable), then run as the
+# chart runs it and checked over HTTP and in Chromium. About 12 minutes on two idle cores, most of it llama.cpp's
+# compilation inside the build; not part of `make test` (CI runs it after). Debian's podman, buildah and
+# debootstrap come from scripts/oci/install-tools.sh (root, or SUDO=sudo).
+.PHONY: image-test image-tools
+image-tools:
+	$(SUDO) scripts/oci/install-tools.sh
+
+image-test: install browser image-tools
+	$(SUDO) env LLM_TEST_IMAGE=1 LLM_TEST_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -s tests/deploy/test_image.py --junit-xml=$(TEST_RESULTS)/image.xml $(PYTEST_ARGS)
+
 # Debian's chromium for the browser tests, driven by Playwright (which downloads no browser of its own).
 # CI runs as root on a fresh machine; elsewhere `make test SUDO=sudo`.
 SUDO ?=
@@ -116,6 +128,8 @@ clean:
 	@echo "    compiled llama-cpp-python wheel that spares the next install its compile ('pip cache remove llama_cpp_python')"
 	@echo "  $(dir $(VLLM_MODEL_DIR))isq: the service's quantized copies of models served with LLM_ENABLE_ISQ, if any"
 	@echo "  chromium, prometheus: Debian packages that 'make test' installed ('apt-get remove chromium prometheus')"
+	@echo "  podman's images and build cache from 'make image-test' ('podman system prune --all'), its Debian base in"
+	@echo "    $${XDG_CACHE_HOME:-$$HOME/.cache}/llm-inference/oci, and the packages podman buildah debootstrap crun runc"
 
 # Benchmarks (not tests): timings go to bench/results/, never into the test suite.
 .PHONY: bench-cpu

@@ -1,4 +1,7 @@
-"""Dockerfile and Dockerfile.cuda: docker cannot run here, so their steps are scripts that this test runs.
+"""Dockerfile and Dockerfile.cuda: their steps are scripts that this test runs without a container build.
+
+tests/deploy/test_image.py (`make image-test`) builds and runs the CPU image itself with podman; Dockerfile.cuda
+cannot be built here (no CUDA base image, no GPU), so these script-level tests are what checks its steps.
 
 The CPU image's build step (scripts/image/build-venv.sh) runs in a clean virtual environment and the result
 serves the embedded model with the image's own environment. The CUDA image installs requirements/cuda.lock
