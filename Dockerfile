@@ -2,8 +2,8 @@
 # CPU image: llama.cpp behind the HTTP API, with the embedded SmolLM2-135M model baked in.
 #   docker build -t llm-inference .
 #   docker run -p 8091:8091 llm-inference
-# Every step is a script under scripts/; tests/test_images.py runs the same scripts in a clean
-# virtual environment, since docker cannot run in CI.
+# Every step is a script under scripts/ (tests/test_images.py runs them in a clean virtual environment, fast);
+# `make image-test` builds this file itself with podman and runs the image as the chart does.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
