@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from llm_inference.engines.base import ChatMessage, ToolCall
+from llm_inference.engines.constraints import json_schema_constraint
 from llm_inference.engines.llamacpp.grammar import gbnf
 from llm_inference.errors import UnsupportedParameter
 from llm_inference.service.tools import ToolsInput, ToolSpec, collect
@@ -151,3 +152,24 @@ def test_history_turns_calls_into_json_and_results_into_one_user_turn() -> None:
 def test_without_tools_on_offer_calls_are_told_in_words() -> None:
     history = plain_history([ChatMessage("assistant", "", (ToolCall("c1", "w", '{"city": "Paris"}'),))], False)
     assert history[0].content == '(I called w with {"city": "Paris"}.)'
+
+
+def test_under_auto_a_response_format_constrains_the_answer_branch() -> None:
+    person = {
+        "$defs": {"Pet": {"type": "object", "properties": {"kind": {"enum": ["cat", "dog"]}}, "required": ["kind"]}},
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "pet": {"$ref": "#/$defs/Pet"}},
+        "required": ["name", "pet"],
+    }
+    offered = tools(ToolSpec("a", None, NESTED, "tools[0].function.parameters"), mode="auto")
+    found = constraint(offered, json_schema_constraint(person, "response_format.json_schema.schema"))
+    assert found.schema is not None
+    schema = json.loads(found.schema)
+    assert set(schema["$defs"]) == {"f0_Address", "r_Pet"}
+    answer = schema["anyOf"][1]["properties"]["response"]
+    assert answer["properties"]["pet"] == {"$ref": "#/$defs/r_Pet"}
+    assert "root ::=" in gbnf(found)
+    text = '{"response": {"name": "Ann", "pet": {"kind": "cat"}}}'
+    for parts in ([text], list(text)):
+        content, calls = fed(GenericParser(structured_answer=True), parts)
+        assert json.loads(content) == {"name": "Ann", "pet": {"kind": "cat"}} and calls == ()

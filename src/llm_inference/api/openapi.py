@@ -88,22 +88,10 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
             properties["tools"] = TOOLS_FIELD
             properties["tool_choice"] = TOOL_CHOICE_FIELD
         # ignore_eos would go on past the end of the JSON: refused together (service/prepare.py).
-        refused_together = [
-            {
-                "required": ["format", "ignore_eos"],
-                "properties": {"format": {"not": {"type": "null"}}, "ignore_eos": {"const": True}},
-            }
-        ]
-        if name == "ChatRequest":
-            # A format and tools constrain the same answer: refused together unless tool_choice is none
-            # (service/tools/plan.py); the document shows them apart.
-            refused_together.append(
-                {
-                    "required": ["format", "tools"],
-                    "properties": {"format": {"not": {"type": "null"}}, "tools": {"type": "array", "minItems": 1}},
-                }
-            )
-        components[name]["not"] = {"anyOf": refused_together}
+        components[name]["not"] = {
+            "required": ["format", "ignore_eos"],
+            "properties": {"format": {"not": {"type": "null"}}, "ignore_eos": {"const": True}},
+        }
 
 
 # `format` takes a JSON Schema in the subset README "Structured outputs" lists; its rules (which keywords go

@@ -13,7 +13,6 @@ from llm_inference.engines.constraints import OutputConstraint
 from llm_inference.errors import ContextOverflow, InvalidParameter, UnsupportedParameter
 from llm_inference.models.registry import ModelLease
 from llm_inference.service.tools import ToolPlan, ToolsInput, plan
-from llm_inference.service.tools.plan import check_combination
 from llm_inference.service.truncation import Presenter, Rendered, fit_oldest_first, render
 from llm_inference.settings import Settings
 
@@ -117,7 +116,6 @@ async def prepare(
 ) -> Prepared:
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
-    check_combination(tools, sampling.constraint)
     lease = await service.registry.acquire(asked.model)  # loads the model first if it is not loaded
     try:
         return await _prepare(service, lease, sampling, prompt, messages, prompt_param, truncation, tools)
@@ -142,7 +140,7 @@ async def _prepare(
     if messages is not None:
         for index, message in enumerate(messages):
             reject_nul_in_message(message, f"messages[{index}]")
-        tool_plan = plan(tools, service.settings.tool_call_format, engine.info().tool_format)
+        tool_plan = plan(tools, service.settings.tool_call_format, engine.info().tool_format, sampling.constraint)
         if tool_plan.constraint is not None:
             sampling = dataclasses.replace(sampling, constraint=tool_plan.constraint)
         elif tool_plan.parser is not None and tool_plan.native:

@@ -330,7 +330,10 @@ async def test_openai_agents_structured_output_after_a_function_tool(openai_asyn
         model=openai_agents_model(openai_async),
         tools=[weather_function_tool(calls)],
         output_type=Weather,
-        model_settings=agents.ModelSettings(tool_choice="required", max_tokens=64, temperature=0),
+        # One call: greedy, the 135M model repeats a call to fill an open list until max_tokens cuts the last.
+        model_settings=agents.ModelSettings(
+            tool_choice="required", parallel_tool_calls=False, max_tokens=64, temperature=0
+        ),
         reset_tool_choice=False,  # it would reset to auto, where the tiny model may call tools until max_turns
         hooks=NoMoreTools(),
     )

@@ -38,7 +38,13 @@ def assert_openai_error(response: httpx.Response, status: int, type_: str, code:
         ({"temperature": 2.5}, "temperature"),
         ({"presence_penalty": 0.5}, "presence_penalty"),
         ({"frequency_penalty": -1}, "frequency_penalty"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"maxProperties": 2}}}],
+                "tool_choice": "required",
+            },
+            "tools[0].function.parameters.maxProperties",
+        ),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"response_format": {"type": "regex", "regex": "a+"}}, "response_format.type"),
         (
@@ -70,11 +76,8 @@ def test_a_field_that_cannot_be_honoured_is_a_bad_request_naming_it(
             "messages[0].content[0].type",
             "unsupported_parameter",
         ),
-        (
-            {"messages": [{"role": "tool", "content": "1", "tool_call_id": "a"}]},
-            "messages[0].role",
-            "invalid_parameter",
-        ),
+        ({"messages": [{"role": "tool", "content": "1"}]}, "messages[0].tool_call_id", "invalid_parameter"),
+        ({"messages": [{"role": "wizard", "content": "1"}]}, "messages[0].role", "invalid_parameter"),
         ({"messages": [{"role": "user", "content": "Hi", "name": "bob"}]}, "messages[0].name", "unsupported_parameter"),
         ({"messages": []}, "messages", "invalid_parameter"),
         ({"model": None}, "model", "invalid_parameter"),

@@ -28,19 +28,19 @@ from llm_inference.service.tools.spec import ToolsInput
 MAX_PARALLEL_CALLS = 8
 _CALLS_FORMAT = '{"tool_calls": [{"name": <a function\'s name>, "arguments": <an object of its parameters>}]}'
 _RESULT_PREFIX = "Function result: "
+_STRUCTURED_ANSWER_FORMAT = '{"response": <your answer, as the JSON asked for>}'
 _ANSWER_FORMAT = '{"response": <your answer, as a string>}'
 
 
-def system_text(tools: ToolsInput) -> str:
+def system_text(tools: ToolsInput, structured_answer: bool = False) -> str:
     listing = "\n".join(json.dumps(tool.definition()["function"], ensure_ascii=False) for tool in tools.tools)
     if tools.mode == "function":
         how = f"Call the function {tools.function}: reply with only its arguments, as one JSON object."
     elif tools.mode == "required":
         how = f"Call one or more of them: reply with only {_CALLS_FORMAT}."
     else:
-        how = (
-            f"To call functions, reply with only {_CALLS_FORMAT}. To answer directly, reply with only {_ANSWER_FORMAT}."
-        )
+        answer = _STRUCTURED_ANSWER_FORMAT if structured_answer else _ANSWER_FORMAT
+        how = f"To call functions, reply with only {_CALLS_FORMAT}. To answer directly, reply with only {answer}."
     return f"You can call these functions, given as JSON Schema:\n{listing}\n{how}"
 
 
@@ -86,36 +86,14 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
-def _calls_schema(tools: ToolsInput) -> dict[str, Any]:
-    """`{"tool_calls": [...]}` with each item one of the functions, its name a constant and its arguments its
-    parameters' schema. Each function's $defs move to the root under a prefix, where its $refs then point."""
-    definitions: dict[str, Any] = {}
-    options = []
-    for index, tool in enumerate(tools.tools):
-        schema = tool.arguments_schema()
-        prefix = f"f{index}_"
-        for key in ("$defs", "definitions"):
-            for name, sub in schema.pop(key, {}).items():
-                definitions[prefix + name] = sub
-        options.append(
-            {
-                "type": "object",
-                "properties": {"name": {"const": tool.name}, "arguments": _prefix_refs(schema, prefix)},
-                "required": ["name", "arguments"],
-                "additionalProperties": False,
-            }
-        )
-    for name in list(definitions):
-        definitions[name] = _prefix_refs(definitions[name], name[: name.index("_") + 1])
-    calls: dict[str, Any] = {"type": "array", "items": options[0] if len(options) == 1 else {"anyOf": options}}
-    calls |= {"minItems": 1, "maxItems": MAX_PARALLEL_CALLS if tools.parallel else 1}
-    schema = {
-        "type": "object",
-        "properties": {"tool_calls": calls},
-        "required": ["tool_calls"],
-        "additionalProperties": False,
-    }
-    return ({"$defs": definitions} if definitions else {}) | schema
+def _nested(schema: dict[str, Any], prefix: str, definitions: dict[str, Any]) -> dict[str, Any]:
+    """`schema` made ready to sit inside a larger one: its $defs moved into `definitions` (the larger schema's
+    root) under `prefix`, and its $refs pointing there."""
+    for key in ("$defs", "definitions"):
+        for name, sub in schema.pop(key, {}).items():
+            definitions[prefix + name] = _prefix_refs(sub, prefix)
+    nested: dict[str, Any] = _prefix_refs(schema, prefix)
+    return nested
 
 
 def _prefix_refs(node: Any, prefix: str) -> Any:
@@ -129,34 +107,68 @@ def _prefix_refs(node: Any, prefix: str) -> Any:
     return out
 
 
-def constraint(tools: ToolsInput) -> OutputConstraint:
+def _object(name: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {name: value}, "required": [name], "additionalProperties": False}
+
+
+def _calls(tools: ToolsInput, definitions: dict[str, Any]) -> dict[str, Any]:
+    """`{"tool_calls": [...]}` with each item one of the functions: its name a constant, its arguments its
+    parameters' schema."""
+    options = []
+    for index, tool in enumerate(tools.tools):
+        arguments = _nested(tool.arguments_schema(), f"f{index}_", definitions)
+        call = _object("name", {"const": tool.name})
+        call["properties"]["arguments"] = arguments
+        call["required"].append("arguments")
+        options.append(call)
+    calls: dict[str, Any] = {"type": "array", "items": options[0] if len(options) == 1 else {"anyOf": options}}
+    calls |= {"minItems": 1, "maxItems": MAX_PARALLEL_CALLS if tools.parallel else 1}
+    return _object("tool_calls", calls)
+
+
+def _answer(answer: OutputConstraint | None, definitions: dict[str, Any]) -> dict[str, Any]:
+    """`{"response": ...}`: text, or what the request's response_format asks for (then the answer's JSON)."""
+    if answer is None:
+        return _object("response", {"type": "string"})
+    if answer.kind == "json_object" or answer.schema is None:
+        return _object("response", {"type": "object"})
+    return _object("response", _nested(json.loads(answer.schema), "r_", definitions))
+
+
+def _with_definitions(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    return ({"$defs": definitions} if definitions else {}) | schema
+
+
+def constraint(tools: ToolsInput, answer: OutputConstraint | None = None) -> OutputConstraint:
+    """The answer's constraint: a named function's arguments; one or more calls (`required`); or under `auto`
+    either calls or an answer, the answer matching `answer` (the request's response_format) where given."""
     if tools.mode == "function":
         tool = tools.named()
         return json_schema_constraint(tool.arguments_schema(), tool.param)
-    calls = _calls_schema(tools)
+    definitions: dict[str, Any] = {}
+    calls = _calls(tools, definitions)
     if tools.mode == "required":
-        return json_schema_constraint(calls, "tools")
-    answer = {
-        "type": "object",
-        "properties": {"response": {"type": "string"}},
-        "required": ["response"],
-        "additionalProperties": False,
-    }
-    definitions = calls.pop("$defs", None)
-    either: dict[str, Any] = {"anyOf": [calls, answer]}
-    return json_schema_constraint(({"$defs": definitions} if definitions else {}) | either, "tools")
+        return json_schema_constraint(_with_definitions(calls, definitions), "tools")
+    either = {"anyOf": [calls, _answer(answer, definitions)]}
+    return json_schema_constraint(_with_definitions(either, definitions), "tools")
 
 
 def _is_arguments(path: Path) -> bool:
     return len(path) == 3 and path[0] == "tool_calls" and path[2] == "arguments"
 
 
+def _is_captured(path: Path) -> bool:
+    return _is_arguments(path) or path == ("response",)
+
+
 class GenericParser:
     """Reads `{"response": ...}` as answer text and `{"tool_calls": [...]}` as calls, while they are written.
-    Text that is not of that shape (a generation cut short before its JSON began) is given back as answer text."""
+    Text that is not of that shape (a generation cut short before its JSON began) is given back as answer text.
+    With `structured_answer` (the request's response_format) the answer is JSON, passed on as written."""
 
-    def __init__(self) -> None:
-        self._json = JsonStream(capture=_is_arguments)
+    def __init__(self, structured_answer: bool = False) -> None:
+        self._structured_answer = structured_answer
+        self._json = JsonStream(capture=_is_captured if structured_answer else _is_arguments)
         self._names: dict[int, str] = {}
         self._held: dict[int, list[str]] = {}  # arguments written before their call's name
         self._seen: list[str] = []
@@ -167,9 +179,12 @@ class GenericParser:
         pieces = self._json.feed(text)
         events: list[ToolEvent] = []
         for path, piece in pieces.strings:
-            if path == ("response",):
+            if path == ("response",) and not self._structured_answer:
                 events.append(ContentText(piece))
         for path, piece in pieces.raw:
+            if path == ("response",):
+                events.append(ContentText(piece))
+                continue
             index = int(path[1])
             if index in self._names:
                 events.append(ToolArguments(index, piece))

@@ -4,13 +4,13 @@ the parser that reads calls out of it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llm_inference.engines.base import ChatMessage
 from llm_inference.engines.constraints import OutputConstraint
-from llm_inference.errors import UnsupportedParameter
 from llm_inference.service.tools import generic
 from llm_inference.service.tools.events import ToolOutputParser
 from llm_inference.service.tools.native import native_parser
@@ -45,34 +45,34 @@ def tool_format(setting: str, template_format: str | None) -> str:
     return template_format or GENERIC
 
 
-def plan(tools: ToolsInput | None, setting: str, template_format: str | None) -> ToolPlan:
-    """The plan for a chat; with no tools (or tool_choice none) only how its history is shown to the template."""
+def plan(
+    tools: ToolsInput | None,
+    setting: str,
+    template_format: str | None,
+    response_format: OutputConstraint | None = None,
+) -> ToolPlan:
+    """The plan for a chat; with no tools (or tool_choice none) only how its history is shown to the template.
+    `response_format` (structured outputs) then constrains the answer as usual; with tools it constrains the
+    answer branch of the generic format, and a call that must be made is a call whatever it says."""
     fmt = tool_format(setting, template_format)
     native = fmt != GENERIC
     if tools is None or tools.mode == "none" or not tools.tools:
         return ToolPlan(native, None, None, None, None)
     server = frozenset(tool.name for tool in tools.tools if tool.server)
-    if native and tools.mode == "auto":
+    if native and tools.mode == "auto" and response_format is None:
         names = frozenset(tool.name for tool in tools.tools)
         offered = tuple(tool.definition() for tool in tools.tools)
         return ToolPlan(True, None, offered, None, lambda: native_parser(fmt, names), server)
     # A call that must be made is constrained to the generic JSON whatever the template's own format (as vLLM's
-    # server does for `required` and named functions): every call then parses. The template still shows the
-    # tools its own way where it has one.
+    # server does for `required` and named functions): every call then parses; so is an answer that must
+    # match a response_format beside the calls. The template still shows the tools its own way where it has one.
     definitions = tuple(tool.definition() for tool in tools.tools) if native else None
-    description = None if native else generic.system_text(tools)
+    structured = response_format is not None and tools.mode == "auto"
+    description = None if native else generic.system_text(tools, structured)
     if tools.mode == "function":
         name = tools.function
         assert name is not None
         parser: Callable[[], ToolOutputParser] = lambda: generic.NamedCallParser(name)  # noqa: E731
     else:
-        parser = generic.GenericParser
-    return ToolPlan(native, description, definitions, generic.constraint(tools), parser, server)
-
-
-def check_combination(tools: ToolsInput | None, response_format: OutputConstraint | None) -> None:
-    if tools is not None and tools.mode != "none" and tools.tools and response_format is not None:
-        raise UnsupportedParameter(
-            f"{response_format.param}: cannot be combined with tools unless tool_choice is none",
-            param=response_format.param,
-        )
+        parser = functools.partial(generic.GenericParser, structured)
+    return ToolPlan(native, description, definitions, generic.constraint(tools, response_format), parser, server)
