@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await service.registry.aclose()
+            await service.aclose()
             await telemetry.aclose()
 
     keys = ApiKeys(settings.api_keys, settings.api_keys_file)

@@ -129,3 +129,20 @@ class EngineFailure(ServiceError):
 class RequestTimeout(ServiceError):
     status_code = 504
     type = "timeout"
+
+
+class ToolDispatchFailed(ServiceError):
+    """A server-executed tool (LLM_TOOL_DISPATCH_URL) could not give its result: the request ends without one.
+    `outcome` is how it failed, as llm_tool_dispatch_total counts it."""
+
+    status_code = 502
+    type = "tool_dispatch_failed"
+
+    def __init__(self, message: str, *, outcome: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class ToolDispatchTimeout(ToolDispatchFailed):
+    status_code = 504
+    type = "tool_dispatch_timeout"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import ssl
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -110,6 +111,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # evicted to make room; one idle this long is forgotten.
     max_sessions: PositiveInt = 1000
     session_ttl_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    # Server-side tool rounds (README "Server-side tool rounds"): calls to tools a request marks `server` are
+    # POSTed to this URL (unset: such requests are refused), with the bearer token the key file holds; each
+    # call bounded in time and in the size of its answer, at most max_tool_rounds rounds per request.
+    tool_dispatch_url: str | None = None
+    tool_dispatch_key_file: str | None = None
+    tool_dispatch_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    max_tool_rounds: PositiveInt = 4
+    tool_result_max_bytes: PositiveInt = 65536
 
     @property
     def effective_default_model(self) -> str:
@@ -223,6 +232,7 @@ def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not errors:
             errors.extend(_tls_pair_errors(values["tls_cert_path"], values["tls_key_path"]))
     errors.extend(_api_key_errors(values))
+    errors.extend(_tool_dispatch_errors(values))
     return errors
 
 
@@ -276,6 +286,42 @@ def _api_key_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems = key_problems(keys) or ([] if keys else ["no key in the file"])
         errors += [("api_keys_file", f"a file of API keys, one per line ({p})") for p in problems]
     return errors
+
+
+def _tool_dispatch_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    url = values.get("tool_dispatch_url")
+    if url is not None and not valid_http_url(url):
+        errors.append(("tool_dispatch_url", "an http:// or https:// URL with a host, e.g. http://tools:8080/call"))
+    path = values.get("tool_dispatch_key_file")
+    if path:
+        try:
+            read_bearer_token(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(("tool_dispatch_key_file", f"a readable UTF-8 file holding one token ({type(exc).__name__})"))
+        except ValueError as exc:
+            errors.append(("tool_dispatch_key_file", f"a file holding one token ({exc})"))
+    return errors
+
+
+def valid_http_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
+def read_bearer_token(path: str) -> str:
+    """The token a key file holds: its text without surrounding whitespace, on one line with no spaces (it is
+    sent as `Authorization: Bearer <token>`). ValueError says what is wrong, without the token."""
+    token = Path(path).read_text(encoding="utf-8").strip()
+    if not token:
+        raise ValueError("the file is empty")
+    if any(c.isspace() for c in token) or not token.isprintable():
+        raise ValueError("the token has whitespace or control characters in it")
+    return token
 
 
 class SettingsError(Exception):

@@ -23,6 +23,12 @@ CHAT_ERROR_RESPONSES = {
         ErrorResponse, description="The model is not in LLM_ALLOWED_MODELS, or session_id names no session here"
     ),
     409: ResponseSpec(ErrorResponse, description="The session (session_id) is answering another turn"),
+    502: ResponseSpec(ErrorResponse, description="A server-executed tool failed (`tool_dispatch_failed`)"),
+    504: ResponseSpec(
+        ErrorResponse,
+        description="Generation exceeded LLM_REQUEST_TIMEOUT_SECONDS, or a server-executed tool "
+        "LLM_TOOL_DISPATCH_TIMEOUT_SECONDS (`tool_dispatch_timeout`)",
+    ),
 }
 
 STREAM_DESCRIPTION = """Server-Sent Events. Each event is one line `data: <json>` followed by a blank line:

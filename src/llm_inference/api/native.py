@@ -27,7 +27,7 @@ from llm_inference.api.schemas import (
 )
 from llm_inference.api.schemas import ToolCall as ToolCallView
 from llm_inference.api.streaming import data_frame, sse_response
-from llm_inference.api.tool_fields import tools_input
+from llm_inference.api.tool_fields import tool_rounds, tools_input
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.service import (
@@ -118,7 +118,7 @@ def assistant_message(outcome: Outcome) -> AssistantMessage:
 
 def stream_event(stream: GenerationStream, item: StreamItem) -> StreamEvent:
     """Our event for a stream item: `delta` per piece of text, then `done` or `error` (SSE and WebSocket).
-    A chat's `done` says how many messages `truncate` dropped."""
+    A chat's `done` says how many messages `truncate` dropped, and the server-side tool rounds run."""
     if isinstance(item, Delta):
         return DeltaEvent(text=item.text)
     if isinstance(item, ToolCallDelta):
@@ -132,6 +132,7 @@ def stream_event(stream: GenerationStream, item: StreamItem) -> StreamEvent:
             usage(item.usage),
             timings(item.timings),
             truncated_messages=truncated,
+            tool_rounds=tool_rounds(item.tool_rounds),
         )
     return ErrorEvent(ErrorDetail(type=item.type, message=item.message, param=item.param))
 

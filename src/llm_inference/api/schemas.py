@@ -117,6 +117,24 @@ class ToolCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     arguments: Annotated[str, Meta(description="The arguments object as JSON text, as the model wrote it.")]
 
 
+class ToolResult(msgspec.Struct):
+    tool_call_id: str
+    content: Annotated[str, Meta(description="What LLM_TOOL_DISPATCH_URL answered, as the tool message's content.")]
+
+
+class ToolRound(msgspec.Struct):
+    """Calls to server-executed tools (`server: true`) that the service ran before the answer, and their results."""
+
+    calls: list[ToolCall]
+    results: list[ToolResult]
+
+
+ToolRounds = Annotated[
+    list[ToolRound],
+    Meta(description="The server-side tool rounds run before this answer, in order; absent when none ran."),
+]
+
+
 class _Turn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, tag_field="role"):
     """A message of a conversation; its `role` says which kind (the fields differ by role)."""
 
@@ -255,6 +273,7 @@ class ChatResponse(msgspec.Struct):
     usage: Usage
     timings: Timings
     truncated_messages: int = 0  # messages dropped by `truncate: "oldest"`
+    tool_rounds: ToolRounds | msgspec.UnsetType = msgspec.UNSET
 
 
 class FieldError(msgspec.Struct):
@@ -294,6 +313,7 @@ class DoneEvent(msgspec.Struct, tag_field="type", tag="done", omit_defaults=True
     usage: Usage
     timings: Timings
     truncated_messages: int | None = None  # chats only: messages dropped by `truncate: "oldest"`
+    tool_rounds: ToolRounds | msgspec.UnsetType = msgspec.UNSET  # chats only
 
 
 class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):

@@ -1,12 +1,17 @@
 """The tool fields both chat surfaces share (tools, tool_choice, parallel_tool_calls and the history's calls
-and results) onto the service's ToolsInput, with a 422 naming each field that breaks a rule."""
+and results) onto the service's ToolsInput, with a 422 naming each field that breaks a rule; and the
+server-side tool rounds an answer reports (`tool_rounds`, the same on both)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
+from llm_inference.api import schemas
 from llm_inference.api.schemas import NamedToolChoice, Tool, ToolChoice
 from llm_inference.errors import InvalidParameter
+from llm_inference.service import ToolRound
 from llm_inference.service.tools import ToolsInput, ToolSpec
 
 
@@ -51,3 +56,16 @@ def check_message(param: str, role: str, has_calls: bool, tool_call_id: str | No
     if not has_content and not has_calls:
         rule = "is required (it may be left out only on an assistant message with tool_calls)"
         raise InvalidParameter(f"{param}.content: {rule}", param=f"{param}.content")
+
+
+def tool_rounds(rounds: tuple[ToolRound, ...]) -> list[schemas.ToolRound] | msgspec.UnsetType:
+    """The rounds as the `tool_rounds` field both surfaces add to a chat's answer; unset (left out) for none."""
+    if not rounds:
+        return msgspec.UNSET
+    return [
+        schemas.ToolRound(
+            calls=[schemas.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in r.calls],
+            results=[schemas.ToolResult(x.tool_call_id, x.content) for x in r.results],
+        )
+        for r in rounds
+    ]

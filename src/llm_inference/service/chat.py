@@ -20,8 +20,7 @@ from llm_inference.service.generation import (
     StreamItem,
     ToolCallDelta,
     Usage,
-    complete,
-    open_stream,
+    tool_event,
 )
 from llm_inference.service.prepare import (
     Prepared,
@@ -32,7 +31,8 @@ from llm_inference.service.prepare import (
     reject_nul_in_message,
 )
 from llm_inference.service.sessions import Session
-from llm_inference.service.tools import ContentText, ToolArguments, ToolCallOpened, ToolEvent, ToolsInput, collect
+from llm_inference.service.tool_rounds import Conversation, complete_rounds, open_rounds_stream
+from llm_inference.service.tools import ToolEvent, ToolsInput, collect
 
 if TYPE_CHECKING:
     from llm_inference.service.core import InferenceService
@@ -48,11 +48,13 @@ class ChatInput:
 
 
 async def complete_chat(service: InferenceService, chat: ChatInput) -> tuple[Prepared, Outcome]:
-    prepared, session = await _prepare(service, chat)
+    """The turn's answer, after any server-side tool rounds (service/tool_rounds.py): the last generation's
+    Prepared (its messages hold the rounds) and Outcome."""
+    conversation, prepared, session = await _prepare(service, chat)
     if session is None:
-        return prepared, await complete(service, prepared)
+        return await complete_rounds(service, conversation, prepared)
     try:
-        outcome = await complete(service, prepared)
+        prepared, outcome = await complete_rounds(service, conversation, prepared)
         _record(service, session, prepared, ChatMessage("assistant", outcome.text, outcome.tool_calls), outcome.usage)
     finally:
         service.sessions.end_turn(session)
@@ -60,11 +62,11 @@ async def complete_chat(service: InferenceService, chat: ChatInput) -> tuple[Pre
 
 
 async def open_chat_stream(service: InferenceService, chat: ChatInput) -> GenerationStream:
-    prepared, session = await _prepare(service, chat)
+    conversation, prepared, session = await _prepare(service, chat)
     if session is None:
-        return await open_stream(service, prepared)
+        return await open_rounds_stream(service, conversation, prepared)
     try:
-        stream = await open_stream(service, prepared)
+        stream = await open_rounds_stream(service, conversation, prepared)
     except BaseException:
         service.sessions.end_turn(session)
         raise
@@ -77,7 +79,7 @@ async def open_chat_stream(service: InferenceService, chat: ChatInput) -> Genera
         finally:
             turn.end()
 
-    return GenerationStream(prepared, _recording(service, turn, stream), release)
+    return GenerationStream(stream.prepared, _recording(service, turn, stream), release)
 
 
 class _Turn:
@@ -97,13 +99,8 @@ async def _recording(
 ) -> AsyncGenerator[StreamItem, None]:
     events: list[ToolEvent] = []
     async for item in stream:
-        if isinstance(item, Delta):
-            events.append(ContentText(item.text))
-        elif isinstance(item, ToolCallDelta):
-            if item.id is not None and item.name is not None:
-                events.append(ToolCallOpened(item.index, item.id, item.name))
-            else:
-                events.append(ToolArguments(item.index, item.arguments))
+        if isinstance(item, Delta | ToolCallDelta):
+            events.append(tool_event(item))
         elif isinstance(item, Finished):
             # Before the item is passed on: the generation is complete even if the client leaves now, and a
             # client that sends its next turn as soon as it reads this one's end must find the session free.
@@ -113,12 +110,10 @@ async def _recording(
         yield item
 
 
-async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Prepared, Session | None]:
+async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Conversation, Prepared, Session | None]:
     if chat.session_id is None:
-        prepared = await prepare(
-            service, chat.sampling, messages=chat.messages, truncation=chat.truncation, tools=chat.tools
-        )
-        return prepared, None
+        conversation = Conversation(chat.sampling, chat.messages, chat.truncation, chat.tools)
+        return conversation, await _prepare_first(service, conversation), None
     for index, message in enumerate(chat.messages):  # named by their index in the request, not the session
         reject_nul_in_message(message, f"messages[{index}]")
     session = service.sessions.begin_turn(chat.session_id)
@@ -126,12 +121,15 @@ async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Prepared
         sampling = chat.sampling
         if sampling.model is None:  # a turn may name another model; the session's own is its default
             sampling = replace(sampling, model=session.model)
-        messages = [*session.messages, *chat.messages]
-        prepared = await prepare(service, sampling, messages=messages, truncation=chat.truncation, tools=chat.tools)
-        return prepared, session
+        conversation = Conversation(sampling, [*session.messages, *chat.messages], chat.truncation, chat.tools)
+        return conversation, await _prepare_first(service, conversation), session
     except BaseException:
         service.sessions.end_turn(session)
         raise
+
+
+async def _prepare_first(service: InferenceService, chat: Conversation) -> Prepared:
+    return await prepare(service, chat.sampling, messages=chat.messages, truncation=chat.truncation, tools=chat.tools)
 
 
 def _record(service: InferenceService, session: Session, prepared: Prepared, answer: ChatMessage, usage: Usage) -> None:

@@ -16,6 +16,7 @@ from llm_inference.models.registry import ModelRegistry, ModelState
 from llm_inference.service.admission import Admission
 from llm_inference.service.prepare import Prepared
 from llm_inference.service.sessions import SessionStore
+from llm_inference.service.tool_dispatch import ToolDispatcher
 from llm_inference.settings import Settings
 
 
@@ -39,6 +40,9 @@ class GenerationObserver(Protocol):
 
     def embedding(self, model: str, engine: Engine, record: EmbeddingRecord) -> AbstractContextManager[None]: ...
 
+    def tool_dispatch(self, outcome: str) -> None:
+        """One server-executed tool call ended: `ok`, or how it failed (ToolDispatchFailed.outcome)."""
+
 
 @dataclass
 class InferenceService:
@@ -47,6 +51,7 @@ class InferenceService:
     admission: Admission = field(init=False)
     stall_watch: StallWatch = field(init=False)
     sessions: SessionStore = field(init=False)
+    tool_dispatcher: ToolDispatcher | None = field(init=False)  # None: LLM_TOOL_DISPATCH_URL is not set
 
     draining: bool = False
     observer: GenerationObserver | None = None  # metrics, traces and the access log's inference fields
@@ -55,6 +60,12 @@ class InferenceService:
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queued_requests)
         self.stall_watch = StallWatch(self.settings.engine_stall_seconds)
         self.sessions = SessionStore(self.settings.max_sessions, self.settings.session_ttl_seconds)
+        self.tool_dispatcher = ToolDispatcher(self.settings) if self.settings.tool_dispatch_url else None
+
+    async def aclose(self) -> None:
+        """What the service holds beside the models (the app's lifespan closes the registry)."""
+        if self.tool_dispatcher is not None:
+            await self.tool_dispatcher.aclose()
 
     def generation(self, prepared: Prepared) -> AsyncGenerator[Chunk, None]:
         chunks = prepared.engine.generate(prepared.request)

@@ -18,7 +18,14 @@ from llm_inference.engines.base import Chunk, FinishReason, ToolCall
 from llm_inference.errors import RequestTimeout, ServiceError
 from llm_inference.service.admission import Slot
 from llm_inference.service.prepare import Prepared
-from llm_inference.service.tools.events import ContentText, ToolCallOpened, ToolEvent, ToolOutputParser, parse_whole
+from llm_inference.service.tools.events import (
+    ContentText,
+    ToolArguments,
+    ToolCallOpened,
+    ToolEvent,
+    ToolOutputParser,
+    parse_whole,
+)
 
 if TYPE_CHECKING:
     from llm_inference.service.core import InferenceService
@@ -42,6 +49,21 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolResult:
+    tool_call_id: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRound:
+    """Calls to server-executed tools the service ran before the answer (service/tool_rounds.py), and their
+    results, in the calls' order."""
+
+    calls: tuple[ToolCall, ...]
+    results: tuple[ToolResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """A whole generation: its answer text and, when the request offered tools, the calls the model made."""
 
@@ -50,6 +72,7 @@ class Outcome:
     usage: Usage
     timings: Timings
     tool_calls: tuple[ToolCall, ...] = ()
+    tool_rounds: tuple[ToolRound, ...] = ()  # the server-side tool rounds that led to this answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +100,7 @@ class Finished:
     finish_reason: str  # "stop" | "length" | "tool_calls"
     usage: Usage
     timings: Timings
+    tool_rounds: tuple[ToolRound, ...] = ()  # as Outcome's
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +152,15 @@ def _stream_item(event: ToolEvent) -> Delta | ToolCallDelta:
     if isinstance(event, ToolCallOpened):
         return ToolCallDelta(event.index, "", event.id, event.name)
     return ToolCallDelta(event.index, event.text)
+
+
+def tool_event(item: Delta | ToolCallDelta) -> ToolEvent:
+    """The parser's event a stream item came from (the inverse of _stream_item)."""
+    if isinstance(item, Delta):
+        return ContentText(item.text)
+    if item.id is not None and item.name is not None:
+        return ToolCallOpened(item.index, item.id, item.name)
+    return ToolArguments(item.index, item.arguments)
 
 
 async def complete(service: InferenceService, prepared: Prepared, slot: Slot | None = None) -> Outcome:

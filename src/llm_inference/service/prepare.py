@@ -116,12 +116,25 @@ async def prepare(
 ) -> Prepared:
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
+    _check_server_tools(service.settings, tools)
     lease = await service.registry.acquire(asked.model)  # loads the model first if it is not loaded
     try:
         return await _prepare(service, lease, sampling, prompt, messages, prompt_param, truncation, tools)
     except BaseException:
         lease.release()
         raise
+
+
+def _check_server_tools(settings: Settings, tools: ToolsInput | None) -> None:
+    if tools is None or settings.tool_dispatch_url is not None:
+        return
+    for index, tool in enumerate(tools.tools):
+        if tool.server:
+            raise UnsupportedParameter(
+                f"tools[{index}].server: server-executed tools are off here (the operator has not set "
+                "LLM_TOOL_DISPATCH_URL); leave server out and run the tool yourself",
+                param=f"tools[{index}].server",
+            )
 
 
 async def _prepare(

@@ -39,6 +39,9 @@ class InferenceObserver:
         """Observe one embeddings request made inside the returned context."""
         return observe_embedding(self.metrics, self.tracer, model, engine.info().backend, record)
 
+    def tool_dispatch(self, outcome: str) -> None:
+        self.metrics.tool_dispatch.labels(outcome).inc()
+
     async def watch(self, prepared: Prepared, chunks: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]:
         """Pass the engine's chunks through unchanged, observing them. Closing this closes the engine's."""
         generation = _Generation(self, prepared)

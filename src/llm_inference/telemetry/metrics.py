@@ -158,6 +158,13 @@ class Metrics:
             buckets=CONSTRAINT_COMPILE_BUCKETS,
             registry=registry,
         )
+        self.tool_dispatch = Counter(
+            "llm_tool_dispatch",
+            "Server-executed tool calls (LLM_TOOL_DISPATCH_URL) by outcome: ok | error_status (not 2xx) | "
+            "unreachable | timeout | too_large (past LLM_TOOL_RESULT_MAX_BYTES) | invalid (arguments or result).",
+            ["outcome"],
+            registry=registry,
+        )
         # Health as the probes judge it, for alerts: a probe's answer reaches the kubelet, not Prometheus.
         self.ready = Gauge(
             "llm_ready",

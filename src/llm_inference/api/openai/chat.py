@@ -14,7 +14,8 @@ from llm_inference.api.openai.chunks import chunk_stream, completion_id, usage
 from llm_inference.api.openai.responses import AssistantMessage, ChatChoice, ChatCompletion, FunctionCall, ToolCall
 from llm_inference.api.openai.schemas import ChatCompletionRequest
 from llm_inference.api.openai.translate import chat_input
-from llm_inference.service import Outcome, complete, open_stream, prepare
+from llm_inference.api.tool_fields import tool_rounds
+from llm_inference.service import ChatInput, Outcome, complete_chat, open_chat_stream
 
 
 def assistant_message(outcome: Outcome) -> AssistantMessage:
@@ -30,15 +31,16 @@ class ChatCompletionsController(Controller):
     @post("/", status_code=200, summary="Create a chat completion (OpenAI-compatible)")
     async def create(self, data: JSONBody[ChatCompletionRequest], state: State) -> Response[Any]:
         sampling, messages, tools = chat_input(data)
-        prepared = await prepare(state.service, sampling, messages=messages, truncation=data.truncate, tools=tools)
-        truncated = prepared.truncated_messages if data.truncate == "oldest" else UNSET
+        chat = ChatInput(sampling, messages, truncation=data.truncate, tools=tools)
         if data.stream:
             include_usage = data.stream_options is not None and data.stream_options.include_usage
-            stream = await open_stream(state.service, prepared)
+            stream = await open_chat_stream(state.service, chat)
+            truncated = stream.prepared.truncated_messages if data.truncate == "oldest" else UNSET
             return chunk_stream(
                 state.service, stream, chat=True, include_usage=include_usage, truncated_messages=truncated
             )
-        outcome = await complete(state.service, prepared)
+        prepared, outcome = await complete_chat(state.service, chat)
+        truncated = prepared.truncated_messages if data.truncate == "oldest" else UNSET
         choice = ChatChoice(message=assistant_message(outcome), finish_reason=outcome.finish_reason)
         return Response(
             ChatCompletion(
@@ -48,5 +50,6 @@ class ChatCompletionsController(Controller):
                 choices=[choice],
                 usage=usage(outcome.usage),
                 truncated_messages=truncated,
+                tool_rounds=tool_rounds(outcome.tool_rounds),
             )
         )

@@ -25,7 +25,9 @@ from llm_inference.api.openai.responses import (
     TextChoice,
     Usage,
 )
+from llm_inference.api.schemas import ToolRound
 from llm_inference.api.streaming import data_frame, sse_response
+from llm_inference.api.tool_fields import tool_rounds
 from llm_inference.service import (
     Delta,
     Failed,
@@ -81,7 +83,7 @@ class _Encoder:
         if isinstance(item, ToolCallDelta):
             return self.tool_call(item)
         if isinstance(item, Finished):
-            frames = self.finish(item.finish_reason)
+            frames = self.finish(item)
             if self.include_usage:
                 frames += self.usage(usage(item.usage))
             return frames
@@ -93,7 +95,7 @@ class _Encoder:
     def tool_call(self, item: ToolCallDelta) -> bytes:
         raise NotImplementedError  # only chats offer tools
 
-    def finish(self, reason: str) -> bytes:
+    def finish(self, item: Finished) -> bytes:
         raise NotImplementedError
 
     def usage(self, value: Usage) -> bytes:
@@ -106,7 +108,11 @@ class ChatChunks(_Encoder):
     truncated_messages: int | UnsetType = UNSET  # said on the finishing chunk
 
     def _chunk(
-        self, delta: ChunkDelta, reason: str | None = None, truncated_messages: int | UnsetType = UNSET
+        self,
+        delta: ChunkDelta,
+        reason: str | None = None,
+        truncated_messages: int | UnsetType = UNSET,
+        rounds: list[ToolRound] | UnsetType = UNSET,
     ) -> bytes:
         choice = ChatChunkChoice(delta=delta, finish_reason=reason)
         return data_frame(
@@ -117,6 +123,7 @@ class ChatChunks(_Encoder):
                 choices=[choice],
                 usage=self.no_usage,
                 truncated_messages=truncated_messages,
+                tool_rounds=rounds,
             )
         )
 
@@ -143,8 +150,9 @@ class ChatChunks(_Encoder):
             piece = ChunkToolCall(index=item.index, function=ChunkFunction(arguments=item.arguments))
         return self._start() + self._chunk(ChunkDelta(tool_calls=[piece]))
 
-    def finish(self, reason: str) -> bytes:
-        return self._start() + self._chunk(ChunkDelta(), reason, self.truncated_messages)
+    def finish(self, item: Finished) -> bytes:
+        rounds = tool_rounds(item.tool_rounds)
+        return self._start() + self._chunk(ChunkDelta(), item.finish_reason, self.truncated_messages, rounds)
 
     def usage(self, value: Usage) -> bytes:
         return data_frame(
@@ -167,8 +175,8 @@ class TextChunks(_Encoder):
     def delta(self, text: str) -> bytes:
         return self._text_frame(text)
 
-    def finish(self, reason: str) -> bytes:
-        return self._chunk([TextChoice(text="", finish_reason=reason)], self.no_usage)
+    def finish(self, item: Finished) -> bytes:
+        return self._chunk([TextChoice(text="", finish_reason=item.finish_reason)], self.no_usage)
 
     def usage(self, value: Usage) -> bytes:
         return self._chunk([], value)

@@ -12,6 +12,8 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from llm_inference.api.schemas import ToolRound
+
 
 class Usage(msgspec.Struct):
     prompt_tokens: int
@@ -51,6 +53,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     model: str
     choices: list[ChatChoice]
     truncated_messages: int | UnsetType = UNSET  # extension: only when the request asked `truncate: "oldest"`
+    tool_rounds: list[ToolRound] | UnsetType = UNSET  # extension: server-side tool rounds run, when any were
     usage: Usage
 
 
@@ -89,6 +92,7 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     choices: list[ChatChunkChoice]
     usage: Usage | None | UnsetType = UNSET
     truncated_messages: int | UnsetType = UNSET  # extension: on the finishing chunk, as on ChatCompletion
+    tool_rounds: list[ToolRound] | UnsetType = UNSET  # extension: on the finishing chunk, as on ChatCompletion
 
 
 class TextChoice(msgspec.Struct):
