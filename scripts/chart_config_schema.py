@@ -28,6 +28,7 @@ CHART_MANAGED = {
     "LLM_TLS_CERT_PATH",  # the mounted tls.secretName
     "LLM_TLS_KEY_PATH",
     "LLM_API_KEYS_FILE",  # apiKeysFile
+    "LLM_TOOL_DISPATCH_KEY_FILE",  # toolDispatchKeyFile
 }
 
 

@@ -226,6 +226,15 @@ def test_secrets_from_values_an_existing_secret_or_a_keys_file() -> None:
     assert load_settings({**env, "LLM_API_KEYS_FILE": ""})[1] == []
     validate_all(keys_file)
 
+    token_file = render({"toolDispatchKeyFile": {"secretName": "tool-token", "key": "token"}})
+    server = server_container(token_file)
+    mount = next(m for m in server["volumeMounts"] if m["name"] == "tool-dispatch")
+    assert container_env(token_file, server)["LLM_TOOL_DISPATCH_KEY_FILE"] == f"{mount['mountPath']}/token"
+    volumes = one(token_file, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volume = next(v for v in volumes if v["name"] == "tool-dispatch")
+    assert volume["secret"]["secretName"] == "tool-token"
+    validate_all(token_file)
+
 
 def test_optional_resources_are_off_by_default_and_each_renders_valid() -> None:
     defaults = kinds(render())

@@ -165,7 +165,7 @@ scaleDown:
 {{- end }}
 {{- end }}
 
-{{/* The Secrets the settings name as files: the TLS pair and the API-key file. */}}
+{{/* The Secrets the settings name as files: the TLS pair, the API-key file and the tool-dispatch token. */}}
 {{- define "llm-inference.secretMounts" -}}
 {{- if .Values.tls.enabled }}
 - name: tls
@@ -175,6 +175,11 @@ scaleDown:
 {{- if .Values.apiKeysFile.secretName }}
 - name: api-keys
   mountPath: /etc/llm-inference/api-keys
+  readOnly: true
+{{- end }}
+{{- if .Values.toolDispatchKeyFile.secretName }}
+- name: tool-dispatch
+  mountPath: /etc/llm-inference/tool-dispatch
   readOnly: true
 {{- end }}
 {{- end }}

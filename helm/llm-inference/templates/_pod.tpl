@@ -168,6 +168,12 @@ volumes:
       secretName: {{ $.Values.apiKeysFile.secretName }}
       defaultMode: 0440
   {{- end }}
+  {{- if $.Values.toolDispatchKeyFile.secretName }}
+  - name: tool-dispatch
+    secret:
+      secretName: {{ $.Values.toolDispatchKeyFile.secretName }}
+      defaultMode: 0440
+  {{- end }}
   {{- if $.Values.gpu.enabled }}
   - name: dshm
     emptyDir:
