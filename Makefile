@@ -122,6 +122,12 @@ clean:
 bench-cpu: model
 	$(BIN)/python -m bench.cpu.run --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)
 
+# What constrained decoding (a response_format json_schema) costs in tok/s, ITL and TTFT against the same requests
+# without it, at 1 and 16 clients, on one server process; writes bench/results/structured-speed-<date>.json/.png.
+.PHONY: bench-structured
+bench-structured: model
+	$(BIN)/python -m bench.structured_speed $(BENCH_ARGS)
+
 # Soak (not a test): streams, abandoned streams, bad input and bursts against one process for SOAK_SECONDS
 # (at most 600); prints the figures and writes bench/results/soak-<date>.json.
 .PHONY: soak

@@ -1,7 +1,8 @@
 """A streaming load client for LLM servers: N concurrent clients, per-request TTFT and inter-token latency.
 
-Speaks two dialects over SSE: this service's /api/generate/stream and the OpenAI-style /v1/completions that
-llama-server, llama-cpp-python's server and vLLM's server share. Only ever sends to 127.0.0.1.
+Speaks three dialects over SSE: this service's /api/generate/stream, and the OpenAI-style /v1/completions and
+/v1/chat/completions that llama-server, llama-cpp-python's server and vLLM's server share. Only ever sends to
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -73,25 +74,33 @@ def make_prompts(count: int, words: int, seed: int) -> list[str]:
 class Dialect:
     path: str
     eos_token_ids: tuple[int, ...] = ()  # for servers without ignore_eos: ban EOS through logit_bias
+    ignore_eos: bool = True  # off: a request ends where the model (or a constraint) ends it; count its usage
+    extra: dict[str, object] = field(default_factory=dict)  # more fields of every request's body
+
+    @property
+    def chat(self) -> bool:
+        return self.path.endswith("/chat/completions")
 
     def body(self, prompt: str, max_tokens: int) -> dict[str, object]:
         if self.path == "/api/generate/stream":
             return {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
-        body: dict[str, object] = {
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "stream": True,
-            "ignore_eos": True,
-        }
+        body: dict[str, object] = {"max_tokens": max_tokens, "temperature": 0, "stream": True}
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        if self.ignore_eos:
+            body["ignore_eos"] = True
         if self.eos_token_ids:
             body["logit_bias"] = {str(t): -100.0 for t in self.eos_token_ids}
-        return body
+        return {**body, **self.extra}
 
     def text_of(self, event: dict[str, object]) -> str:
         if self.path == "/api/generate/stream":
             return str(event.get("text", "")) if event.get("type") == "delta" else ""
         choices = event.get("choices") or [{}]
+        if self.chat:
+            return str((choices[0].get("delta") or {}).get("content") or "")  # type: ignore[index, union-attr]
         return str(choices[0].get("text") or "")  # type: ignore[index, union-attr]
 
 
@@ -107,6 +116,9 @@ class RequestResult:
     output_chunks: int = 0
     latency: float = 0.0
     error: str = ""
+    text: str = ""
+    completion_tokens: int = 0  # from the stream's usage (OpenAI's stream_options.include_usage), 0 if none
+    finish_reason: str = ""
 
 
 async def one_request(
@@ -114,6 +126,8 @@ async def one_request(
 ) -> RequestResult:
     started = time.perf_counter()
     arrivals: list[float] = []
+    pieces: list[str] = []
+    completion_tokens, finish_reason = 0, ""
     try:
         async with client.stream("POST", url + dialect.path, json=dialect.body(prompt, max_tokens)) as response:
             if response.status_code != 200:
@@ -121,21 +135,41 @@ async def one_request(
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                if dialect.text_of(json.loads(line[6:])):
+                event = json.loads(line[6:])
+                if text := dialect.text_of(event):
                     arrivals.append(time.perf_counter())
+                    pieces.append(text)
+                if isinstance(usage := event.get("usage"), dict):
+                    completion_tokens = int(usage.get("completion_tokens") or 0)
+                for choice in event.get("choices") or ():
+                    finish_reason = choice.get("finish_reason") or finish_reason
     except httpx.HTTPError as exc:
         return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     if not arrivals:
         return RequestResult(ok=False, error="no tokens")
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    return RequestResult(True, arrivals[0] - started, gaps, len(arrivals), time.perf_counter() - started)
+    return RequestResult(
+        True,
+        arrivals[0] - started,
+        gaps,
+        len(arrivals),
+        time.perf_counter() - started,
+        text="".join(pieces),
+        completion_tokens=completion_tokens,
+        finish_reason=finish_reason,
+    )
 
 
-async def run_level(
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of sorted values (nearest rank, no interpolation)."""
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+async def run_requests(
     url: str, dialect: Dialect, prompts: list[str], concurrency: int, max_tokens: int
-) -> dict[str, float]:
-    """Send every prompt, `concurrency` at a time; aggregate throughput counts max_tokens per request
-    (EOS is ignored, and each server's chunk count is checked against it)."""
+) -> tuple[list[RequestResult], float]:
+    """Send every prompt, `concurrency` at a time (closed loop: a client sends its next as its last ends);
+    returns each request's result and the wall time of the whole."""
     queue = list(prompts)
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -147,14 +181,18 @@ async def run_level(
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+        return results, time.perf_counter() - started
+
+
+async def run_level(
+    url: str, dialect: Dialect, prompts: list[str], concurrency: int, max_tokens: int
+) -> dict[str, float]:
+    """Send every prompt, `concurrency` at a time; aggregate throughput counts max_tokens per request
+    (EOS is ignored, and each server's chunk count is checked against it)."""
+    results, wall = await run_requests(url, dialect, prompts, concurrency, max_tokens)
     good = [r for r in results if r.ok]
     ttfts = sorted(r.time_to_first_token for r in good)
     gaps = sorted(g for r in good for g in r.inter_token_latencies)
-
-    def pct(values: list[float], q: float) -> float:
-        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
-
     return {
         "concurrency": concurrency,
         "requests": len(results),
@@ -162,9 +200,9 @@ async def run_level(
         "errors": sorted({r.error for r in results if not r.ok})[:3],  # type: ignore[dict-item]
         "output_tokens_per_second": len(good) * max_tokens / wall,
         "chunks_per_request": statistics.mean(r.output_chunks for r in good) if good else 0,
-        "ttft_p50_ms": pct(ttfts, 0.5) * 1000,
-        "ttft_p99_ms": pct(ttfts, 0.99) * 1000,
-        "itl_p50_ms": pct(gaps, 0.5) * 1000,
-        "itl_p99_ms": pct(gaps, 0.99) * 1000,
+        "ttft_p50_ms": percentile(ttfts, 0.5) * 1000,
+        "ttft_p99_ms": percentile(ttfts, 0.99) * 1000,
+        "itl_p50_ms": percentile(gaps, 0.5) * 1000,
+        "itl_p99_ms": percentile(gaps, 0.99) * 1000,
         "wall_seconds": wall,
     }
