@@ -112,12 +112,16 @@ def test_auto_answers_or_calls_and_either_is_well_formed(client: openai.OpenAI) 
         choice = client.chat.completions.create(
             model=MODEL, messages=ASK, tools=TOOLS, max_tokens=160, temperature=1.0, seed=seed
         ).choices[0]
-        if choice.finish_reason == "tool_calls":
-            assert check_calls(choice.message), choice
+        if choice.message.tool_calls:
+            # Calls, or (sampled, up to 8 of them) calls cut short by max_tokens: the last one's arguments then
+            # stop mid-way, as with OpenAI's API.
+            assert choice.finish_reason in ("tool_calls", "length"), choice
+            if choice.finish_reason == "tool_calls":
+                check_calls(choice.message)
             seen.add("call")
         else:
             assert choice.finish_reason in ("stop", "length"), choice
-            assert choice.message.tool_calls is None and isinstance(choice.message.content, str), choice
+            assert isinstance(choice.message.content, str), choice
             assert not choice.message.content.startswith('{"response"'), "the generic format leaked into the answer"
             seen.add("answer")
     assert seen, "no run finished"
