@@ -357,6 +357,7 @@ def main() -> None:
     load_at_start = os.getloadavg()  # other work on the machine: the figures are only as calm as it was
     started = time.monotonic()
     passes: dict[str, dict[int, list[dict[str, Any]]]] = {v: {level: [] for level in levels} for v in VARIANTS}
+    stopped = ""  # why the passes stopped before --passes, if they did
     server = RunningServer(spec, free_port(), RESULTS / "logs")
     try:
         server.wait_ready()
@@ -364,16 +365,18 @@ def main() -> None:
             asyncio.run(run_pass(server.url, variant, 2, 1, 16, seed=-1))
         for pass_index in range(args.passes):
             if pass_index % 2 == 0 and pass_index and time.monotonic() - started > args.budget_seconds:
-                print(f"budget of {args.budget_seconds:.0f}s spent: stopping after {pass_index} passes", flush=True)
+                stopped = f"budget of {args.budget_seconds:.0f}s spent after {pass_index} passes"
+                print(stopped, flush=True)
                 break
             order = list(VARIANTS) if pass_index % 2 == 0 else list(reversed(VARIANTS))
+            this_pass: list[tuple[str, int, dict[str, Any]]] = []
             for level in levels:
                 for variant in order:
                     seed = (pass_index * 100 + level) * 2 + (variant == "json_schema")
                     row = asyncio.run(
                         run_pass(server.url, variant, level, args.requests_per_client, args.max_tokens, seed)
                     )
-                    passes[variant][level].append(row)
+                    this_pass.append((variant, level, row))
                     print(
                         f"pass {pass_index + 1}/{args.passes} c={level:<2} {variant:13} "
                         f"{row['client_tokens_per_second']:6.1f} tok/s/client {row['output_tokens_per_second']:6.1f} "
@@ -381,10 +384,23 @@ def main() -> None:
                         f"failed {row['failed']}",
                         flush=True,
                     )
-        server_metrics = constraint_metrics(server.url)
+            # A pass counts whole or not at all, so that every figure of one variant has its neighbour of the other.
+            if server.process.poll() is not None or any(row["failed"] == row["requests"] for _, _, row in this_pass):
+                stopped = f"pass {pass_index + 1} lost (server exited with {server.process.poll()} or no answer)"
+                print(stopped + f": keeping the {pass_index} passes before it", flush=True)
+                break
+            for variant, level, row in this_pass:
+                passes[variant][level].append(row)
+        server_metrics: dict[str, Any]
+        try:
+            server_metrics = constraint_metrics(server.url)
+        except httpx.HTTPError as exc:
+            server_metrics = {"unavailable": str(exc)}
     finally:
         server.stop()
     load_at_end = os.getloadavg()
+    if not passes["unconstrained"][levels[0]]:
+        sys.exit(f"no whole pass to report ({stopped})")
     summary, cost = aggregate(passes, levels), costs(passes, levels)
     print_table(summary, cost, levels)
     cpu = cpu_model() if not args.vllm_model_dir else f"{gpu_model()} (client and server on {cpu_model()})"
@@ -424,6 +440,7 @@ def main() -> None:
         "cost_percent": cost,
         "server_metrics": server_metrics,
         "passes": passes,
+        "stopped_early": stopped,
         "elapsed_seconds": time.monotonic() - started,
     }
     RESULTS.mkdir(exist_ok=True)
