@@ -1,4 +1,4 @@
-"""llama.cpp engine: one model, one context whose KV pool all concurrent requests share, one decode thread.
+"""llama.cpp engine: one model, one context with a slot per concurrent request, one decode thread.
 
 All decoding happens on the DecodeLoop's own thread (llama.cpp contexts are not thread-safe, and hopping
 between pool threads costs throughput). Tokenizing only reads the vocabulary, so it runs beside it.
@@ -32,14 +32,6 @@ from llm_inference.engines.config import LlamaCppConfig
 from llm_inference.engines.llamacpp.chat_tokens import ChatTokens
 from llm_inference.engines.llamacpp.embedding import Embedder
 from llm_inference.engines.llamacpp.grammar import compile_grammar
-from llm_inference.engines.llamacpp.kv_memory import (
-    KV_CACHE_TYPES,
-    MIB,
-    KvCacheDoesNotFit,
-    bytes_per_token,
-    memory_limit,
-    plan_pool,
-)
 from llm_inference.engines.llamacpp.quantize import file_type_name, observe_native_line, quantized_model
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
 from llm_inference.errors import ContextOverflow, EngineDead
@@ -98,19 +90,6 @@ def usable_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return cpus
 
 
-def kv_bytes_per_token(model: LlamaModel, cache_type: str) -> int:
-    """One token's KV cells in bytes, from the model's dimensions (its GGUF may state K and V head sizes apart)."""
-    raw = model.model
-    n_head = llama_cpp.llama_model_n_head(raw)
-    n_head_kv = llama_cpp.llama_model_n_head_kv(raw) or n_head
-    metadata = model.metadata()
-    arch = metadata.get("general.architecture", "llama")
-    head_dim = llama_cpp.llama_model_n_embd(raw) // max(1, n_head)
-    head_k = int(metadata.get(f"{arch}.attention.key_length", head_dim))
-    head_v = int(metadata.get(f"{arch}.attention.value_length", head_dim))
-    return bytes_per_token(llama_cpp.llama_model_n_layer(raw), n_head_kv, head_k, head_v, cache_type)
-
-
 def use_extra_buffers(weight_repack: str) -> bool:
     """Whether llama.cpp may put weights in its extra CPU buffer types (llama-server's --repack / --no-repack).
 
@@ -133,14 +112,13 @@ class LlamaCppEngine:
         loop: DecodeLoop,
         chat: ChatTokens,
         info: EngineInfo,
-        context_length: int,
-        pool_tokens: int,
+        context_per_slot: int,
     ) -> None:
         self._model, self._ctx, self._loop = model, ctx, loop
         self._chat, self._info = chat, info
-        self._context_length = context_length
-        self._kv_cells = pool_tokens
-        self._embedder = Embedder(model, context_length, int(info.extra["threads"]))
+        self._context_per_slot = context_per_slot
+        self._kv_cells = context_per_slot * int(info.extra["slots"])
+        self._embedder = Embedder(model, context_per_slot, int(info.extra["threads"]))
         self._sequences: dict[str, Sequence] = {}
         self._closed = False
 
@@ -162,49 +140,25 @@ class LlamaCppEngine:
         model_params.n_gpu_layers = gpu_layers
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
         slots = config.slots
-        try:
-            plan = plan_pool(
-                trained_context=model.n_ctx_train(),
-                context_length=config.context_length,
-                pool_tokens=config.kv_cache_tokens,
-                cache_type=config.kv_cache_type,
-                per_token=kv_bytes_per_token(model, config.kv_cache_type),
-                weights_bytes=model_path.stat().st_size,
-                memory_fraction=config.kv_memory_fraction,
-                limit=memory_limit(),
-            )
-        except KvCacheDoesNotFit:
-            model.close()  # type: ignore[no-untyped-call]
-            raise
-        context_length = plan.context_length
+        context_per_slot = min(config.context_length or model.n_ctx_train(), model.n_ctx_train())
         params = llama_cpp.llama_context_default_params()
-        # One pool of KV cells shared by every sequence (llama.cpp's unified KV cache), so memory follows the
-        # tokens held rather than slots x the whole context; the decode loop admits a sequence only when the pool
-        # has room for all it may write (scheduler.DecodeLoop._admit).
-        params.n_ctx = plan.pool_tokens
+        # One KV stream per slot, each a full context. Not one unified pool: there a sequence's attention
+        # spans a window that depends on its neighbours, which changed a greedy output under concurrency.
+        params.n_ctx = context_per_slot * slots
         params.n_seq_max = slots
-        params.kv_unified = True
-        params.type_k = params.type_v = KV_CACHE_TYPES[config.kv_cache_type][0]
-        if config.kv_cache_type not in ("f32", "f16", "bf16"):
-            # llama.cpp reads a quantized V cache only inside flash attention.
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.kv_unified = False
         params.n_batch, params.n_ubatch = BATCH_SIZE, UBATCH_SIZE
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not ctx:
-            model.close()  # type: ignore[no-untyped-call]
-            raise RuntimeError(
-                f"llama.cpp could not create a context of {params.n_ctx} tokens with a "
-                f"LLM_KV_CACHE_TYPE={config.kv_cache_type} KV cache (its log above says why)"
-            )
-        pool_tokens = int(llama_cpp.llama_n_ctx(ctx))
+            raise RuntimeError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
         chat = ChatTokens.of(model, tokenizer_path)
         loop = DecodeLoop(
             model,
             ctx,
             slots=slots,
-            pool_tokens=pool_tokens,
+            context_per_slot=context_per_slot,
             batch_size=BATCH_SIZE,
             stop_tokens=chat.stop_tokens,
             marker_tokens=chat.marker_tokens(model),
@@ -214,13 +168,11 @@ class LlamaCppEngine:
         info = EngineInfo(
             backend="llamacpp",
             model_format="gguf",
-            context_length=context_length,
+            context_length=context_per_slot,
             quantization=file_type_name(model.metadata().get("general.file_type")),
             extra={
                 "threads": str(threads),
                 "slots": str(slots),
-                "kv_cache_tokens": str(pool_tokens),
-                "kv_cache_type": config.kv_cache_type,
                 "gpu_layers": str(gpu_layers),
                 "weight_repack": "on" if model_params.use_extra_bufts else "off",
             },
@@ -230,21 +182,15 @@ class LlamaCppEngine:
             "llama.cpp model loaded",
             extra={
                 "path": str(model_path),
-                "context_length": context_length,
+                "context_length": context_per_slot,
                 "slots": slots,
-                "kv_cache_tokens": pool_tokens,
-                "kv_cache_type": config.kv_cache_type,
-                "kv_cache_bytes": pool_tokens * plan.bytes_per_token,
-                "kv_cache_mib": round(pool_tokens * plan.bytes_per_token / MIB, 1),
-                "memory_limit_mib": round(plan.limit.bytes / MIB),
-                "memory_limit_source": plan.limit.source,
                 "threads": threads,
                 "gpu_layers": gpu_layers,
                 "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
                 "weight_repack": model_params.use_extra_bufts,
             },
         )
-        return cls(model, ctx, loop, chat, info, context_length, pool_tokens)
+        return cls(model, ctx, loop, chat, info, context_per_slot)
 
     def info(self) -> EngineInfo:
         return self._info
@@ -314,9 +260,9 @@ class LlamaCppEngine:
         # Plain text: a user's "<|im_start|>" is text here, not a control token.
         tokenized = [self._model.tokenize(text.encode(), add_bos=True, special=False) for text in texts]
         for index, tokens in enumerate(tokenized):
-            if len(tokens) > self._context_length:
+            if len(tokens) > self._context_per_slot:
                 param = f"input[{index}]" if len(texts) > 1 else "input"
-                raise ContextOverflow(len(tokens), self._context_length, param)
+                raise ContextOverflow(len(tokens), self._context_per_slot, param)
         return [Embedding(self._embedder.embed(tokens), len(tokens)) for tokens in tokenized]
 
     async def abort(self, request_id: str) -> None:
@@ -327,7 +273,7 @@ class LlamaCppEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         await self.check_health()
         prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
-        room = self._context_length - len(prompt)
+        room = self._context_per_slot - len(prompt)
         if room <= 0:
             yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
             return

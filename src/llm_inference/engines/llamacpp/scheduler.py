@@ -1,16 +1,10 @@
 """The batched decode loop: one thread owns a llama.cpp context with several sequences (slots) in its KV cache.
 
-The KV cache is one pool of cells that every slot draws from (llama.cpp's unified KV cache). A waiting request is
-admitted, first come first served, when a slot is free and the pool has room for all its sequence may write
-(prompt + max_new_tokens); otherwise it waits at the head of the queue until running sequences finish, so a
-decode never runs out of cells and no answer is cut short for want of them.
-
 Each step it admits waiting requests into free slots, then builds one batch holding the next token of every
 decoding sequence plus as much pending prompt as fits (chunked prefill, so a long prompt never stalls the
 others' next token), runs a single llama_decode, and samples one token for every sequence that has logits.
 A finished sequence's KV cells stay in its slot so a later prompt with the same prefix can skip that part of
-its prefill (prefix caching), until an admission needs the cells (least recently used first); a cancelled
-sequence's cells are freed at once.
+its prefill (prefix caching); a cancelled sequence's cells are freed at once.
 
 A failure is contained to the requests it concerns: one sequence's admission, batch rows or sampling fail
 that sequence only; llama_decode failing (a status or an exception) fails the sequences in its batch. Only a
@@ -36,7 +30,7 @@ from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest
 from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
 from llm_inference.engines.llamacpp.sampler import build_constrained_sampler, build_sampler, free_sampler, sample
 from llm_inference.engines.text import IncrementalText, StopMatcher
-from llm_inference.errors import ContextOverflow, EngineFailure
+from llm_inference.errors import EngineFailure
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +76,6 @@ class Sequence:
 class Slot:
     cached: list[int] = field(default_factory=list)  # tokens whose KV cells this slot still holds
     sequence: Sequence | None = None
-    reserved: int = 0  # cells its sequence may come to hold: prompt + max_new_tokens
-    last_used: int = 0  # admission count when it was last seated: the prefix cache evicts the oldest first
-
-    @property
-    def cells(self) -> int:
-        """Cells of the pool this slot holds or has been promised."""
-        return self.reserved if self.sequence is not None else len(self.cached)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -123,7 +110,7 @@ class DecodeLoop(threading.Thread):
         ctx: Any,
         *,
         slots: int,
-        pool_tokens: int,
+        context_per_slot: int,
         batch_size: int,
         prefill_chunk: int,
         stop_tokens: frozenset[int] = frozenset(),
@@ -143,7 +130,7 @@ class DecodeLoop(threading.Thread):
         self._marker_tokens = marker_tokens
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._slots = [Slot() for _ in range(slots)]
-        self._pool_tokens = pool_tokens
+        self._context_per_slot = context_per_slot
         self._batch_size = batch_size
         self._prefill_chunk = prefill_chunk
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
@@ -292,67 +279,30 @@ class DecodeLoop(threading.Thread):
             for sequence in cancelled:
                 free_grammar(sequence.grammar)
 
-    @property
-    def reserved_kv_cells(self) -> int:
-        """Cells promised to running sequences (each its prompt + max_new_tokens) or held by the prefix cache."""
-        return sum(slot.cells for slot in self._slots)
-
     def _admit(self) -> None:
         while True:
             free = [i for i, slot in enumerate(self._slots) if slot.sequence is None]
             with self._wake:
                 if not free or not self._waiting:
                     return
-                sequence = self._waiting[0]
-                if len(sequence.prompt) + sequence.max_new_tokens > self._pool_tokens:
-                    # The engine clips every request to the context, itself within the pool: never expected.
-                    self._waiting.popleft()
-                    self._post(sequence, ContextOverflow(len(sequence.prompt), self._pool_tokens))
-                    free_grammar(sequence.grammar)
-                    continue
-            # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
-            _, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
-            if not self._make_room(sequence, slot_index):
-                return  # first come, first served: nobody overtakes the head of the queue
-            with self._wake:
-                self._waiting.popleft()
+                sequence = self._waiting.popleft()
             try:
-                self._seat(sequence, slot_index)
+                self._seat(sequence, free)
             except Exception as exc:  # fails this request; its slot (if it got one) is freed for the next
                 self._fail_one(sequence, "admission", exc)
 
-    def _make_room(self, sequence: Sequence, slot_index: int) -> bool:
-        """Whether the pool has cells for all `sequence` may write in `slot_index`, evicting idle slots' cached
-        prefixes (least recently used first) if that makes room; False, evicting nothing, if even that would not."""
-        need = len(sequence.prompt) + sequence.max_new_tokens
-        running = sum(slot.reserved for slot in self._slots if slot.sequence is not None)
-        if running + need > self._pool_tokens:
-            return False
-        idle = sorted(
-            (i for i, slot in enumerate(self._slots) if slot.sequence is None and slot.cached and i != slot_index),
-            key=lambda i: self._slots[i].last_used,
-        )
-        held = sum(len(self._slots[i].cached) for i in idle)
-        for i in idle:
-            if running + need + held <= self._pool_tokens:
-                break
-            held -= len(self._slots[i].cached)
-            llama_cpp.llama_memory_seq_rm(self._memory, i, -1, -1)
-            self._slots[i].cached = []
-        return True
-
-    def _seat(self, sequence: Sequence, slot_index: int) -> None:
+    def _seat(self, sequence: Sequence, free: list[int]) -> None:
+        # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
+        reuse, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
+        reuse = min(reuse, len(sequence.prompt) - 1)  # the last prompt token must be decoded for logits
         slot = self._slots[slot_index]
-        # The last prompt token must be decoded for logits, so at most all but it come from the cache.
-        reuse = min(_common_prefix(slot.cached, sequence.prompt), len(sequence.prompt) - 1)
         # The slot is the sequence's before any call that can fail, so that a failure frees it whole.
         slot.sequence, sequence.slot = sequence, slot_index
-        slot.reserved = len(sequence.prompt) + sequence.max_new_tokens
         llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
         self.prefix_tokens_reused += reuse
         slot.cached, sequence.n_past = sequence.prompt[:reuse], reuse
         self._admissions += 1
-        sequence.admitted = slot.last_used = self._admissions
+        sequence.admitted = self._admissions
         sequence.started_at = time.monotonic()
         if sequence.grammar is not None:
             sequence.sampler = build_constrained_sampler(sequence.request.sampling, sequence.grammar)
@@ -460,7 +410,7 @@ class DecodeLoop(threading.Thread):
 
     def _release(self, slot_index: int, *, keep_cache: bool) -> None:
         slot = self._slots[slot_index]
-        sequence, slot.sequence, slot.reserved = slot.sequence, None, 0
+        sequence, slot.sequence = slot.sequence, None
         if not keep_cache:
             llama_cpp.llama_memory_seq_rm(self._memory, slot_index, -1, -1)
             slot.cached = []
