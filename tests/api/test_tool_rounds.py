@@ -20,18 +20,10 @@ from tests.api.openai.conftest import MODEL, sdk
 from tests.polling import wait_until
 from tests.server import ServerProcess, run_cli
 from tests.tool_server import ToolServer, tool_server
+from tests.weather_tool import WEATHER_PARAMETERS
 
 TOKEN = "tool-dispatch-token-0123456789"
 MAX_ROUNDS = 2
-WEATHER_PARAMETERS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "minLength": 1, "maxLength": 20},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-    "additionalProperties": False,
-}
 
 
 def tool(name: str, server: bool = True) -> dict[str, Any]:

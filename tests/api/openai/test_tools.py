@@ -15,17 +15,9 @@ import openai
 import pytest
 
 from tests.api.openai.conftest import MODEL
+from tests.weather_tool import WEATHER_PARAMETERS
 
 RUNS = 12
-WEATHER_PARAMETERS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "minLength": 1, "maxLength": 20},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-    "additionalProperties": False,
-}
 TIME_PARAMETERS: dict[str, Any] = {
     "type": "object",
     "properties": {"timezone": {"type": "string", "maxLength": 24}},
