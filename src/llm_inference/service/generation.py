@@ -186,8 +186,8 @@ async def complete(service: InferenceService, prepared: Prepared, slot: Slot | N
         prepared.release_model()
     assert last is not None and last.finish_reason is not None
     text, calls = "".join(parts), tuple[ToolCall, ...]()
-    if prepared.tool_plan is not None and prepared.tool_plan.parser is not None:
-        text, calls = parse_whole(prepared.tool_plan.parser(), text)
+    if (parser := prepared.tool_parser()) is not None:
+        text, calls = parse_whole(parser, text)
     return Outcome(
         text=text,
         finish_reason=public_finish_reason(last.finish_reason, bool(calls)),
@@ -258,9 +258,7 @@ async def open_stream(service: InferenceService, prepared: Prepared) -> Generati
         if isinstance(exc, TimeoutError):
             raise RequestTimeout("no first token within LLM_REQUEST_TIMEOUT_SECONDS") from None
         raise
-    parser = None
-    if prepared.tool_plan is not None and prepared.tool_plan.parser is not None:
-        parser = prepared.tool_plan.parser()
+    parser = prepared.tool_parser()
     return GenerationStream(prepared, _items(clock, first, chunks, release, deadline, parser), release)
 
 

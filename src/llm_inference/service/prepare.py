@@ -12,7 +12,7 @@ from llm_inference.engines.base import ChatMessage, Engine, GenerationRequest, S
 from llm_inference.engines.constraints import OutputConstraint
 from llm_inference.errors import ContextOverflow, InvalidParameter, UnsupportedParameter
 from llm_inference.models.registry import ModelLease
-from llm_inference.service.tools import ToolPlan, ToolsInput, plan
+from llm_inference.service.tools import ToolOutputParser, ToolPlan, ToolsInput, plan
 from llm_inference.service.truncation import Presenter, Rendered, fit_oldest_first, render
 from llm_inference.settings import Settings
 
@@ -50,6 +50,12 @@ class Prepared:
     lease: ModelLease | None = None
     # A chat's tools: the parser that reads calls out of the answer (None: the answer is plain text).
     tool_plan: ToolPlan | None = None
+
+    def tool_parser(self) -> ToolOutputParser | None:
+        """A fresh reader of the answer's tool calls, or None when the answer is plain text."""
+        if self.tool_plan is None or self.tool_plan.parser is None:
+            return None
+        return self.tool_plan.parser()
 
     def release_model(self) -> None:
         if self.lease is not None:
