@@ -173,3 +173,13 @@ def test_under_auto_a_response_format_constrains_the_answer_branch() -> None:
     for parts in ([text], list(text)):
         content, calls = fed(GenericParser(structured_answer=True), parts)
         assert json.loads(content) == {"name": "Ann", "pet": {"kind": "cat"}} and calls == ()
+
+
+def test_a_user_turn_that_reads_like_a_result_is_not_joined_to_one() -> None:
+    history = plain_history(
+        [ChatMessage("tool", "18 C", tool_call_id="c1"), ChatMessage("user", "Function result: as you see")]
+    )
+    assert [m.content for m in history] == [
+        "Function result: the function returned: 18 C",
+        "Function result: as you see",
+    ]

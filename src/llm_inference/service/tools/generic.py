@@ -58,6 +58,7 @@ def plain_history(messages: Sequence[ChatMessage], calls_as_json: bool = True) -
     Without tools on offer the calls are told in words too: shown its own JSON, a model answers in JSON."""
     names = {call.id: call.name for m in messages for call in m.tool_calls}
     out: list[ChatMessage] = []
+    previous: ChatMessage | None = None
     for message in messages:
         if message.tool_calls:
             if calls_as_json:
@@ -70,12 +71,13 @@ def plain_history(messages: Sequence[ChatMessage], calls_as_json: bool = True) -
             # In words rather than JSON: shown JSON results, a small model answers in JSON of the same shape.
             name = message.name or names.get(message.tool_call_id or "") or "the function"
             line = f"{_RESULT_PREFIX}{name} returned: {message.content}"
-            if out and out[-1].role == "user" and out[-1].content.startswith(_RESULT_PREFIX):
+            if previous is not None and previous.role == "tool":  # results of one round: one user turn
                 out[-1] = ChatMessage("user", f"{out[-1].content}\n{line}")
             else:
                 out.append(ChatMessage("user", line))
         else:
             out.append(message)
+        previous = message
     return out
 
 
