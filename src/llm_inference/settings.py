@@ -41,6 +41,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_tokens_limit: PositiveInt = 4096
     max_stop_sequences: Annotated[int, msgspec.Meta(ge=0, le=64)] = 8
     max_batch_prompts: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    # OpenAI's vocabulary (README "OpenAI compatibility"): choices per request (n, and prompts in one /v1
+    # completions request), alternatives per token (top_logprobs), logit_bias entries.
+    max_choices: Annotated[int, msgspec.Meta(ge=1, le=128)] = 8
+    max_top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] = 20
+    max_logit_bias: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 300
     max_concurrent_requests: PositiveInt = 10
     max_queued_requests: Annotated[int, msgspec.Meta(ge=0)] = 32
     request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0

@@ -20,7 +20,7 @@ class FinishReason(enum.StrEnum):
 class SamplingParams:
     """Fully resolved sampling parameters: every default and limit has been applied."""
 
-    max_tokens: int
+    max_tokens: int  # 0 only with prompt_logprobs: the prompt is scored and nothing generated
     temperature: float
     top_p: float
     top_k: int = 0  # 0 disables top-k
@@ -32,6 +32,34 @@ class SamplingParams:
     # Write the tool-call marker tokens (<tool_call>, [TOOL_CALLS], <|python_tag|>: control tokens in some
     # vocabularies) into the text, where the tool-call parser looks for them; other control tokens stay out.
     tool_markers: bool = False
+    # Log probabilities (computed only for requests that ask): None computes none; k >= 0 gives each sampled
+    # token's log probability and its k most likely alternatives (Chunk.logprobs). `prompt_logprobs` does the
+    # same for every prompt token (Chunk.prompt_logprobs; the prompt's KV cells are then computed, not reused).
+    # Values are the log-softmax of the model's raw logits, before temperature, penalties and bias (vLLM's
+    # default), so they do not depend on how the token was drawn.
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    # Penalties over the tokens generated so far (OpenAI's presence/frequency, -2..2) and over prompt and
+    # generated tokens (repetition, > 0, vLLM's and llama.cpp's multiplicative one; 1 is off).
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    min_p: float = 0.0  # 0 is off
+    # (token id, bias added to its logit): -100 bans a token, +100 all but forces it. Ids checked < vocab size.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One token's log probability and, when asked, the most likely tokens at its position (most likely first).
+
+    `text` is the token's own bytes (a piece of a UTF-8 character for byte tokens). `logprob` is None only for
+    a prompt's first token, which nothing precedes."""
+
+    token: int
+    text: bytes
+    logprob: float | None
+    top: tuple[tuple[int, bytes, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +84,10 @@ class Chunk:
     # On a constrained request's first chunk, from engines that compile the constraint themselves: how long
     # turning it into their mechanism (a grammar) took.
     constraint_compile_seconds: float | None = None
+    # The tokens of this chunk's text with their log probabilities, when the request asked (SamplingParams.logprobs).
+    logprobs: tuple[TokenLogprob, ...] = ()
+    # On the first chunk of a request with SamplingParams.prompt_logprobs: one per prompt token, in order.
+    prompt_logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,15 @@ class SamplingInput:
     ignore_eos: bool = False
     max_tokens_param: str = "max_tokens"  # the field name the client used (max_completion_tokens on /v1)
     constraint: OutputConstraint | None = None  # structured outputs, already checked against the subset
+    # Log probabilities and penalties, as SamplingParams defines them; the surface has checked their ranges.
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    logprobs_param: str = "top_logprobs"  # the field that asked for alternatives, for the limit's error
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    min_p: float | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()  # token ids checked against the model's vocabulary in prepare
 
 
 @dataclass
@@ -81,6 +90,17 @@ def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams
             f"{len(stop)} stop sequences exceed LLM_MAX_STOP_SEQUENCES={settings.max_stop_sequences}",
             param="stop",
         )
+    for count in (asked.logprobs, asked.prompt_logprobs):
+        if count is not None and count > settings.max_top_logprobs:
+            raise InvalidParameter(
+                f"{asked.logprobs_param} {count} exceeds LLM_MAX_TOP_LOGPROBS={settings.max_top_logprobs}",
+                param=asked.logprobs_param,
+            )
+    if len(asked.logit_bias) > settings.max_logit_bias:
+        raise InvalidParameter(
+            f"logit_bias has {len(asked.logit_bias)} entries, over LLM_MAX_LOGIT_BIAS={settings.max_logit_bias}",
+            param="logit_bias",
+        )
     if asked.constraint is not None and asked.ignore_eos:
         # The output ends where the JSON does; going on past it would append text that is not JSON.
         raise UnsupportedParameter(f"ignore_eos: cannot be combined with {asked.constraint.param}", param="ignore_eos")
@@ -93,6 +113,13 @@ def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams
         stop=stop,
         ignore_eos=asked.ignore_eos,
         constraint=asked.constraint,
+        logprobs=asked.logprobs,
+        prompt_logprobs=asked.prompt_logprobs,
+        presence_penalty=asked.presence_penalty or 0.0,
+        frequency_penalty=asked.frequency_penalty or 0.0,
+        repetition_penalty=1.0 if asked.repetition_penalty is None else asked.repetition_penalty,
+        min_p=asked.min_p or 0.0,
+        logit_bias=asked.logit_bias,
     )
 
 
@@ -154,6 +181,7 @@ async def _prepare(
     tools: ToolsInput | None,
 ) -> Prepared:
     engine = lease.engine
+    _check_logit_bias(sampling, engine.vocab_size())
     truncated_messages = 0
     tool_plan = None
     if messages is not None:
@@ -190,6 +218,15 @@ async def _prepare(
         lease=lease,
         tool_plan=tool_plan if tool_plan is not None and tool_plan.parser is not None else None,
     )
+
+
+def _check_logit_bias(sampling: SamplingParams, vocab_size: int) -> None:
+    for token, _ in sampling.logit_bias:
+        if not 0 <= token < vocab_size:
+            raise InvalidParameter(
+                f"logit_bias: token id {token} is not in the model's vocabulary (0 to {vocab_size - 1})",
+                param="logit_bias",
+            )
 
 
 async def _render_conversation(
