@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llm_inference.engines.base import Chunk, FinishReason, ToolCall
+from llm_inference.engines.base import Chunk, FinishReason, TokenLogprob, ToolCall
 from llm_inference.errors import RequestTimeout, ServiceError
 from llm_inference.service.admission import Slot
 from llm_inference.service.prepare import Prepared
@@ -73,13 +73,17 @@ class Outcome:
     timings: Timings
     tool_calls: tuple[ToolCall, ...] = ()
     tool_rounds: tuple[ToolRound, ...] = ()  # the server-side tool rounds that led to this answer
+    # When the request asked (SamplingParams.logprobs / prompt_logprobs): the answer's tokens, the prompt's.
+    logprobs: tuple[TokenLogprob, ...] = ()
+    prompt_logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """New text of a streamed generation."""
+    """New text of a streamed generation, and its tokens' log probabilities when the request asked."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,8 @@ async def complete(service: InferenceService, prepared: Prepared, slot: Slot | N
     """
     clock = _Clock()
     parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    prompt_logprobs: tuple[TokenLogprob, ...] | None = None
     last: Chunk | None = None
     try:
         with slot or service.admission.admit():
@@ -179,6 +185,10 @@ async def complete(service: InferenceService, prepared: Prepared, slot: Slot | N
                         async for last in chunks:
                             clock.mark(last)
                             parts.append(last.text)
+                            if last.logprobs:
+                                logprobs.extend(last.logprobs)
+                            if last.prompt_logprobs is not None:
+                                prompt_logprobs = last.prompt_logprobs
             except TimeoutError:
                 limit = service.settings.request_timeout_seconds
                 raise RequestTimeout(f"generation took longer than LLM_REQUEST_TIMEOUT_SECONDS={limit}") from None
@@ -194,6 +204,8 @@ async def complete(service: InferenceService, prepared: Prepared, slot: Slot | N
         usage=_usage(last),
         timings=clock.timings(last.completion_tokens),
         tool_calls=calls,
+        logprobs=tuple(logprobs),
+        prompt_logprobs=prompt_logprobs,
     )
 
 
@@ -203,10 +215,16 @@ class GenerationStream:
     frees the slot (a client can leave before the response's body starts)."""
 
     def __init__(
-        self, prepared: Prepared, items: AsyncGenerator[StreamItem, None], release: Callable[[], Awaitable[None]]
+        self,
+        prepared: Prepared,
+        items: AsyncGenerator[StreamItem, None],
+        release: Callable[[], Awaitable[None]],
+        prompt_logprobs: tuple[TokenLogprob, ...] | None = None,
     ) -> None:
         self.prepared = prepared
         self._items, self._release = items, release
+        # The prompt's tokens with their log probabilities, when the request asked (an echo of the prompt).
+        self.prompt_logprobs = prompt_logprobs
 
     def __aiter__(self) -> AsyncIterator[StreamItem]:
         return self._items
@@ -259,7 +277,8 @@ async def open_stream(service: InferenceService, prepared: Prepared) -> Generati
             raise RequestTimeout("no first token within LLM_REQUEST_TIMEOUT_SECONDS") from None
         raise
     parser = prepared.tool_parser()
-    return GenerationStream(prepared, _items(clock, first, chunks, release, deadline, parser), release)
+    items = _items(clock, first, chunks, release, deadline, parser)
+    return GenerationStream(prepared, items, release, first.prompt_logprobs)
 
 
 async def _items(
@@ -271,21 +290,29 @@ async def _items(
     parser: ToolOutputParser | None,
 ) -> AsyncGenerator[StreamItem, None]:
     called_tools = False
+    # With tools, a token's log probability goes with the next answer text the parser lets through (the
+    # tokens that wrote a call's JSON carry none, as OpenAI's logprobs cover the message's content).
+    pending: list[TokenLogprob] = []
     try:
         chunk = first
         async with asyncio.timeout_at(deadline):
             while True:
                 clock.mark(chunk)
                 if parser is None:
-                    if chunk.text:
-                        yield Delta(chunk.text)
+                    if chunk.text or chunk.logprobs:
+                        yield Delta(chunk.text, chunk.logprobs)
                 else:
+                    pending.extend(chunk.logprobs)
                     events = parser.feed(chunk.text) if chunk.text else []
                     if chunk.finish_reason is not None:
                         events += parser.finish()
                     for event in events:
                         called_tools = called_tools or isinstance(event, ToolCallOpened)
-                        yield _stream_item(event)
+                        if pending and isinstance(event, ContentText):
+                            yield Delta(event.text, tuple(pending))
+                            pending.clear()
+                        else:
+                            yield _stream_item(event)
                 if chunk.finish_reason is not None:
                     # Free the slot and the model before the end is passed on: a client that sends its next
                     # request as soon as it reads this one's end must find them free.

@@ -91,11 +91,13 @@ def resolve_sampling(settings: Settings, asked: SamplingInput) -> SamplingParams
             param="stop",
         )
     for count in (asked.logprobs, asked.prompt_logprobs):
-        if count is not None and count > settings.max_top_logprobs:
+        if count is not None and count > settings.max_top_logprobs:  # the surface checked count >= 0
             raise InvalidParameter(
                 f"{asked.logprobs_param} {count} exceeds LLM_MAX_TOP_LOGPROBS={settings.max_top_logprobs}",
                 param=asked.logprobs_param,
             )
+    if max_tokens == 0 and asked.prompt_logprobs is None:
+        raise InvalidParameter(f"{asked.max_tokens_param}: must be at least 1", param=asked.max_tokens_param)
     if len(asked.logit_bias) > settings.max_logit_bias:
         raise InvalidParameter(
             f"logit_bias has {len(asked.logit_bias)} entries, over LLM_MAX_LOGIT_BIAS={settings.max_logit_bias}",
@@ -146,13 +148,19 @@ async def prepare(
     prompt_param: str = "prompt",
     truncation: Truncation | None = None,
     tools: ToolsInput | None = None,
+    prompt_tokens: tuple[int, ...] | None = None,
 ) -> Prepared:
+    """`prompt_tokens`: a prompt given as token ids rather than text (OpenAI's completions take both)."""
     service.refuse_if_draining()
     sampling = resolve_sampling(service.settings, asked)
     _check_server_tools(service.settings, tools)
     lease = await service.registry.acquire(asked.model)  # loads the model first if it is not loaded
     try:
-        return await _prepare(service, lease, sampling, prompt, messages, prompt_param, truncation, tools)
+        if prompt_tokens is not None:
+            prompt = await _prompt_of_tokens(lease.engine, prompt_tokens, prompt_param)
+        return await _prepare(
+            service, lease, sampling, prompt, messages, prompt_param, truncation, tools, prompt_tokens
+        )
     except BaseException:
         lease.release()
         raise
@@ -179,6 +187,7 @@ async def _prepare(
     prompt_param: str,
     truncation: Truncation | None,
     tools: ToolsInput | None,
+    prompt_tokens: tuple[int, ...] | None = None,
 ) -> Prepared:
     engine = lease.engine
     _check_logit_bias(sampling, engine.vocab_size())
@@ -200,7 +209,7 @@ async def _prepare(
         assert prompt is not None
         reject_nul(prompt, prompt_param)
         operation = "text_completion"
-        tokens = await engine.tokenize(prompt)
+        tokens = list(prompt_tokens) if prompt_tokens is not None else await engine.tokenize(prompt)
         if len(tokens) >= (context_length := engine.info().context_length):
             raise ContextOverflow(len(tokens), context_length)
     if not tokens:  # an engine cannot start a sequence from nothing
@@ -218,6 +227,17 @@ async def _prepare(
         lease=lease,
         tool_plan=tool_plan if tool_plan is not None and tool_plan.parser is not None else None,
     )
+
+
+async def _prompt_of_tokens(engine: Engine, tokens: tuple[int, ...], param: str) -> str:
+    """The text of a token-id prompt (an echo returns it, traces record it), after checking every id."""
+    vocab_size = engine.vocab_size()
+    for token in tokens:
+        if token >= vocab_size:
+            raise InvalidParameter(
+                f"{param}: token id {token} is not in the model's vocabulary (0 to {vocab_size - 1})", param=param
+            )
+    return await engine.detokenize(tokens)
 
 
 def _check_logit_bias(sampling: SamplingParams, vocab_size: int) -> None:

@@ -32,12 +32,13 @@ def assert_openai_error(response: httpx.Response, status: int, type_: str, code:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"logprobs": True}, "logprobs"),
-        ({"top_logprobs": 2}, "top_logprobs"),
-        ({"n": 2}, "n"),
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"n": 9}, "n"),  # over LLM_MAX_CHOICES=8
         ({"temperature": 2.5}, "temperature"),
-        ({"presence_penalty": 0.5}, "presence_penalty"),
-        ({"frequency_penalty": -1}, "frequency_penalty"),
+        ({"presence_penalty": 2.5}, "presence_penalty"),
+        ({"frequency_penalty": -3}, "frequency_penalty"),
+        ({"extra_body": {"min_p": 1.5}}, "min_p"),
         (
             {
                 "tools": [{"type": "function", "function": {"name": "f", "parameters": {"maxProperties": 2}}}],
@@ -51,8 +52,10 @@ def assert_openai_error(response: httpx.Response, status: int, type_: str, code:
             {"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"pattern": "a+"}}}},
             "response_format.json_schema.schema.pattern",
         ),
-        ({"logit_bias": {"42": 5}}, "logit_bias"),
-        ({"extra_body": {"repetition_penalty": 1.3}}, "repetition_penalty"),
+        ({"logit_bias": {"the": 5}}, "logit_bias"),
+        ({"logit_bias": {"49152": 5}}, "logit_bias"),  # the embedded model's vocabulary ends at 49151
+        ({"logit_bias": {"42": 101}}, "logit_bias"),
+        ({"extra_body": {"repetition_penalty": 0}}, "repetition_penalty"),
         ({"max_tokens": 9000}, "max_tokens"),
         ({"max_completion_tokens": 0}, "max_completion_tokens"),
     ],
@@ -78,7 +81,6 @@ def test_a_field_that_cannot_be_honoured_is_a_bad_request_naming_it(
         ),
         ({"messages": [{"role": "tool", "content": "1"}]}, "messages[0].tool_call_id", "invalid_parameter"),
         ({"messages": [{"role": "wizard", "content": "1"}]}, "messages[0].role", "invalid_parameter"),
-        ({"messages": [{"role": "user", "content": "Hi", "name": "bob"}]}, "messages[0].name", "unsupported_parameter"),
         ({"messages": []}, "messages", "invalid_parameter"),
         ({"model": None}, "model", "invalid_parameter"),
     ],
@@ -100,10 +102,14 @@ def test_several_invalid_fields_are_named_in_one_openai_error(http: httpx.Client
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"prompt": ["a", "b"]}, "prompt"),
-        ({"prompt": [1, 2, 3]}, "prompt"),
-        ({"echo": True}, "echo"),
-        ({"logprobs": 0}, "logprobs"),
+        ({"prompt": ["a", 1]}, "prompt"),  # strings and token ids mixed
+        ({"prompt": []}, "prompt"),
+        ({"prompt": ["a", ""]}, "prompt[1]"),
+        ({"prompt": [1, 999_999]}, "prompt"),  # not a token id of the model
+        ({"prompt": ["a"] * 9}, "prompt"),  # more choices than LLM_MAX_CHOICES=8
+        ({"prompt": ["a", "b"], "n": 5}, "prompt"),
+        ({"max_tokens": 0}, "max_tokens"),  # only with echo
+        ({"logprobs": 6}, "logprobs"),
         ({"suffix": "end"}, "suffix"),
         ({"best_of": 2}, "best_of"),
     ],

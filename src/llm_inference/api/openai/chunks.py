@@ -15,6 +15,7 @@ from litestar.response import Stream
 from msgspec import UNSET, UnsetType
 
 from llm_inference.api.openai.errors import openai_error
+from llm_inference.api.openai.logprobs import ChatLogprobs, chat_logprobs, text_logprobs
 from llm_inference.api.openai.responses import (
     ChatChunkChoice,
     ChatCompletionChunk,
@@ -28,6 +29,7 @@ from llm_inference.api.openai.responses import (
 from llm_inference.api.schemas import ToolRound
 from llm_inference.api.streaming import data_frame, sse_response
 from llm_inference.api.tool_fields import tool_rounds
+from llm_inference.engines.base import TokenLogprob
 from llm_inference.service import (
     Delta,
     Failed,
@@ -38,6 +40,7 @@ from llm_inference.service import (
     ToolCallDelta,
 )
 from llm_inference.service import Usage as ServiceUsage
+from llm_inference.service.choices import ChoiceStreams
 from llm_inference.service.prepare import Prepared
 
 INTERNAL_ERROR_FRAME = data_frame(openai_error(500, "internal_error", "internal server error", None)[1])
@@ -66,30 +69,39 @@ def _error_frame(item: Failed) -> bytes:
 
 
 class _Encoder:
-    """Turns each stream item into its frames; the chunks of one stream share id, created and model."""
+    """Turns each stream item into its frames; the chunks of one stream share id, created and model.
+
+    `index`: the choice the stream is (with n > 1, one encoder per choice); `usage_frame`: whether its end is
+    followed by the usage chunk (with several choices, one usage chunk follows them all)."""
 
     prefix = ""
 
-    def __init__(self, prepared: Prepared, include_usage: bool) -> None:
+    def __init__(
+        self, prepared: Prepared, include_usage: bool, index: int = 0, usage_frame: bool | None = None
+    ) -> None:
         self.id, self.model = completion_id(self.prefix, prepared), prepared.model
         self.created = int(time.time())
-        self.include_usage = include_usage
+        self.index = index
+        self.usage_frame = include_usage if usage_frame is None else usage_frame
         # With include_usage every chunk carries "usage": null until the last one; otherwise none carries it.
         self.no_usage: Usage | None | UnsetType = None if include_usage else UNSET
 
     def __call__(self, item: StreamItem) -> bytes:
         if isinstance(item, Delta):
-            return self.delta(item.text)
+            return self.delta_logprobs(item) if item.logprobs else self.delta(item.text)
         if isinstance(item, ToolCallDelta):
             return self.tool_call(item)
         if isinstance(item, Finished):
             frames = self.finish(item)
-            if self.include_usage:
+            if self.usage_frame:
                 frames += self.usage(usage(item.usage))
             return frames
         return _error_frame(item)
 
     def delta(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def delta_logprobs(self, item: Delta) -> bytes:
         raise NotImplementedError
 
     def tool_call(self, item: ToolCallDelta) -> bytes:
@@ -113,8 +125,9 @@ class ChatChunks(_Encoder):
         reason: str | None = None,
         truncated_messages: int | UnsetType = UNSET,
         rounds: list[ToolRound] | UnsetType = UNSET,
+        logprobs: ChatLogprobs | None = None,
     ) -> bytes:
-        choice = ChatChunkChoice(delta=delta, finish_reason=reason)
+        choice = ChatChunkChoice(delta=delta, finish_reason=reason, index=self.index, logprobs=logprobs)
         return data_frame(
             ChatCompletionChunk(
                 id=self.id,
@@ -134,12 +147,17 @@ class ChatChunks(_Encoder):
         self.started = True
         return self._chunk(ChunkDelta(role="assistant", content=""))
 
-    def __init__(self, prepared: Prepared, include_usage: bool) -> None:
-        super().__init__(prepared, include_usage)
+    def __init__(
+        self, prepared: Prepared, include_usage: bool, index: int = 0, usage_frame: bool | None = None
+    ) -> None:
+        super().__init__(prepared, include_usage, index, usage_frame)
         self._text_frame = text_frame_template(lambda text: self._chunk(ChunkDelta(content=text)))
 
     def delta(self, text: str) -> bytes:
         return self._start() + self._text_frame(text) if not self.started else self._text_frame(text)
+
+    def delta_logprobs(self, item: Delta) -> bytes:
+        return self._start() + self._chunk(ChunkDelta(content=item.text), logprobs=chat_logprobs(item.logprobs))
 
     def tool_call(self, item: ToolCallDelta) -> bytes:
         if item.name is not None:  # OpenAI's first piece of a call: its id, type and name, arguments ""
@@ -162,24 +180,54 @@ class ChatChunks(_Encoder):
 
 class TextChunks(_Encoder):
     prefix = "cmpl"
+    sent_characters = 0  # of the choice's text, for the next chunk's text_offset (counted with logprobs only)
 
     def _chunk(self, choices: list[TextChoice], usage: Usage | None | UnsetType) -> bytes:
         return data_frame(Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage))
 
-    def __init__(self, prepared: Prepared, include_usage: bool) -> None:
-        super().__init__(prepared, include_usage)
+    def __init__(
+        self, prepared: Prepared, include_usage: bool, index: int = 0, usage_frame: bool | None = None
+    ) -> None:
+        super().__init__(prepared, include_usage, index, usage_frame)
         self._text_frame = text_frame_template(
-            lambda text: self._chunk([TextChoice(text=text, finish_reason=None)], self.no_usage)
+            lambda text: self._chunk([TextChoice(text=text, finish_reason=None, index=index)], self.no_usage)
         )
 
     def delta(self, text: str) -> bytes:
         return self._text_frame(text)
 
+    def delta_logprobs(self, item: Delta) -> bytes:
+        logprobs = text_logprobs(item.logprobs, self.sent_characters)
+        self.sent_characters += len(item.text)
+        return self._chunk([TextChoice(item.text, None, self.index, logprobs)], self.no_usage)
+
+    def echo(self, prompt: str, prompt_logprobs: tuple[TokenLogprob, ...] | None) -> bytes:
+        """The prompt, as the choice's first text (`echo`), with its tokens' log probabilities if asked."""
+        self.sent_characters = len(prompt)
+        logprobs = text_logprobs(prompt_logprobs) if prompt_logprobs is not None else None
+        return self._chunk([TextChoice(prompt, None, self.index, logprobs)], self.no_usage)
+
     def finish(self, item: Finished) -> bytes:
-        return self._chunk([TextChoice(text="", finish_reason=item.finish_reason)], self.no_usage)
+        return self._chunk([TextChoice(text="", finish_reason=item.finish_reason, index=self.index)], self.no_usage)
 
     def usage(self, value: Usage) -> bytes:
         return self._chunk([], value)
+
+
+class _Echoing:
+    """A completion stream with `echo`: the prompt's chunk goes before the choice's first frame."""
+
+    def __init__(self, encode: Callable[[StreamItem], bytes], first: bytes) -> None:
+        self.encode, self.first = encode, first
+
+    def __call__(self, item: StreamItem) -> bytes:
+        first, self.first = self.first, b""
+        return first + self.encode(item)
+
+
+def _echo(encoder: TextChunks, stream: GenerationStream, logprobs: bool) -> _Echoing:
+    prompt_logprobs = stream.prompt_logprobs if logprobs else None
+    return _Echoing(encoder, encoder.echo(stream.prepared.request.prompt, prompt_logprobs))
 
 
 def chunk_stream(
@@ -188,8 +236,63 @@ def chunk_stream(
     chat: bool,
     include_usage: bool,
     truncated_messages: int | UnsetType = UNSET,
+    echo: bool = False,
+    echo_logprobs: bool = False,
 ) -> Stream:
+    """`echo`/`echo_logprobs` (completions): the prompt first, and its tokens' log probabilities."""
     encoder = (ChatChunks if chat else TextChunks)(stream.prepared, include_usage)
     if isinstance(encoder, ChatChunks):
         encoder.truncated_messages = truncated_messages
-    return sse_response(stream, encoder, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)
+    encode: Callable[[StreamItem], bytes] = encoder
+    if echo and isinstance(encoder, TextChunks):
+        encode = _echo(encoder, stream, echo_logprobs)
+    return sse_response(stream, encode, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)
+
+
+class _Choices:
+    """Frames of several choices' streams (n > 1, several prompts): each choice's items through its own
+    encoder (its index); one usage chunk, the sum, after the last choice has finished."""
+
+    def __init__(
+        self, encoders: list[Callable[[StreamItem], bytes]], last: _Encoder, include_usage: bool, prompt_tokens: int
+    ) -> None:
+        self.encoders, self.last, self.include_usage = encoders, last, include_usage
+        self.prompt_tokens, self.completion_tokens = prompt_tokens, 0
+        self.unfinished = len(encoders)
+
+    def __call__(self, pair: tuple[int, StreamItem]) -> bytes:
+        index, item = pair
+        frames = self.encoders[index](item)
+        if isinstance(item, Finished | Failed):
+            self.unfinished -= 1
+            if isinstance(item, Finished):
+                self.completion_tokens += item.usage.completion_tokens
+            if self.include_usage and not self.unfinished:
+                frames += self.last.usage(
+                    Usage(self.prompt_tokens, self.completion_tokens, self.prompt_tokens + self.completion_tokens)
+                )
+        return frames
+
+
+def choices_stream(
+    service: InferenceService,
+    streams: ChoiceStreams,
+    chat: bool,
+    include_usage: bool,
+    prompt_tokens: int,
+    truncated_messages: int | UnsetType = UNSET,
+    echo: bool = False,
+    echo_logprobs: bool = False,
+) -> Stream:
+    """Several choices' chunks in one response, each chunk naming its choice's index. `prompt_tokens`: the
+    usage's, each distinct prompt counted once."""
+    kind = ChatChunks if chat else TextChunks
+    first = streams.streams[0].prepared
+    encoders: list[Callable[[StreamItem], bytes]] = []
+    for index, stream in enumerate(streams.streams):
+        encoder = kind(first, include_usage, index, usage_frame=False)  # one id for the whole response
+        if isinstance(encoder, ChatChunks):
+            encoder.truncated_messages = truncated_messages
+        encoders.append(_echo(encoder, stream, echo_logprobs) if echo and isinstance(encoder, TextChunks) else encoder)
+    encode = _Choices(encoders, kind(first, include_usage), include_usage, prompt_tokens)
+    return sse_response(streams, encode, INTERNAL_ERROR_FRAME, service.settings.sse_ping_seconds)

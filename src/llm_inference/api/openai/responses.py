@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from llm_inference.api.openai.logprobs import ChatLogprobs, TextLogprobs
 from llm_inference.api.schemas import ToolRound
 
 
@@ -43,7 +44,7 @@ class ChatChoice(msgspec.Struct):
     message: AssistantMessage
     finish_reason: str
     index: int = 0
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(msgspec.Struct, kw_only=True):
@@ -81,7 +82,7 @@ class ChatChunkChoice(msgspec.Struct):
     delta: ChunkDelta
     finish_reason: str | None = None
     index: int = 0
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct, kw_only=True):
@@ -99,7 +100,7 @@ class TextChoice(msgspec.Struct):
     text: str
     finish_reason: str | None
     index: int = 0
-    logprobs: None = None
+    logprobs: TextLogprobs | None = None
 
 
 class Completion(msgspec.Struct, kw_only=True):

@@ -16,8 +16,10 @@ from msgspec import Meta
 from llm_inference.api.schemas import MaxTokens, Seed, Stop, Temperature, ToolChoice, Tools, TopK, TopP
 
 ModelId = Annotated[str, Meta(min_length=1, max_length=512, description="An allowed model id.")]
-Penalty = Annotated[float, Meta(ge=-2, le=2, description="Only 0 is supported.")]
-Choices = Annotated[int, Meta(ge=1, le=128, description="Only 1 is supported.")]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+Choices = Annotated[int, Meta(ge=1, le=128, description="Choices to generate (<= LLM_MAX_CHOICES).")]
+# Completions may ask for no new token at all when they only score the prompt (echo with logprobs).
+CompletionMaxTokens = Annotated[int, Meta(ge=0, description="Upper bound on generated tokens; 0 only with echo.")]
 
 
 class StreamOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -71,7 +73,8 @@ class CommonFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     n: Choices | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    logit_bias: dict[str, float] | None = None
+    # token id (as a string, as JSON keys are) -> bias added to its logit: -100 bans it, +100 all but forces it
+    logit_bias: dict[str, float] | None = None  # ranges checked in translate.py, naming the token
     # Result-neutral: who is asking, and what OpenAI would record about it.
     user: str | None = None
     # Extensions (vLLM's names).
@@ -79,6 +82,7 @@ class CommonFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ignore_eos: bool = False
     # vLLM's extension, which its benchmark client (`vllm bench serve`) always sends, as 1.0.
     repetition_penalty: Annotated[float, Meta(gt=0, le=2)] | None = None
+    min_p: Annotated[float, Meta(ge=0, le=1)] | None = None  # vLLM's extension, as llama.cpp's server has it
 
 
 class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=True):
@@ -110,13 +114,15 @@ class ChatCompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=Tr
     truncate: Literal["none", "oldest"] = "none"
 
 
-# msgspec allows one array type in a union, so token-id prompts (a list of ints, or of lists of ints) are
-# decoded as items of one list and refused by translate.py with a message that says what to send instead.
+# msgspec allows one array type in a union, so several prompts (a list of strings), a token-id prompt (a list
+# of ints) and several of those (a list of lists) are decoded as items of one list; translate.py refuses a
+# list that mixes them.
 Prompt = str | list[str | int | list[int]]
 
 
 class CompletionRequest(CommonFields, kw_only=True, forbid_unknown_fields=True):
     prompt: Prompt
+    max_tokens: CompletionMaxTokens | None = None
     logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
     echo: bool = False
     suffix: str | None = None

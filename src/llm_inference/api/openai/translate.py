@@ -36,16 +36,7 @@ def _refuse_set(body: Any, reasons: dict[str, str], neutral: dict[str, tuple[Any
             raise _refuse(name, why)
 
 
-_COMMON = {
-    "n": "only one choice per request is supported (n=1)",
-    "presence_penalty": "is not supported; only 0 is accepted",
-    "frequency_penalty": "is not supported; only 0 is accepted",
-    "logit_bias": "is not supported",
-    "repetition_penalty": "is not supported; only 1 is accepted",
-}
 _CHAT = {
-    "logprobs": "log probabilities are not supported",
-    "top_logprobs": "log probabilities are not supported",
     "functions": "the legacy functions field is not supported; send tools",
     "function_call": "the legacy function_call field is not supported; send tool_choice",
     "modalities": "only text output is supported",
@@ -55,20 +46,11 @@ _CHAT = {
     "web_search_options": "web search is not supported",
 }
 _COMPLETION = {
-    "logprobs": "log probabilities are not supported",
-    "echo": "echoing the prompt is not supported",
     "suffix": "insertion (a suffix) is not supported",
     "best_of": "only best_of=1 is supported",
 }
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "n": (None, 1),
     "best_of": (None, 1),
-    "presence_penalty": (None, 0),
-    "frequency_penalty": (None, 0),
-    "repetition_penalty": (None, 1),
-    "logit_bias": (None, {}),
-    "logprobs": (None, False),
-    "echo": (False,),
     "suffix": (None, ""),
     "function_call": (None, "none", "auto"),
     "modalities": (None, ["text"]),
@@ -127,8 +109,26 @@ def response_format(value: dict[str, Any] | None) -> OutputConstraint | None:
     return json_schema_constraint(spec["schema"], f"{param}.schema")
 
 
+def _logit_bias(value: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
+    """OpenAI's {"token id": bias}; the ids are checked against the model's vocabulary in service.prepare."""
+    entries = []
+    for key, bias in (value or {}).items():
+        if not key.isascii() or not key.isdigit():
+            raise InvalidParameter(f"logit_bias: key {key!r} is not a token id (digits only)", param="logit_bias")
+        if not -100 <= bias <= 100:
+            raise InvalidParameter(f"logit_bias: the bias of token {key} must be from -100 to 100", param="logit_bias")
+        entries.append((int(key), bias))
+    return tuple(entries)
+
+
 def _sampling(
-    body: CommonFields, max_tokens: int | None, max_tokens_param: str, constraint: OutputConstraint | None
+    body: CommonFields,
+    max_tokens: int | None,
+    max_tokens_param: str,
+    constraint: OutputConstraint | None,
+    logprobs: int | None,
+    prompt_logprobs: int | None = None,
+    logprobs_param: str = "top_logprobs",
 ) -> SamplingInput:
     return SamplingInput(
         model=body.model,
@@ -141,6 +141,14 @@ def _sampling(
         ignore_eos=body.ignore_eos,
         max_tokens_param=max_tokens_param,
         constraint=constraint,
+        logprobs=logprobs,
+        prompt_logprobs=prompt_logprobs,
+        logprobs_param=logprobs_param,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repetition_penalty=body.repetition_penalty,
+        min_p=body.min_p,
+        logit_bias=_logit_bias(body.logit_bias),
     )
 
 
@@ -165,8 +173,6 @@ def _message(message: Message, index: int) -> ChatMessage:
     param = f"messages[{index}]"
     if message.function_call is not None:
         raise _refuse(f"{param}.function_call", "the legacy function_call is not supported; send tool_calls")
-    if message.name is not None and message.role != "tool":
-        raise _refuse(f"{param}.name", "is not supported by the served chat templates")
     check_message(param, message.role, bool(message.tool_calls), message.tool_call_id, message.content is not None)
     calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ())
     return ChatMessage(
@@ -178,30 +184,78 @@ def _message(message: Message, index: int) -> ChatMessage:
     )
 
 
+def _chat_logprobs(body: ChatCompletionRequest) -> int | None:
+    if body.logprobs:
+        return body.top_logprobs or 0
+    if body.top_logprobs:  # 0 alternatives without logprobs asks for nothing, as OpenAI takes it
+        raise InvalidParameter("top_logprobs: needs logprobs set to true", param="top_logprobs")
+    return None
+
+
 def chat_input(body: ChatCompletionRequest) -> tuple[SamplingInput, list[ChatMessage], ToolsInput | None]:
-    _refuse_set(body, _COMMON | _CHAT, _NEUTRAL)
+    _refuse_set(body, _CHAT, _NEUTRAL)
     messages = [_message(message, index) for index, message in enumerate(body.messages)]
     tools = tools_input(body.tools, body.tool_choice, body.parallel_tool_calls)
     constraint = response_format(body.response_format)
+    logprobs = _chat_logprobs(body)
     if body.max_completion_tokens is not None:
         if body.max_tokens is not None and body.max_tokens != body.max_completion_tokens:
             raise InvalidParameter(
                 "max_tokens: differs from max_completion_tokens; send one of them", param="max_tokens"
             )
-        return _sampling(body, body.max_completion_tokens, "max_completion_tokens", constraint), messages, tools
-    return _sampling(body, body.max_tokens, "max_tokens", constraint), messages, tools
+        sampling = _sampling(body, body.max_completion_tokens, "max_completion_tokens", constraint, logprobs)
+    else:
+        sampling = _sampling(body, body.max_tokens, "max_tokens", constraint, logprobs)
+    return sampling, messages, tools
 
 
-def completion_input(body: CompletionRequest) -> tuple[SamplingInput, str]:
-    # Here logprobs is a count, and 0 still asks for the sampled tokens' log probabilities: only null is neutral.
-    _refuse_set(body, _COMMON | _COMPLETION, _NEUTRAL | {"logprobs": (None,)})
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    if not all(isinstance(item, str) for item in prompts):
-        raise _refuse("prompt", "token ids are not supported; send the prompt as text")
-    if len(prompts) != 1:
-        raise _refuse("prompt", f"{len(prompts)} prompts in one request are not supported; send one")
-    prompt = prompts[0]
-    assert isinstance(prompt, str)
-    if not prompt:
-        raise InvalidParameter("prompt: must be a string that is not empty", param="prompt")
-    return _sampling(body, body.max_tokens, "max_tokens", response_format(body.response_format)), prompt
+# A completions prompt: its text, or its token ids as the client sent them.
+CompletionPrompt = str | tuple[int, ...]
+
+
+def completion_prompts(prompt: str | list[str | int | list[int]]) -> list[CompletionPrompt]:
+    """The prompts of a completions request: a string, a list of strings, a list of token ids, or a list of
+    such lists; each becomes its own choice (with n, n of them)."""
+    if isinstance(prompt, str):
+        prompts: list[CompletionPrompt] = [prompt]
+    elif prompt and all(isinstance(item, int) for item in prompt):
+        prompts = [tuple(item for item in prompt if isinstance(item, int))]
+    elif all(isinstance(item, str) for item in prompt):
+        prompts = [item for item in prompt if isinstance(item, str)]
+    elif all(isinstance(item, list) for item in prompt):
+        prompts = [tuple(item) for item in prompt if isinstance(item, list)]
+    else:
+        raise InvalidParameter(
+            "prompt: a list of prompts must be all strings, all token ids, or all lists of token ids", param="prompt"
+        )
+    if not prompts:
+        raise InvalidParameter("prompt: the list of prompts must not be empty", param="prompt")
+    for index, item in enumerate(prompts):
+        param = "prompt" if len(prompts) == 1 else f"prompt[{index}]"
+        if not item:
+            raise InvalidParameter(f"{param}: must not be empty", param=param)
+        if isinstance(item, tuple) and any(token < 0 for token in item):
+            raise InvalidParameter(f"{param}: token ids are not negative", param=param)
+    return prompts
+
+
+def completion_input(body: CompletionRequest) -> tuple[SamplingInput, list[CompletionPrompt]]:
+    _refuse_set(body, _COMPLETION, _NEUTRAL)
+    prompts = completion_prompts(body.prompt)
+    # Here logprobs is a count, and 0 still asks for the sampled tokens' log probabilities. With echo, the
+    # prompt's tokens are scored too; max_tokens 0 then only scores the prompt (how evaluation harnesses ask).
+    prompt_logprobs = body.logprobs if body.echo else None
+    if body.max_tokens == 0:
+        if not body.echo:
+            raise InvalidParameter("max_tokens: 0 is allowed only with echo", param="max_tokens")
+        prompt_logprobs = prompt_logprobs or 0  # nothing is generated: the engine only reads the prompt
+    sampling = _sampling(
+        body,
+        body.max_tokens,
+        "max_tokens",
+        response_format(body.response_format),
+        body.logprobs,
+        prompt_logprobs,
+        "logprobs",
+    )
+    return sampling, prompts
