@@ -9,6 +9,7 @@ from litestar.params import JSONBody
 from llm_inference.api.docs import ERROR_RESPONSES
 from llm_inference.api.native import sampling_input, usage
 from llm_inference.api.schemas import BatchGenerateRequest, BatchGenerateResponse, BatchResult, ErrorDetail
+from llm_inference.api.vocabulary import token_entries
 from llm_inference.service import Failed, Outcome, complete_batch
 
 BATCH_DESCRIPTION = """The prompts run at once, batched by the engine, each with the request's sampling fields.
@@ -17,10 +18,15 @@ Each takes its own admission slot: a prompt that finds none (or does not fit the
 the model, more prompts than LLM_MAX_BATCH_PROMPTS) answer it as on /api/generate."""
 
 
-def _result(item: Outcome | Failed) -> BatchResult:
+def _result(item: Outcome | Failed, logprobs: bool) -> BatchResult:
     if isinstance(item, Failed):
         return BatchResult(error=ErrorDetail(type=item.type, message=item.message, param=item.param))
-    return BatchResult(text=item.text, finish_reason=item.finish_reason, usage=usage(item.usage))  # type: ignore[arg-type]
+    return BatchResult(
+        text=item.text,
+        finish_reason=item.finish_reason,  # type: ignore[arg-type]
+        usage=usage(item.usage),
+        logprobs=token_entries(item.logprobs) if logprobs else None,
+    )
 
 
 @post(
@@ -32,5 +38,6 @@ def _result(item: Outcome | Failed) -> BatchResult:
     tags=["inference"],
 )
 async def batch_generate(data: JSONBody[BatchGenerateRequest], state: State) -> BatchGenerateResponse:
-    model, results = await complete_batch(state.service, sampling_input(data), data.prompts)
-    return BatchGenerateResponse(model=model, results=[_result(item) for item in results])
+    asked = sampling_input(data)
+    model, results = await complete_batch(state.service, asked, data.prompts)
+    return BatchGenerateResponse(model=model, results=[_result(item, asked.logprobs is not None) for item in results])

@@ -8,7 +8,7 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from llm_inference.api.docs import CHAT_ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
-from llm_inference.api.native import assistant_message, chat_input, event_stream, timings, usage
+from llm_inference.api.native import assistant_message, chat_input, event_stream, logprobs_view, timings, usage
 from llm_inference.api.schemas import ChatRequest, ChatResponse
 from llm_inference.api.tool_fields import tool_rounds
 from llm_inference.service import complete_chat, open_chat_stream
@@ -37,6 +37,7 @@ class ChatController(Controller):
             timings=timings(outcome.timings),
             truncated_messages=prepared.truncated_messages,
             tool_rounds=tool_rounds(outcome.tool_rounds),
+            logprobs=logprobs_view(outcome, prepared),
         )
 
     @post(

@@ -8,7 +8,7 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
-from llm_inference.api.native import event_stream, sampling_input, timings, usage
+from llm_inference.api.native import event_stream, logprobs_view, sampling_input, timings, usage
 from llm_inference.api.schemas import GenerateRequest, GenerateResponse
 from llm_inference.service import complete, open_stream, prepare
 
@@ -35,6 +35,7 @@ class GenerateController(Controller):
             finish_reason=outcome.finish_reason,  # type: ignore[arg-type]
             usage=usage(outcome.usage),
             timings=timings(outcome.timings),
+            logprobs=logprobs_view(outcome, prepared),
         )
 
     @post(

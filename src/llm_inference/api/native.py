@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.response import Stream
+from msgspec import UNSET, UnsetType
 
 from llm_inference.api.schemas import (
     AssistantMessage,
@@ -20,6 +21,7 @@ from llm_inference.api.schemas import (
     StreamEvent,
     SystemMessage,
     Timings,
+    TokenEntry,
     ToolCallEvent,
     ToolMessage,
     Usage,
@@ -28,8 +30,10 @@ from llm_inference.api.schemas import (
 from llm_inference.api.schemas import ToolCall as ToolCallView
 from llm_inference.api.streaming import data_frame, sse_response
 from llm_inference.api.tool_fields import tool_rounds, tools_input
+from llm_inference.api.vocabulary import logit_bias_entries, token_entries
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
+from llm_inference.errors import InvalidParameter
 from llm_inference.service import (
     ChatInput,
     Delta,
@@ -37,6 +41,7 @@ from llm_inference.service import (
     GenerationStream,
     InferenceService,
     Outcome,
+    Prepared,
     SamplingInput,
     StreamItem,
     ToolCallDelta,
@@ -55,6 +60,15 @@ def output_constraint(value: str | dict[str, Any] | None) -> OutputConstraint | 
     return json_schema_constraint(value, "format")
 
 
+def logprobs_count(body: SamplingFields) -> int | None:
+    """How many alternatives each token's log probability comes with; None: no log probabilities."""
+    if body.logprobs:
+        return body.top_logprobs or 0
+    if body.top_logprobs:
+        raise InvalidParameter("top_logprobs: needs logprobs set to true", param="top_logprobs")
+    return None
+
+
 def sampling_input(body: SamplingFields) -> SamplingInput:
     return SamplingInput(
         model=body.model,
@@ -66,7 +80,18 @@ def sampling_input(body: SamplingFields) -> SamplingInput:
         stop=body.stop,
         ignore_eos=body.ignore_eos,
         constraint=output_constraint(body.format),
+        logprobs=logprobs_count(body),
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repetition_penalty=body.repetition_penalty,
+        min_p=body.min_p,
+        logit_bias=logit_bias_entries(body.logit_bias),
     )
+
+
+def logprobs_view(outcome: Outcome, prepared: Prepared) -> list[TokenEntry] | UnsetType:
+    """The answer's log probabilities, when the request asked for them."""
+    return token_entries(outcome.logprobs) if prepared.request.sampling.logprobs is not None else UNSET
 
 
 def usage(value: ServiceUsage) -> Usage:
@@ -120,7 +145,7 @@ def stream_event(stream: GenerationStream, item: StreamItem) -> StreamEvent:
     """Our event for a stream item: `delta` per piece of text, then `done` or `error` (SSE and WebSocket).
     A chat's `done` says how many messages `truncate` dropped, and the server-side tool rounds run."""
     if isinstance(item, Delta):
-        return DeltaEvent(text=item.text)
+        return DeltaEvent(item.text, token_entries(item.logprobs)) if item.logprobs else DeltaEvent(text=item.text)
     if isinstance(item, ToolCallDelta):
         return ToolCallEvent(index=item.index, arguments=item.arguments, id=item.id, name=item.name)
     if isinstance(item, Finished):

@@ -17,6 +17,17 @@ Stop = Annotated[
     Meta(description="Generation ends before the first occurrence of any of these strings."),
 ]
 ModelId = Annotated[str, Meta(min_length=1, max_length=512, description="An allowed model id; default if omitted.")]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+TopLogprobs = Annotated[
+    int,
+    Meta(ge=0, le=20, description="Alternatives given with each token's log probability (<= LLM_MAX_TOP_LOGPROBS)."),
+]
+LogitBias = Annotated[
+    dict[str, float],
+    Meta(
+        description="Token id (as a string) -> bias from -100 (bans it) to 100 (all but forces it), added to its logit."
+    ),
+]
 
 
 class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -44,6 +55,25 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    logprobs: Annotated[
+        bool,
+        Meta(
+            description="Answer each generated token's log probability (the raw model's, before temperature, "
+            "penalties and bias), with top_logprobs alternatives."
+        ),
+    ] = False
+    top_logprobs: TopLogprobs | None = None
+    presence_penalty: Annotated[Penalty, Meta(description="Lowers tokens already generated, once each.")] | None = None
+    frequency_penalty: (
+        Annotated[Penalty, Meta(description="Lowers tokens by how often they were generated.")] | None
+    ) = None
+    repetition_penalty: (
+        Annotated[float, Meta(gt=0, le=2, description="Divides the logits of tokens seen before (1: off).")] | None
+    ) = None
+    min_p: (
+        Annotated[float, Meta(ge=0, le=1, description="Drops tokens less likely than min_p x the most likely.")] | None
+    ) = None
+    logit_bias: LogitBias | None = None
 
 
 # What Ollama's clients send: true asks the plain route for the /stream route's answer. The /stream routes
@@ -238,12 +268,32 @@ class Timings(msgspec.Struct):
     output_tokens_per_second: float
 
 
+class TopLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenEntry(msgspec.Struct):
+    """A generated token, its log probability, its bytes (a token may be part of a UTF-8 character) and the
+    most likely tokens at its position (OpenAI's chat shape)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob]
+
+
+Logprobs = Annotated[list[TokenEntry], Meta(description="Each generated token's log probability (when asked).")]
+
+
 class GenerateResponse(msgspec.Struct):
     model: str
     text: str
     finish_reason: FinishReasonName
     usage: Usage
     timings: Timings
+    logprobs: Logprobs | msgspec.UnsetType = msgspec.UNSET  # present only when the request asked
 
 
 class BatchResult(msgspec.Struct, omit_defaults=True):
@@ -253,6 +303,7 @@ class BatchResult(msgspec.Struct, omit_defaults=True):
     finish_reason: FinishReasonName | None = None
     usage: Usage | None = None
     error: ErrorDetail | None = None
+    logprobs: Logprobs | None = None  # when the request asked
 
 
 class BatchGenerateResponse(msgspec.Struct):
@@ -274,6 +325,7 @@ class ChatResponse(msgspec.Struct):
     timings: Timings
     truncated_messages: int = 0  # messages dropped by `truncate: "oldest"`
     tool_rounds: ToolRounds | msgspec.UnsetType = msgspec.UNSET
+    logprobs: Logprobs | msgspec.UnsetType = msgspec.UNSET  # present only when the request asked
 
 
 class FieldError(msgspec.Struct):
@@ -296,6 +348,7 @@ class ErrorResponse(msgspec.Struct):
 # Server-Sent Events: every event is `data: <json>\n\n`; the stream ends with `data: [DONE]\n\n`.
 class DeltaEvent(msgspec.Struct, tag_field="type", tag="delta"):
     text: str
+    logprobs: Logprobs | msgspec.UnsetType = msgspec.UNSET  # the text's tokens, when the request asked
 
 
 class ToolCallEvent(msgspec.Struct, tag_field="type", tag="tool_call", omit_defaults=True):

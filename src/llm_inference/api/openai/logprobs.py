@@ -9,29 +9,9 @@ from collections.abc import Sequence
 
 import msgspec
 
+from llm_inference.api.schemas import TokenEntry
+from llm_inference.api.vocabulary import token_entries, token_text
 from llm_inference.engines.base import TokenLogprob
-
-
-def token_text(text: bytes) -> str:
-    """A token as text; a token that is only part of a UTF-8 character is written as its bytes, the way vLLM
-    writes it ("bytes:\\xe2\\x80"), so no entry silently becomes U+FFFD."""
-    try:
-        return text.decode()
-    except UnicodeDecodeError:
-        return "bytes:" + "".join(f"\\x{byte:02x}" for byte in text)
-
-
-class TopLogprob(msgspec.Struct):
-    token: str
-    logprob: float
-    bytes: list[int]
-
-
-class TokenEntry(msgspec.Struct):
-    token: str
-    logprob: float
-    bytes: list[int]
-    top_logprobs: list[TopLogprob]
 
 
 class ChatLogprobs(msgspec.Struct):
@@ -40,17 +20,7 @@ class ChatLogprobs(msgspec.Struct):
 
 
 def chat_logprobs(tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
-    return ChatLogprobs(
-        [
-            TokenEntry(
-                token_text(entry.text),
-                entry.logprob if entry.logprob is not None else 0.0,
-                list(entry.text),
-                [TopLogprob(token_text(text), logprob, list(text)) for _, text, logprob in entry.top],
-            )
-            for entry in tokens
-        ]
-    )
+    return ChatLogprobs(token_entries(tokens))
 
 
 class TextLogprobs(msgspec.Struct):

@@ -14,6 +14,7 @@ from llm_inference.api.openai.schemas import (
     Message,
 )
 from llm_inference.api.tool_fields import check_message, tools_input
+from llm_inference.api.vocabulary import logit_bias_entries
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.errors import InvalidParameter, UnsupportedParameter
@@ -109,18 +110,6 @@ def response_format(value: dict[str, Any] | None) -> OutputConstraint | None:
     return json_schema_constraint(spec["schema"], f"{param}.schema")
 
 
-def _logit_bias(value: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
-    """OpenAI's {"token id": bias}; the ids are checked against the model's vocabulary in service.prepare."""
-    entries = []
-    for key, bias in (value or {}).items():
-        if not key.isascii() or not key.isdigit():
-            raise InvalidParameter(f"logit_bias: key {key!r} is not a token id (digits only)", param="logit_bias")
-        if not -100 <= bias <= 100:
-            raise InvalidParameter(f"logit_bias: the bias of token {key} must be from -100 to 100", param="logit_bias")
-        entries.append((int(key), bias))
-    return tuple(entries)
-
-
 def _sampling(
     body: CommonFields,
     max_tokens: int | None,
@@ -148,7 +137,7 @@ def _sampling(
         frequency_penalty=body.frequency_penalty,
         repetition_penalty=body.repetition_penalty,
         min_p=body.min_p,
-        logit_bias=_logit_bias(body.logit_bias),
+        logit_bias=logit_bias_entries(body.logit_bias),
     )
 
 
