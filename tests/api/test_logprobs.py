@@ -55,7 +55,6 @@ async def test_batch_results_carry_logprobs(client) -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"top_logprobs": 2}, "top_logprobs"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"presence_penalty": 2.5}, "presence_penalty"),
         ({"repetition_penalty": 0}, "repetition_penalty"),

@@ -33,7 +33,6 @@ from llm_inference.api.tool_fields import tool_rounds, tools_input
 from llm_inference.api.vocabulary import logit_bias_entries, token_entries
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
-from llm_inference.errors import InvalidParameter
 from llm_inference.service import (
     ChatInput,
     Delta,
@@ -61,12 +60,11 @@ def output_constraint(value: str | dict[str, Any] | None) -> OutputConstraint | 
 
 
 def logprobs_count(body: SamplingFields) -> int | None:
-    """How many alternatives each token's log probability comes with; None: no log probabilities."""
-    if body.logprobs:
-        return body.top_logprobs or 0
+    """How many alternatives each token's log probability comes with; None: no log probabilities. Here (unlike
+    OpenAI's API, which refuses it) asking for alternatives asks for the log probabilities too."""
     if body.top_logprobs:
-        raise InvalidParameter("top_logprobs: needs logprobs set to true", param="top_logprobs")
-    return None
+        return body.top_logprobs
+    return 0 if body.logprobs else None
 
 
 def sampling_input(body: SamplingFields) -> SamplingInput:

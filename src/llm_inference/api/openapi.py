@@ -84,6 +84,13 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
         stop_list = next(s for s in _non_null(properties["stop"])["anyOf"] if s["type"] == "array")
         stop_list["maxItems"] = settings.max_stop_sequences
         properties["format"] = FORMAT_FIELD
+        _non_null(properties["top_logprobs"])["maximum"] = settings.max_top_logprobs
+        # Token ids are checked against the model's vocabulary, which the document cannot know: it shows ids
+        # below 10,000, which every served vocabulary has.
+        bias = _non_null(properties["logit_bias"])
+        bias["propertyNames"] = {"pattern": "^[0-9]{1,4}$"}
+        bias["additionalProperties"] = {"type": "number", "minimum": -100, "maximum": 100}
+        bias["maxProperties"] = settings.max_logit_bias
         if name == "ChatRequest":
             properties["tools"] = TOOLS_FIELD
             properties["tool_choice"] = TOOL_CHOICE_FIELD
