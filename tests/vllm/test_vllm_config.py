@@ -9,6 +9,7 @@ import pytest
 from vllm.config.parallel import DistributedExecutorBackend
 from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 from vllm.sampling_params import RequestOutputKind
+from vllm.sampling_params import SamplingParams as VllmSamplingParams
 
 from llm_inference.engines.base import SamplingParams
 from llm_inference.engines.config import ISQ_TYPES
@@ -88,6 +89,40 @@ def test_sampling_maps_to_vllm_delta_outputs() -> None:
     assert vllm_sampling(
         SamplingParams(max_tokens=5, temperature=0, top_p=1, top_k=40, ignore_eos=True), room=100
     ).ignore_eos
+
+
+def test_the_sampling_vocabulary_maps_to_vllm_and_its_neutral_values_to_vllms_defaults() -> None:
+    plain = vllm_sampling(SamplingParams(max_tokens=8, temperature=0.7, top_p=1.0), room=100)
+    defaults = VllmSamplingParams()
+    vocabulary = ("presence_penalty", "frequency_penalty", "repetition_penalty", "min_p", "logprobs", "prompt_logprobs")
+    assert [getattr(plain, name) for name in vocabulary] == [getattr(defaults, name) for name in vocabulary]
+    assert plain.logit_bias is None and defaults.logit_bias is None
+
+    asked = SamplingParams(
+        max_tokens=8,
+        temperature=0.7,
+        top_p=1.0,
+        logprobs=5,
+        prompt_logprobs=0,
+        presence_penalty=0.5,
+        frequency_penalty=-0.5,
+        repetition_penalty=1.3,
+        min_p=0.05,
+        logit_bias=((7, -1000.0), (9, 2.5)),
+    )
+    params = vllm_sampling(asked, room=100)
+    assert [getattr(params, name) for name in vocabulary] == [0.5, -0.5, 1.3, 0.05, 5, 0]
+    assert params.logit_bias == {7: -100.0, 9: 2.5}  # clamped to ±100, as vLLM's own server does
+
+
+def test_scoring_a_prompt_generates_one_token_that_is_thrown_away(tmp_path) -> None:
+    scoring = vllm_sampling(
+        SamplingParams(max_tokens=0, temperature=0.9, top_p=0.5, prompt_logprobs=3, logprobs=2), room=100
+    )
+    assert (scoring.max_tokens, scoring.temperature, scoring.prompt_logprobs, scoring.logprobs) == (1, 0.0, 3, None)
+    assert scoring.output_kind is RequestOutputKind.DELTA and not scoring.detokenize
+    # Log probabilities are the model's own (before temperature, penalties, bias), in both engines.
+    assert engine_args(vllm_config(make_settings()), tmp_path, None).logprobs_mode == "raw_logprobs"
 
 
 def test_backend_choice() -> None:

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import math
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import vllm
 from transformers import AutoTokenizer
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.inputs import tokens_input
+from vllm.logprobs import Logprob
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.sampling_params import SamplingParams as VllmSamplingParams
 from vllm.usage.usage_lib import UsageContext
@@ -33,10 +35,12 @@ from llm_inference.engines.base import (
     FinishReason,
     GenerationRequest,
     SamplingParams,
+    TokenLogprob,
 )
 from llm_inference.engines.chat_template import ChatTemplate
 from llm_inference.engines.config import VllmConfig
 from llm_inference.engines.constraints import OutputConstraint
+from llm_inference.engines.token_bytes import TokenBytes
 from llm_inference.engines.vllm_stats import KvCacheUsage
 from llm_inference.errors import EmbeddingsUnsupported, EngineDead, EngineFailure, UnsupportedParameter
 
@@ -67,6 +71,9 @@ def engine_args(config: VllmConfig, model_path: Path, tokenizer_path: Path | Non
         # vLLM's default stat loggers (Prometheus, the periodic log line) cost work on the event loop every step;
         # /metrics is ours. Its one custom logger (engines/vllm_stats.py) only keeps the KV-cache figure.
         disable_log_stats=True,
+        # Log probabilities of the model's own distribution (log-softmax of the raw logits, before temperature,
+        # penalties, bias and top-k/p), as llama.cpp reports them: vLLM's default, named so it stays ours.
+        logprobs_mode="raw_logprobs",
     )
 
 
@@ -84,6 +91,8 @@ def structured_outputs(constraint: OutputConstraint | None) -> StructuredOutputs
 
 
 def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
+    if sampling.max_tokens == 0:
+        return scoring_sampling(sampling)
     return VllmSamplingParams(
         n=1,
         max_tokens=min(sampling.max_tokens, room),
@@ -98,8 +107,32 @@ def vllm_sampling(sampling: SamplingParams, room: int) -> VllmSamplingParams:
         # Tool-call markers may be control tokens, which vLLM leaves out of the text by default; its own server
         # keeps them when tools are offered, and so do we (all control tokens then: vLLM has no finer switch).
         skip_special_tokens=not sampling.tool_markers,
+        # Neutral values are vLLM's own defaults, so a request without them is the request it always was.
+        presence_penalty=sampling.presence_penalty,
+        frequency_penalty=sampling.frequency_penalty,
+        repetition_penalty=sampling.repetition_penalty,
+        min_p=sampling.min_p,
+        logprobs=sampling.logprobs,
+        prompt_logprobs=sampling.prompt_logprobs,
+        # Clamped as vLLM's own server does (SamplingParams.from_optional); the constructor takes it as given.
+        logit_bias={token: min(100.0, max(-100.0, bias)) for token, bias in sampling.logit_bias} or None,
         # Built fresh for each request, so vLLM need not deep-copy it (a deepcopy per request cost ~10% of the
         # event loop at 256 streams on the H200); vLLM's own server does the same.
+        skip_clone=True,
+    )
+
+
+def scoring_sampling(sampling: SamplingParams) -> VllmSamplingParams:
+    """A request that only scores its prompt (max_tokens 0, prompt_logprobs): vLLM generates at least one token,
+    so it generates one, greedily and without text, and generate() drops it."""
+    return VllmSamplingParams(
+        n=1,
+        max_tokens=1,
+        temperature=0.0,
+        prompt_logprobs=sampling.prompt_logprobs,
+        output_kind=RequestOutputKind.DELTA,
+        # The token is thrown away: no text for it, and no words for the prompt's alternatives (ours are bytes).
+        detokenize=False,
         skip_clone=True,
     )
 
@@ -109,6 +142,7 @@ class VllmEngine:
         self._llm = llm
         self._kv_cache = kv_cache
         self._tokenizer = tokenizer
+        self._token_bytes = TokenBytes(tokenizer)
         self._template = ChatTemplate(tokenizer.chat_template, tokenizer.bos_token or "", tokenizer.eos_token or "")
         self._info = dataclasses.replace(info, tool_format=self._template.tool_format)
         self._max_num_seqs = int(info.extra["max_num_seqs"])
@@ -228,17 +262,29 @@ class VllmEngine:
         await self.check_health()
         prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
         room = self._info.context_length - len(prompt)
-        if room <= 0:
+        sampling = request.sampling
+        if room <= 0 or (sampling.max_tokens == 0 and sampling.prompt_logprobs is None):
             yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
             return
-        params = vllm_sampling(request.sampling, room)
+        params = vllm_sampling(sampling, room)
         outputs = self._llm.generate(tokens_input(prompt), params, request.request_id)
         generated = 0
         finished = False
+        prompt_logprobs: tuple[TokenLogprob, ...] | None = None
         try:
             async for output in outputs:
                 self.decode_steps += 1
                 completion = output.outputs[0]
+                if output.prompt_logprobs and sampling.prompt_logprobs is not None:
+                    # All of them on the request's first output (vLLM sends no output for a partial prefill); later
+                    # outputs carry an empty list.
+                    prompt_logprobs = self._prompt_logprobs(prompt, output.prompt_logprobs, sampling.prompt_logprobs)
+                if sampling.max_tokens == 0:  # scoring only: the one token generated is not the client's
+                    if not output.finished:
+                        continue
+                    finished = True
+                    yield Chunk("", len(prompt), 0, FinishReason.LENGTH, prompt_logprobs=prompt_logprobs)
+                    return
                 generated += len(completion.token_ids)
                 finish = None
                 if output.finished:
@@ -246,7 +292,21 @@ class VllmEngine:
                     finish = _FINISH_REASONS.get(completion.finish_reason)
                     if finish is None:
                         raise EngineFailure(f"vLLM ended the generation with {completion.finish_reason!r}")
-                yield Chunk(completion.text, len(prompt), generated, finish)
+                logprobs: tuple[TokenLogprob, ...] = ()
+                if sampling.logprobs is not None and completion.logprobs:
+                    token_ids = list(completion.token_ids)
+                    if finish is FinishReason.STOP and not isinstance(completion.stop_reason, str):
+                        # Ended by a stop token (EOS, the chat's end marker): vLLM counts it, but it is no part of
+                        # the text, and llama.cpp neither counts nor reports it.
+                        token_ids = token_ids[:-1]
+                    logprobs = tuple(
+                        self._token_logprob(token, position, sampling.logprobs)
+                        for token, position in zip(token_ids, completion.logprobs, strict=False)
+                    )
+                yield Chunk(
+                    completion.text, len(prompt), generated, finish, logprobs=logprobs, prompt_logprobs=prompt_logprobs
+                )
+                prompt_logprobs = None
                 if finished:
                     return
         except EngineDeadError:
@@ -269,6 +329,26 @@ class VllmEngine:
             await outputs.aclose()
             if not finished:
                 await self.abort(request.request_id)
+
+    def _token_logprob(self, token: int, position: Mapping[int, Logprob], top: int) -> TokenLogprob:
+        """One position of vLLM's log probabilities: {token id: Logprob} holding the chosen token and the `top`
+        most likely (ranks 1..top; the chosen one too, with its own rank, when it is not among them)."""
+        alternatives: tuple[tuple[int, bytes, float], ...] = ()
+        if top:
+            ranked = sorted(position.items(), key=lambda item: math.inf if item[1].rank is None else item[1].rank)
+            alternatives = tuple((other, self._token_bytes(other), lp.logprob) for other, lp in ranked[:top])
+        return TokenLogprob(token, self._token_bytes(token), position[token].logprob, alternatives)
+
+    def _prompt_logprobs(
+        self, prompt: Sequence[int], positions: Sequence[Mapping[int, Logprob] | None], top: int
+    ) -> tuple[TokenLogprob, ...]:
+        # The first token has nothing before it: vLLM's entry for it is None.
+        return tuple(
+            TokenLogprob(token, self._token_bytes(token), None)
+            if position is None
+            else self._token_logprob(token, position, top)
+            for token, position in zip(prompt, positions, strict=True)
+        )
 
     async def aclose(self) -> None:
         if self._closed:
