@@ -215,11 +215,47 @@ def test_the_openai_sdk_on_the_vllm_backend(server: ServerProcess, model_dir: Pa
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="someone/else", prompt=PROMPT, max_tokens=2)
     with pytest.raises(openai.BadRequestError) as refused:
-        client.completions.create(model=model, prompt=PROMPT, max_tokens=2, logprobs=2)
-    assert refused.value.body["param"] == "logprobs"
+        client.completions.create(model=model, prompt=PROMPT, max_tokens=2, suffix="!")
+    assert refused.value.body["param"] == "suffix"
     with pytest.raises(openai.BadRequestError) as no_embeddings:
         client.embeddings.create(model=model, input="hello")
     assert no_embeddings.value.code == "embeddings_not_supported"
+
+
+def test_openais_vocabulary_on_the_vllm_backend(server: ServerProcess, model_dir: Path) -> None:
+    """Log probabilities, echo scoring, n and logit_bias through the SDK on vLLM, as on llama.cpp
+    (tests/api/openai/test_vocabulary.py)."""
+    model = str(model_dir)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    chat = client.chat.completions.create(
+        model=model, messages=QUESTION, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2
+    ).choices[0]
+    assert chat.logprobs is not None and chat.logprobs.content
+    assert "".join(entry.token for entry in chat.logprobs.content) == chat.message.content
+    assert all(entry.top_logprobs[0].token == entry.token for entry in chat.logprobs.content)
+
+    def score(continuation: str) -> float:
+        choice = client.completions.create(
+            model=model, prompt=PROMPT + continuation, max_tokens=0, echo=True, logprobs=0, temperature=0
+        ).choices[0]
+        assert choice.text == PROMPT + continuation and choice.logprobs is not None
+        offsets, logprobs = choice.logprobs.text_offset or [], choice.logprobs.token_logprobs or []
+        assert logprobs[0] is None
+        return sum(lp for offset, lp in zip(offsets, logprobs, strict=True) if offset >= len(PROMPT) and lp is not None)
+
+    assert score(" Paris.") > score(" London.")
+    several = client.completions.create(model=model, prompt=[PROMPT, COUNT], n=2, max_tokens=3, temperature=0)
+    assert [c.index for c in several.choices] == [0, 1, 2, 3]
+    assert several.choices[0].text == several.choices[1].text and several.choices[0].text.startswith(" Paris.")
+    banned = client.completions.create(
+        model=model, prompt=PROMPT, max_tokens=2, temperature=0, logit_bias={str(client_token(model_dir)): -100}
+    )
+    assert banned.choices[0].text != " Paris."
+
+
+def client_token(model_dir: Path) -> int:
+    """The first token of the greedy answer " Paris." after PROMPT."""
+    return int(AutoTokenizer.from_pretrained(model_dir).encode(" Paris")[0])
 
 
 # Every value bounded (an integer is not: sampled, its digits may run to max_tokens), so every sampled answer
