@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
@@ -26,8 +27,9 @@ from typing import Any
 
 import llama_cpp
 
-from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest
+from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, TokenLogprob
 from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
+from llm_inference.engines.llamacpp.logits import LogprobReader, TokenBytes
 from llm_inference.engines.llamacpp.sampler import build_constrained_sampler, build_sampler, free_sampler, sample
 from llm_inference.engines.text import IncrementalText, StopMatcher
 from llm_inference.errors import EngineFailure
@@ -66,6 +68,9 @@ class Sequence:
     started_at: float | None = None  # when it got a slot: the end of its queue time
     cancelled_at_step: int | None = None  # the loop's step count when cancellation was asked for
     released_at_step: int | None = None  # the loop's step count when its slot was freed
+    # With SamplingParams.prompt_logprobs: the prompt tokens' log probabilities scored so far, until the first
+    # chunk carries them (then None again).
+    prompt_scores: list[TokenLogprob] | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -102,6 +107,11 @@ def first_half_of_prompts(pending: list[int], batch_size: int) -> int:
 GATHER_QUIET_SECONDS = 0.005
 GATHER_MAX_SECONDS = 0.05
 
+# Prompt rows whose logits one step keeps for a sequence that scores its prompt (SamplingParams.prompt_logprobs):
+# llama.cpp holds a row of n_vocab floats per row (200 KB for a 49k vocabulary, 500 KB for 128k), and keeps
+# the buffer at its largest.
+SCORED_ROWS_PER_STEP = 256
+
 
 class DecodeLoop(threading.Thread):
     def __init__(
@@ -135,6 +145,9 @@ class DecodeLoop(threading.Thread):
         self._prefill_chunk = prefill_chunk
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self._piece = ctypes.create_string_buffer(256)
+        self._logprobs = LogprobReader(ctx, self._n_vocab, TokenBytes(self._vocab))
+        # Prompt rows of this step to score after its decode: (sequence, first batch row, first position, rows).
+        self._scored: list[tuple[Sequence, int, int, int]] = []
         self._waiting: collections.deque[Sequence] = collections.deque()
         # What this step produced for the event loops: handed over in one wake-up per loop and step, not one
         # per token (each cross-thread call writes to the loop's self-pipe).
@@ -219,6 +232,8 @@ class DecodeLoop(threading.Thread):
         if failure:
             self._fail({seq for seq, _ in batch_rows}, failure)
             return True
+        if self._scored and (failed := self._score_prompts()):
+            batch_rows = [(sequence, row) for sequence, row in batch_rows if sequence not in failed]
         for sequence, row in batch_rows:
             if row >= 0:
                 try:
@@ -292,23 +307,33 @@ class DecodeLoop(threading.Thread):
                 self._fail_one(sequence, "admission", exc)
 
     def _seat(self, sequence: Sequence, free: list[int]) -> None:
-        # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
-        reuse, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
-        reuse = min(reuse, len(sequence.prompt) - 1)  # the last prompt token must be decoded for logits
+        params = sequence.request.sampling
+        prompt = sequence.prompt
+        if params.prompt_logprobs is not None:
+            # Every prompt row's logits are needed, and cells that are reused or copied have none: the prompt is
+            # computed whole, in the free slot whose cache is the least worth keeping.
+            reuse, slot_index = 0, min(free, key=lambda i: len(self._slots[i].cached))
+        else:
+            # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
+            reuse, slot_index = max((_common_prefix(self._slots[i].cached, prompt), i) for i in free)
+            reuse = min(reuse, len(prompt) - 1)  # the last prompt token must be decoded for logits
         slot = self._slots[slot_index]
         # The slot is the sequence's before any call that can fail, so that a failure frees it whole.
         slot.sequence, sequence.slot = sequence, slot_index
         llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
-        self.prefix_tokens_reused += reuse
-        slot.cached, sequence.n_past = sequence.prompt[:reuse], reuse
+        slot.cached, sequence.n_past = prompt[:reuse], reuse
         self._admissions += 1
         sequence.admitted = self._admissions
         sequence.started_at = time.monotonic()
         if sequence.grammar is not None:
-            sequence.sampler = build_constrained_sampler(sequence.request.sampling, sequence.grammar)
+            sequence.sampler = build_constrained_sampler(params, sequence.grammar)
         else:
-            sequence.sampler = build_sampler(sequence.request.sampling, self._n_vocab, self._end_tokens)
-        sequence.stops = StopMatcher(sequence.request.sampling.stop)
+            sequence.sampler = build_sampler(params, self._n_vocab, self._end_tokens)
+        sequence.stops = StopMatcher(params.stop)
+        if params.prompt_logprobs is not None:
+            sequence.prompt_scores = [self._logprobs.first(prompt[0])]
+        else:
+            self.prefix_tokens_reused += reuse
 
     def _fill_batch(self) -> list[tuple[Sequence, int]]:
         """Put every decoding sequence's next token in the batch, then pending prompt: at most `prefill_chunk`
@@ -327,6 +352,7 @@ class DecodeLoop(threading.Thread):
         """
         n = 0
         rows: list[tuple[Sequence, int]] = []
+        self._scored = []
         active = [slot.sequence for slot in self._slots if slot.sequence is not None]
         for sequence in active:
             if sequence.next_token is not None:
@@ -353,9 +379,13 @@ class DecodeLoop(threading.Thread):
                 break
             start, first_row = sequence.n_past, n
             take = min(room, len(sequence.prompt) - start)
+            scored = sequence.prompt_scores is not None  # every row's logits, for the prompt's log probabilities
+            if scored:
+                take = min(take, SCORED_ROWS_PER_STEP)
+            last = len(sequence.prompt) - 1
             try:
                 for pos in range(start, start + take):
-                    self._put(n, sequence.prompt[pos], pos, sequence.slot, pos == len(sequence.prompt) - 1)
+                    self._put(n, sequence.prompt[pos], pos, sequence.slot, scored or pos == last)
                     n += 1
             except Exception as exc:  # its rows written so far are dropped: the next sequence overwrites them
                 n = first_row
@@ -363,6 +393,8 @@ class DecodeLoop(threading.Thread):
                 continue
             self._slots[sequence.slot].cached.extend(sequence.prompt[start : start + take])
             sequence.n_past += take
+            if scored:
+                self._scored.append((sequence, first_row, start, take))
             rows.append((sequence, -1 if sequence.prefilling else n - 1))
         self._batch.n_tokens = n
         return rows
@@ -380,28 +412,61 @@ class DecodeLoop(threading.Thread):
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, special)
         return self._piece.raw[:n] if n > 0 else b""
 
+    def _score_prompts(self) -> set[Sequence]:
+        """Each prompt row of this step scores the prompt token after it (the last row scores the first generated
+        token instead, in _sample). Returns the sequences that failed doing it."""
+        failed: set[Sequence] = set()
+        for sequence, first_row, start, rows in self._scored:
+            scores, k = sequence.prompt_scores, sequence.request.sampling.prompt_logprobs
+            if sequence.cancelled or scores is None or k is None:
+                continue
+            prompt = sequence.prompt
+            try:
+                for i in range(min(rows, len(prompt) - 1 - start)):
+                    scores.append(self._logprobs.token(first_row + i, prompt[start + i + 1], k))
+            except Exception as exc:  # as a sampling failure: it ends this sequence only
+                self._fail_one(sequence, "scoring the prompt", exc)
+                failed.add(sequence)
+        self._scored = []
+        return failed
+
     def _sample(self, sequence: Sequence, row: int) -> None:
         if sequence.cancelled:
             return
+        if sequence.prompt_scores is not None and sequence.max_new_tokens == 0:  # the prompt scored, no output
+            self._finish(sequence, self._chunk(sequence, "", FinishReason.LENGTH))
+            return
         token = sample(sequence.sampler, self._ctx, row)
         params = sequence.request.sampling
-        prompt_tokens = len(sequence.prompt)
         assert sequence.stops is not None
         ends = token in self._end_tokens
         if ends and not params.ignore_eos:
+            # The end token is no part of the output: no text, not counted, no log probability.
             tail = sequence.stops.push(sequence.text.flush())[0] + sequence.stops.flush()
-            self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.STOP))
+            self._finish(sequence, self._chunk(sequence, tail, FinishReason.STOP))
             return
         sequence.generated += 1
+        logprobs = () if params.logprobs is None else (self._logprobs.token(row, token, params.logprobs),)
         piece, stopped = sequence.stops.push(sequence.text.push(self._piece_of(token, params.tool_markers)))
         if stopped:
-            self._finish(sequence, Chunk(piece, prompt_tokens, sequence.generated, FinishReason.STOP))
+            self._finish(sequence, self._chunk(sequence, piece, FinishReason.STOP, logprobs))
         elif sequence.generated >= sequence.max_new_tokens:
             tail = piece + sequence.stops.flush() + sequence.text.flush()
-            self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.LENGTH))
+            self._finish(sequence, self._chunk(sequence, tail, FinishReason.LENGTH, logprobs))
         else:
             sequence.next_token = token
-            self._post(sequence, Chunk(piece, prompt_tokens, sequence.generated))
+            self._post(sequence, self._chunk(sequence, piece, None, logprobs))
+
+    def _chunk(
+        self, sequence: Sequence, text: str, finish_reason: FinishReason | None, logprobs: tuple[TokenLogprob, ...] = ()
+    ) -> Chunk:
+        """The step's chunk: the log probability of the token drawn in it (held-back text or not, as vLLM), and on
+        the first chunk the prompt's."""
+        chunk = Chunk(text, len(sequence.prompt), sequence.generated, finish_reason, logprobs=logprobs)
+        if sequence.prompt_scores is not None:
+            chunk = dataclasses.replace(chunk, prompt_logprobs=tuple(sequence.prompt_scores))
+            sequence.prompt_scores = None
+        return chunk
 
     def _finish(self, sequence: Sequence, last: Chunk) -> None:
         # Free the slot first: a client that has its last chunk must find the engine's counts already down.

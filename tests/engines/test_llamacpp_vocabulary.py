@@ -1,0 +1,177 @@
+"""OpenAI's vocabulary on the llama.cpp engine: log probabilities (of the output and of the prompt), logit bias,
+penalties and min_p in the sampler chain, and the n choices of one prompt sharing its prefill."""
+
+from __future__ import annotations
+
+import uuid
+
+import llama_cpp
+import numpy as np
+import pytest
+
+from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
+from llm_inference.engines.llamacpp.engine import LlamaCppEngine
+from llm_inference.errors import InvalidParameter
+from llm_inference.models.engine_config import llamacpp_config
+from llm_inference.models.spec import embedded_model_path
+from tests.conftest import make_settings
+
+CONTEXT = 1024  # tests/conftest.py TEST_ENV: every engine here and the reference hold as much per sequence
+
+
+@pytest.fixture(scope="module")
+async def engine():
+    config = llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="6", LLM_PREFILL_CHUNK_TOKENS="32"))
+    loaded = await LlamaCppEngine.load(embedded_model_path(), config=config)
+    yield loaded
+    await loaded.aclose()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """llama-cpp-python's own high-level model, keeping every row's logits: an independent evaluation. Flash
+    attention as the engine's context has it (llama.cpp's default, auto, turns it on here): without it the
+    numbers differ by up to 0.1."""
+    model = llama_cpp.Llama(
+        model_path=str(embedded_model_path()),
+        n_ctx=CONTEXT,
+        logits_all=True,
+        flash_attn=True,
+        n_threads=2,
+        verbose=False,
+    )
+    yield model
+    model.close()
+
+
+def reference_log_softmax(model: llama_cpp.Llama, prompt: list[int], generated: list[int] = ()) -> np.ndarray:
+    """Log-softmax of every position's logits: the prompt in one batch, then one token per decode (as the engine
+    reads a prompt, then decodes); row i scores token i + 1."""
+    model.reset()
+    model.eval(prompt)
+    for token in generated:
+        model.eval([token])
+    logits = np.asarray(model.scores[: model.n_tokens], dtype=np.float64)
+    peak = logits.max(axis=1, keepdims=True)
+    return logits - (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))
+
+
+def request(prompt: str | list[int], max_tokens: int = 8, **sampling) -> GenerationRequest:
+    params = SamplingParams(max_tokens=max_tokens, temperature=sampling.pop("temperature", 0.0), top_p=1.0, **sampling)
+    tokens = tuple(prompt) if isinstance(prompt, list) else None
+    return GenerationRequest(uuid.uuid4().hex, "" if tokens else prompt, params, prompt_token_ids=tokens)
+
+
+async def run(engine: LlamaCppEngine, req: GenerationRequest) -> list[Chunk]:
+    return [chunk async for chunk in engine.generate(req)]
+
+
+def text(chunks: list[Chunk]) -> str:
+    return "".join(chunk.text for chunk in chunks)
+
+
+def entries(chunks: list[Chunk]):
+    return [entry for chunk in chunks for entry in chunk.logprobs]
+
+
+# -- log probabilities ----------------------------------------------------------------------------------------
+
+
+async def test_each_generated_token_has_its_log_probability_and_alternatives(engine, reference) -> None:
+    prompt = await engine.tokenize("The capital of France is")
+    chunks = await run(engine, request(prompt, max_tokens=8, logprobs=5, ignore_eos=True))
+    tokens = entries(chunks)
+    assert len(tokens) == chunks[-1].completion_tokens == 8
+    assert all(len(chunk.logprobs) == 1 for chunk in chunks), "one entry per step, in the step's chunk"
+    assert b"".join(entry.text for entry in tokens).decode() == text(chunks)
+    for entry in tokens:
+        assert entry.logprob is not None and entry.logprob <= 0
+        assert len(entry.top) == 5
+        assert [logprob for _, _, logprob in entry.top] == sorted((lp for _, _, lp in entry.top), reverse=True)
+        # Greedy: the token drawn is the most likely one, and its entry repeats the top one's values.
+        assert entry.top[0][:2] == (entry.token, entry.text)
+        assert entry.top[0][2] == pytest.approx(entry.logprob, abs=1e-9)
+    expected = reference_log_softmax(reference, prompt, [entry.token for entry in tokens[:-1]])
+    for i, entry in enumerate(tokens):
+        row = expected[len(prompt) - 1 + i]
+        assert entry.logprob == pytest.approx(row[entry.token], abs=1e-3), i
+        for token, _, logprob in entry.top:
+            assert logprob == pytest.approx(row[token], abs=1e-3), (i, token)
+
+
+async def test_requests_without_log_probabilities_get_none(engine) -> None:
+    chunks = await run(engine, request("The capital of France is", max_tokens=4))
+    assert all(chunk.logprobs == () and chunk.prompt_logprobs is None for chunk in chunks)
+
+
+async def test_the_end_token_has_no_log_probability(engine) -> None:
+    prompt = await engine.render_chat([ChatMessage("user", "Say hi.")])
+    chunks = await run(engine, request(prompt, max_tokens=64, logprobs=1))
+    assert chunks[-1].finish_reason is FinishReason.STOP
+    assert len(entries(chunks)) == chunks[-1].completion_tokens
+
+
+async def test_prompt_log_probabilities_come_on_the_first_chunk(engine, reference) -> None:
+    prompt = await engine.tokenize("The capital of France is Paris, and the capital of Italy is")
+    reused_before = engine.prefix_tokens_reused
+    await run(engine, request(prompt, max_tokens=2))  # its cells stay as a prefix cache, which scoring must not use
+    chunks = await run(engine, request(prompt, max_tokens=3, prompt_logprobs=2, logprobs=0))
+    assert engine.prefix_tokens_reused == reused_before
+    scores = chunks[0].prompt_logprobs
+    assert scores is not None and all(chunk.prompt_logprobs is None for chunk in chunks[1:])
+    assert [entry.token for entry in scores] == prompt
+    assert scores[0].logprob is None and scores[0].top == ()
+    expected = reference_log_softmax(reference, prompt)
+    for position, entry in enumerate(scores[1:], start=1):
+        assert entry.logprob == pytest.approx(expected[position - 1][entry.token], abs=1e-3), position
+        assert len(entry.top) == 2
+        assert entry.top[0][2] == pytest.approx(expected[position - 1].max(), abs=1e-3)
+    # The generated tokens' own log probabilities follow on as usual.
+    assert len(entries(chunks)) == chunks[-1].completion_tokens
+
+
+async def test_a_prompt_longer_than_a_step_is_scored_over_several_steps(engine, monkeypatch) -> None:
+    from llm_inference.engines.llamacpp import scheduler
+
+    monkeypatch.setattr(scheduler, "SCORED_ROWS_PER_STEP", 16)
+    prompt = await engine.tokenize("one two three four five six seven eight nine ten " * 5)
+    assert len(prompt) > 3 * 16
+    steps_before = engine.decode_steps
+    chunks = await run(engine, request(prompt, max_tokens=0, prompt_logprobs=0))
+    assert engine.decode_steps - steps_before >= len(prompt) // 16
+    alone = await run(engine, request(prompt[:20], max_tokens=0, prompt_logprobs=0))
+    scores = chunks[0].prompt_logprobs
+    assert scores is not None and len(scores) == len(prompt)
+    assert all(entry.logprob is not None for entry in scores[1:])
+    # Numbers at a step's border agree with the same prompt scored in one step.
+    for entry, same in zip(scores[:20], alone[0].prompt_logprobs or (), strict=True):
+        assert entry.token == same.token
+        assert (entry.logprob is None) == (same.logprob is None)
+        if entry.logprob is not None:
+            assert entry.logprob == pytest.approx(same.logprob, abs=1e-3)
+
+
+async def test_max_tokens_zero_scores_the_prompt_and_generates_nothing(engine) -> None:
+    prompt = await engine.tokenize("The capital of France is")
+    chunks = await run(engine, request(prompt, max_tokens=0, prompt_logprobs=1))
+    assert len(chunks) == 1
+    (only,) = chunks
+    assert (only.text, only.completion_tokens, only.finish_reason) == ("", 0, FinishReason.LENGTH)
+    assert only.prompt_tokens == len(prompt) and len(only.prompt_logprobs or ()) == len(prompt)
+    with pytest.raises(InvalidParameter):
+        await run(engine, request(prompt, max_tokens=0))
+
+
+async def test_a_true_continuation_scores_higher_than_a_false_one(engine) -> None:
+    async def score(sentence: str, continuation_tokens: int) -> float:
+        tokens = await engine.tokenize(sentence)
+        scores = (await run(engine, request(tokens, max_tokens=0, prompt_logprobs=0)))[0].prompt_logprobs
+        assert scores is not None
+        return sum(entry.logprob or 0.0 for entry in scores[-continuation_tokens:])
+
+    stem = len(await engine.tokenize("The capital of France is"))
+    paris = await engine.tokenize("The capital of France is Paris")
+    berlin = await engine.tokenize("The capital of France is Berlin")
+    assert await score("The capital of France is Paris", len(paris) - stem) > await score(
+        "The capital of France is Berlin", len(berlin) - stem
+    )
