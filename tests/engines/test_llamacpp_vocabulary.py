@@ -3,6 +3,7 @@ penalties and min_p in the sampler chain, and the n choices of one prompt sharin
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import llama_cpp
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
+from llm_inference.engines.constraints import json_schema_constraint
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.errors import InvalidParameter
 from llm_inference.models.engine_config import llamacpp_config
@@ -99,6 +101,17 @@ async def test_each_generated_token_has_its_log_probability_and_alternatives(eng
             assert logprob == pytest.approx(row[token], abs=1e-3), (i, token)
 
 
+async def test_log_probabilities_are_of_the_raw_logits_whatever_draws_the_token(engine) -> None:
+    prompt = await engine.tokenize("The capital of France is")
+    greedy = entries(await run(engine, request(prompt, max_tokens=1, logprobs=3)))[0]
+    # A bias that forces another token changes the draw, not the log probabilities of the model's distribution.
+    forced = greedy.top[2][0]
+    biased = entries(await run(engine, request(prompt, max_tokens=1, logprobs=3, logit_bias=((forced, 100.0),))))[0]
+    assert biased.token == forced
+    assert biased.logprob == pytest.approx(greedy.top[2][2], abs=1e-4)
+    assert [t for t, _, _ in biased.top] == [t for t, _, _ in greedy.top]
+
+
 async def test_requests_without_log_probabilities_get_none(engine) -> None:
     chunks = await run(engine, request("The capital of France is", max_tokens=4))
     assert all(chunk.logprobs == () and chunk.prompt_logprobs is None for chunk in chunks)
@@ -175,3 +188,66 @@ async def test_a_true_continuation_scores_higher_than_a_false_one(engine) -> Non
     assert await score("The capital of France is Paris", len(paris) - stem) > await score(
         "The capital of France is Berlin", len(berlin) - stem
     )
+
+
+# -- logit bias, penalties, min_p -------------------------------------------------------------------------------
+
+
+async def test_logit_bias_bans_and_forces_tokens_under_greedy_decoding(engine) -> None:
+    prompt = await engine.tokenize("The capital of France is")
+    plain = entries(await run(engine, request(prompt, max_tokens=3, logprobs=0)))
+    banned = entries(await run(engine, request(prompt, max_tokens=3, logprobs=0, logit_bias=((plain[0].token, -100),))))
+    assert banned[0].token != plain[0].token
+    assert plain[0].token not in [entry.token for entry in banned]
+    comma = (await engine.tokenize(",", add_special=False))[0]
+    forced = entries(await run(engine, request(prompt, max_tokens=3, logprobs=0, logit_bias=((comma, 100),))))
+    assert [entry.token for entry in forced] == [comma] * 3
+
+
+async def test_penalties_change_a_repetitive_greedy_output(engine) -> None:
+    prompt = await engine.tokenize("Repeat after me: hello hello hello")
+    hello = (await engine.tokenize(" hello", add_special=False))[0]
+
+    async def tokens(**penalty: float) -> list[int]:
+        chunks = await run(engine, request(prompt, 12, logprobs=0, ignore_eos=True, **penalty))
+        return [entry.token for entry in entries(chunks)]
+
+    assert await tokens() == [hello] * 12
+    # Presence and frequency count generated tokens only: nothing is generated before the first token, so it
+    # stays; then the output stops repeating what it wrote.
+    for penalized in (await tokens(frequency_penalty=0.5), await tokens(presence_penalty=2.0)):
+        assert penalized[0] == hello
+        assert penalized.count(hello) < 12, penalized
+    # The repetition penalty counts the prompt's tokens too (as vLLM's): it changes the very first token.
+    assert (await tokens(repetition_penalty=1.2))[0] != hello
+
+
+async def test_min_p_keeps_only_the_tokens_near_the_most_likely(engine) -> None:
+    prompt = await engine.tokenize("My favourite animal is")
+    greedy = text(await run(engine, request(prompt, max_tokens=12)))
+    # min_p 1 keeps only the most likely token: any seed, any temperature draws what greedy decoding does.
+    for seed in (1, 2):
+        assert text(await run(engine, request(prompt, 12, temperature=1.5, seed=seed, min_p=1.0))) == greedy
+    free = {text(await run(engine, request(prompt, 12, temperature=1.5, seed=seed))) for seed in (1, 2, 3)}
+    assert free != {greedy}, "without min_p the draw does vary"
+
+
+async def test_a_json_schema_holds_with_penalties_and_bias(engine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 20}, "legs": {"type": "integer"}},
+        "required": ["name", "legs"],
+        "additionalProperties": False,
+    }
+    constraint = json_schema_constraint(schema, "response_format")
+    prompt = await engine.tokenize("Describe a cat as JSON with its name and number of legs: ")
+    quote = (await engine.tokenize('"', add_special=False))[0]
+    for params in (
+        {"frequency_penalty": 1.0, "repetition_penalty": 1.3},
+        {"presence_penalty": 1.5, "temperature": 0.8, "seed": 3, "logit_bias": ((quote, -5.0),)},
+    ):
+        chunks = await run(engine, request(prompt, max_tokens=64, constraint=constraint, logprobs=1, **params))
+        assert chunks[-1].finish_reason is FinishReason.STOP, text(chunks)
+        document = json.loads(text(chunks))
+        assert set(document) == {"name", "legs"} and isinstance(document["legs"], int)
+        assert len(entries(chunks)) == chunks[-1].completion_tokens

@@ -325,10 +325,16 @@ class DecodeLoop(threading.Thread):
         self._admissions += 1
         sequence.admitted = self._admissions
         sequence.started_at = time.monotonic()
+        # vLLM's repetition penalty counts the prompt's tokens too (sampler._add_penalties).
+        penalized = prompt if params.repetition_penalty != 1 else ()
         if sequence.grammar is not None:
-            sequence.sampler = build_constrained_sampler(params, sequence.grammar)
+            sequence.sampler = build_constrained_sampler(
+                params, sequence.grammar, self._n_vocab, context=self._context_per_slot, prompt=penalized
+            )
         else:
-            sequence.sampler = build_sampler(params, self._n_vocab, self._end_tokens)
+            sequence.sampler = build_sampler(
+                params, self._n_vocab, self._end_tokens, context=self._context_per_slot, prompt=penalized
+            )
         sequence.stops = StopMatcher(params.stop)
         if params.prompt_logprobs is not None:
             sequence.prompt_scores = [self._logprobs.first(prompt[0])]
