@@ -3,6 +3,7 @@ penalties and min_p in the sampler chain, and the n choices of one prompt sharin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -13,18 +14,35 @@ import pytest
 from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
 from llm_inference.engines.constraints import json_schema_constraint
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
-from llm_inference.errors import InvalidParameter
+from llm_inference.errors import EngineFailure, InvalidParameter
 from llm_inference.models.engine_config import llamacpp_config
 from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
+from tests.polling import wait_until_async
 
 CONTEXT = 1024  # tests/conftest.py TEST_ENV: every engine here and the reference hold as much per sequence
+# Long enough to be worth sharing (scheduler.MIN_SHARED_TOKENS) and to be read over several steps while a
+# neighbour decodes (the engine's prompt budget is 32 tokens then).
+SHARED_PROMPT = (
+    "You are a patient teacher. Explain things simply, in short sentences, and give one example each time. "
+    "Question: why does ice float on water?"
+)
 
 
 @pytest.fixture(scope="module")
 async def engine():
     config = llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="6", LLM_PREFILL_CHUNK_TOKENS="32"))
     loaded = await LlamaCppEngine.load(embedded_model_path(), config=config)
+    yield loaded
+    await loaded.aclose()
+
+
+@pytest.fixture(scope="module")
+async def lone_engine():
+    """One slot: every request here runs alone, its prompt read in one step, as a lone client sees it."""
+    loaded = await LlamaCppEngine.load(
+        embedded_model_path(), config=llamacpp_config(make_settings(LLM_MAX_CONCURRENT_REQUESTS="1"))
+    )
     yield loaded
     await loaded.aclose()
 
@@ -251,3 +269,125 @@ async def test_a_json_schema_holds_with_penalties_and_bias(engine) -> None:
         document = json.loads(text(chunks))
         assert set(document) == {"name", "legs"} and isinstance(document["legs"], int)
         assert len(entries(chunks)) == chunks[-1].completion_tokens
+
+
+# -- n choices share the prompt's prefill ---------------------------------------------------------------------
+
+
+def counters(engine: LlamaCppEngine) -> tuple[int, int, int]:
+    return engine.prompt_tokens_prefilled, engine.prefix_tokens_shared, engine.prefix_tokens_reused
+
+
+@pytest.mark.parametrize("whole_streams", [False, True], ids=["state-copy", "stream-copy"])
+async def test_n_identical_prompts_submitted_together_read_the_prompt_once(engine, lone_engine, whole_streams) -> None:
+    engine._loop._whole_stream_copies = whole_streams  # the copy models with a sliding window use
+    try:
+        # Distinct per run: a prompt's cells stay in the prefix cache, and this is about running sequences.
+        prompt = await engine.tokenize(f"{SHARED_PROMPT} ({'streams' if whole_streams else 'state'})")
+        n = 4
+        before = counters(engine)
+        choices = await asyncio.gather(*(run(engine, request(prompt, max_tokens=16)) for _ in range(n)))
+        prefilled, shared, reused = (after - b for after, b in zip(counters(engine), before, strict=True))
+    finally:
+        engine._loop._whole_stream_copies = False
+    assert prefilled + shared + reused == n * len(prompt)
+    # One of them read the prompt; the others copied its cells (one that came a step late, as the first was
+    # already decoding, copies all but the last token and reads that one).
+    assert prefilled <= len(prompt) + (n - 1), (prefilled, shared, reused)
+    assert shared >= (n - 1) * (len(prompt) - 1), (prefilled, shared, reused)
+    alone = text(await run(lone_engine, request(prompt, max_tokens=16)))
+    assert [text(chunks) for chunks in choices] == [alone] * n
+
+
+async def test_seeded_choices_sharing_a_prompt_each_sample_as_if_alone(engine, lone_engine) -> None:
+    prompt = await engine.tokenize(f"{SHARED_PROMPT} (seeded)")
+    seeds = (11, 12, 13)
+    shared_before = engine.prefix_tokens_shared
+    choices = await asyncio.gather(
+        *(run(engine, request(prompt, max_tokens=12, temperature=1.0, seed=seed)) for seed in seeds)
+    )
+    assert engine.prefix_tokens_shared - shared_before >= 2 * (len(prompt) - 1)
+    for seed, chunks in zip(seeds, choices, strict=True):
+        alone = await run(lone_engine, request(prompt, max_tokens=12, temperature=1.0, seed=seed))
+        assert text(chunks) == text(alone), seed
+    assert len({text(chunks) for chunks in choices}) > 1
+
+
+async def test_a_prompt_sharing_a_running_sequences_prefix_copies_it(engine, lone_engine) -> None:
+    system = await engine.tokenize(f"Running prefix. {SHARED_PROMPT} Answer:")  # no cache holds any of it
+    first = system + (await engine.tokenize(" Because", add_special=False))
+    second = system + (await engine.tokenize(" Ice is", add_special=False))
+    decoding = engine.generate(request(first, max_tokens=200, ignore_eos=True))
+    await anext(decoding)  # decoding now: its cells hold the whole common prefix
+    before = counters(engine)
+    out = await run(engine, request(second, max_tokens=8))
+    await decoding.aclose()
+    prefilled, shared, _ = (after - b for after, b in zip(counters(engine), before, strict=True))
+    assert shared == len(system) and prefilled == len(second) - len(system)
+    assert text(out) == text(await run(lone_engine, request(second, max_tokens=8)))
+
+
+async def test_a_follower_whose_source_is_cancelled_reads_the_prompt_itself(engine, lone_engine) -> None:
+    # A neighbour decodes, so a prompt is read 32 tokens per step and the first choice is still reading its
+    # prompt when it is cancelled.
+    neighbour = engine.generate(request("Count: 1, 2, 3,", max_tokens=300, ignore_eos=True))
+    await anext(neighbour)
+    prompt = await engine.tokenize(f"{SHARED_PROMPT} (cancelled) " + "Think about density. " * 30)
+    assert len(prompt) > 4 * 32
+    source_request = request(prompt, max_tokens=8)
+    source = asyncio.create_task(run(engine, source_request))
+    await wait_until_async(
+        lambda: (s := engine._sequences.get(source_request.request_id)) is not None and s.slot >= 0,
+        timeout=30,
+        what="the first choice to be seated",
+        interval=0.001,
+    )
+    follower = asyncio.create_task(run(engine, request(prompt, max_tokens=8)))
+    await wait_until_async(lambda: engine._loop._followers, timeout=30, what="a follower", interval=0.001)
+    shared_before = engine.prefix_tokens_shared
+    source.cancel()
+    chunks = await follower
+    await neighbour.aclose()
+    assert chunks[-1].finish_reason is not None
+    assert engine.prefix_tokens_shared == shared_before, "nothing was copied: the follower read its prompt itself"
+    assert text(chunks) == text(await run(lone_engine, request(prompt, max_tokens=8)))
+    assert not engine._loop._followers
+    assert engine.stats().running == 0
+
+
+async def test_a_failed_copy_fails_only_the_follower(engine, monkeypatch) -> None:
+    prompt = await engine.tokenize(f"{SHARED_PROMPT} (failing copy)")
+    monkeypatch.setattr(llama_cpp, "llama_state_seq_set_data", lambda *args: 0)
+    first, second = await asyncio.gather(
+        run(engine, request(prompt, max_tokens=4)), run(engine, request(prompt, max_tokens=4)), return_exceptions=True
+    )
+    assert isinstance(first, list) and first[-1].finish_reason is not None
+    assert isinstance(second, EngineFailure)
+    monkeypatch.undo()
+    assert text(await run(engine, request(prompt, max_tokens=4))) == text(first)
+
+
+async def test_cancelling_a_waiting_follower_frees_its_slot_and_leaves_its_source_alone(engine) -> None:
+    neighbour = engine.generate(request("Count: 1, 2, 3,", max_tokens=300, ignore_eos=True))
+    await anext(neighbour)
+    prompt = await engine.tokenize(f"{SHARED_PROMPT} (follower cancelled) " + "Think about density. " * 30)
+    source_request, follower_request = request(prompt, max_tokens=6), request(prompt, max_tokens=6)
+    source = asyncio.create_task(run(engine, source_request))
+    await wait_until_async(
+        lambda: (s := engine._sequences.get(source_request.request_id)) is not None and s.slot >= 0,
+        timeout=30,
+        what="the first choice to be seated",
+        interval=0.001,
+    )
+    follower = asyncio.create_task(run(engine, follower_request))
+    await wait_until_async(lambda: engine._loop._followers, timeout=30, what="a follower", interval=0.001)
+    sequence = engine._loop._followers[0]
+    follower.cancel()
+    await wait_until_async(
+        lambda: sequence.released_at_step is not None, timeout=30, what="the follower's release", interval=0.001
+    )
+    assert sequence.released_at_step - sequence.cancelled_at_step <= 1
+    assert not engine._loop._followers
+    chunks = await source
+    await neighbour.aclose()
+    assert chunks[-1].finish_reason is FinishReason.LENGTH and chunks[-1].completion_tokens == 6

@@ -207,6 +207,16 @@ class LlamaCppEngine:
     def prefix_tokens_reused(self) -> int:
         return self._loop.prefix_tokens_reused
 
+    @property
+    def prefix_tokens_shared(self) -> int:
+        """Prompt tokens whose KV cells were copied from another running sequence (n choices of one prompt)."""
+        return self._loop.prefix_tokens_shared
+
+    @property
+    def prompt_tokens_prefilled(self) -> int:
+        """Prompt tokens computed: neither reused from the prefix cache nor copied."""
+        return self._loop.prompt_tokens_prefilled
+
     async def check_health(self) -> None:
         if self._closed:
             raise EngineDead("the llama.cpp engine is closed")
