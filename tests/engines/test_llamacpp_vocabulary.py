@@ -299,6 +299,23 @@ async def test_n_identical_prompts_submitted_together_read_the_prompt_once(engin
     assert [text(chunks) for chunks in choices] == [alone] * n
 
 
+async def test_choices_share_the_prefill_of_one_that_scores_the_prompt(engine) -> None:
+    # echo with logprobs and n > 1: one choice asking for the prompt's log probabilities computes every row of
+    # it, and the others copy its cells (a choice that asks for them too would compute its own).
+    prompt = await engine.tokenize(f"{SHARED_PROMPT} (scored)")
+    before = counters(engine)
+    scored, *others = await asyncio.gather(
+        run(engine, request(prompt, max_tokens=6, prompt_logprobs=1)),
+        *(run(engine, request(prompt, max_tokens=6)) for _ in range(2)),
+    )
+    prefilled, shared, reused = (after - b for after, b in zip(counters(engine), before, strict=True))
+    assert reused == 0 and prefilled + shared == 3 * len(prompt)
+    assert prefilled <= len(prompt) + 2 and shared >= 2 * (len(prompt) - 1), (prefilled, shared)
+    assert len(scored[0].prompt_logprobs or ()) == len(prompt)
+    assert all(chunks[0].prompt_logprobs is None for chunks in others)
+    assert [text(chunks) for chunks in others] == [text(scored)] * 2
+
+
 async def test_seeded_choices_sharing_a_prompt_each_sample_as_if_alone(engine, lone_engine) -> None:
     prompt = await engine.tokenize(f"{SHARED_PROMPT} (seeded)")
     seeds = (11, 12, 13)
