@@ -34,7 +34,7 @@ from llm_inference.engines.llamacpp.embedding import Embedder
 from llm_inference.engines.llamacpp.grammar import compile_grammar
 from llm_inference.engines.llamacpp.quantize import file_type_name, observe_native_line, quantized_model
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
-from llm_inference.errors import ContextOverflow, EngineDead
+from llm_inference.errors import ContextOverflow, EngineDead, InvalidParameter
 
 log = logging.getLogger(__name__)
 _native_log = logging.getLogger("llama_cpp.native")
@@ -207,6 +207,16 @@ class LlamaCppEngine:
     def prefix_tokens_reused(self) -> int:
         return self._loop.prefix_tokens_reused
 
+    @property
+    def prefix_tokens_shared(self) -> int:
+        """Prompt tokens whose KV cells were copied from another running sequence (n choices of one prompt)."""
+        return self._loop.prefix_tokens_shared
+
+    @property
+    def prompt_tokens_prefilled(self) -> int:
+        """Prompt tokens computed: neither reused from the prefix cache nor copied."""
+        return self._loop.prompt_tokens_prefilled
+
     async def check_health(self) -> None:
         if self._closed:
             raise EngineDead("the llama.cpp engine is closed")
@@ -272,9 +282,13 @@ class LlamaCppEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         await self.check_health()
+        sampling = request.sampling
+        if sampling.max_tokens == 0 and sampling.prompt_logprobs is None:
+            # Nothing to generate and nothing to score: a request the service should not have made.
+            raise InvalidParameter("max_tokens 0 only scores a prompt: it needs prompt_logprobs", param="max_tokens")
         prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
         room = self._context_per_slot - len(prompt)
-        if room <= 0:
+        if room < 0 or (room == 0 and sampling.max_tokens > 0):
             yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
             return
         constraint = request.sampling.constraint

@@ -6,39 +6,85 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from llm_inference.engines.base import SamplingParams
 from llm_inference.engines.llamacpp.grammar import CompiledGrammar
+from llm_inference.engines.llamacpp.logits import logits_row
 
 
-def build_sampler(params: SamplingParams, n_vocab: int, end_tokens: Collection[int] = ()) -> llama_cpp.llama_sampler_p:
-    """Temperature 0 is greedy; otherwise top-k, top-p, temperature, then a seeded draw.
+def build_sampler(
+    params: SamplingParams,
+    n_vocab: int,
+    end_tokens: Collection[int] = (),
+    *,
+    context: int,
+    prompt: Sequence[int] = (),
+) -> llama_cpp.llama_sampler_p:
+    """Temperature 0 is greedy; otherwise top-k, top-p, temperature, min-p, then a seeded draw. Logit bias and
+    penalties come first, so greedy decoding sees them too (as in vLLM).
 
     Each sequence owns its chain (and so its random state), so a seeded request samples the same tokens
     whatever else is in the batch. With `ignore_eos` the `end_tokens` (end-of-generation and the chat's stop
     tokens) cannot be drawn at all, as llama-server does: a model made to go on past its end would otherwise
     draw them and then the next turn's role header, steps that stream no text and text no one asked for.
+    `context` (the tokens a sequence may hold) and `prompt` serve the penalties (_add_penalties).
+    A request with neutral parameters gets exactly the samplers it got before they existed.
     """
     chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
         llama_cpp.llama_sampler_chain_default_params()
     )
     try:
-        if params.ignore_eos and end_tokens:
-            banned = (llama_cpp.llama_logit_bias * len(end_tokens))(
-                *(llama_cpp.llama_logit_bias(token, -math.inf) for token in end_tokens)
-            )
-            llama_cpp.llama_sampler_chain_add(
-                chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(end_tokens), banned)
-            )
+        biases = [(token, -math.inf) for token in end_tokens] if params.ignore_eos else []
+        _add_logit_bias(chain, n_vocab, biases + list(params.logit_bias))
+        _add_penalties(chain, params, n_vocab, context, prompt)
         _add_samplers(chain, params)
     except BaseException:  # the request fails (the decode loop contains it); its chain must not leak
         llama_cpp.llama_sampler_free(chain)
         raise
     return chain
+
+
+def has_penalties(params: SamplingParams) -> bool:
+    return params.repetition_penalty != 1 or params.presence_penalty != 0 or params.frequency_penalty != 0
+
+
+def _add_logit_bias(chain: llama_cpp.llama_sampler_p, n_vocab: int, biases: list[tuple[int, float]]) -> None:
+    if not biases:
+        return
+    entries = (llama_cpp.llama_logit_bias * len(biases))(
+        *(llama_cpp.llama_logit_bias(token, bias) for token, bias in biases)
+    )
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(biases), entries))
+
+
+def _add_penalties(
+    chain: llama_cpp.llama_sampler_p, params: SamplingParams, n_vocab: int, context: int, prompt: Sequence[int]
+) -> None:
+    """vLLM's (and OpenAI's) penalties with llama.cpp's penalty sampler, which counts the tokens accepted into it.
+
+    A chain accepts every token it draws, that is the generated tokens; vLLM's repetition penalty also counts the
+    prompt's tokens, while presence and frequency count only generated ones. One llama.cpp sampler applies all
+    three to the same counts, so the repetition penalty gets a sampler of its own that is first fed the prompt,
+    and presence/frequency another that sees only what is generated. Both remember the whole sequence (`context`
+    tokens, prompt and output), as vLLM's do. The arithmetic is vLLM's: a repeated token's positive logit is
+    divided by the repetition penalty and a negative one multiplied; presence subtracts once per token that
+    appeared, frequency once per appearance.
+    """
+    if params.repetition_penalty != 1:
+        repeat = llama_cpp.llama_sampler_init_penalties(n_vocab, context, params.repetition_penalty, 0.0, 0.0)
+        llama_cpp.llama_sampler_chain_add(chain, repeat)  # the chain owns it from here on, should the feed fail
+        for token in prompt:
+            llama_cpp.llama_sampler_accept(repeat, token)
+    if params.presence_penalty != 0 or params.frequency_penalty != 0:
+        penalties = llama_cpp.llama_sampler_init_penalties(
+            n_vocab, context, 1.0, params.frequency_penalty, params.presence_penalty
+        )
+        llama_cpp.llama_sampler_chain_add(chain, penalties)
 
 
 def _add_samplers(chain: llama_cpp.llama_sampler_p, params: SamplingParams) -> None:
@@ -50,6 +96,8 @@ def _add_samplers(chain: llama_cpp.llama_sampler_p, params: SamplingParams) -> N
     if params.top_p < 1:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+    if params.min_p > 0:  # after temperature, on the probabilities the draw uses (as vLLM)
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
     seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little")
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
 
@@ -62,51 +110,99 @@ class ConstrainedSampler:
     (bench/structured_grammar.py), a third of a decode step that every stream in the batch waits for. So, as llama.cpp's
     own common sampler does, the token is first drawn without the grammar and only checked against it (one
     candidate, microseconds); only when the grammar rejects it is it drawn again from `masked`, whose chain
-    has the grammar first, before top-k/top-p/temperature/the draw (or greedy). Either way the token is one
-    the grammar allows, drawn with the masked distribution's probabilities: a token the grammar allows is
-    kept with probability p(t), and a rejection redraws from the allowed tokens renormalized.
+    has the grammar first, before bias, penalties, top-k/top-p/temperature/the draw (or greedy). Either way the
+    token is one the grammar allows, drawn with the masked distribution's probabilities: a token the grammar
+    allows is kept with probability p(t), and a rejection redraws from the allowed tokens renormalized.
+
+    Penalties remember the tokens their chain accepts, and both chains must remember the same ones, the tokens
+    really drawn; drawing from a chain (llama_sampler_sample) accepts its token into it, a rejected one too. So
+    with penalties the free draw goes through `candidates` instead, which draws without accepting, and the
+    token finally drawn is accepted into both chains.
     """
 
-    def __init__(self, free: llama_cpp.llama_sampler_p, masked: llama_cpp.llama_sampler_p) -> None:
+    def __init__(
+        self, free: llama_cpp.llama_sampler_p, masked: llama_cpp.llama_sampler_p, candidates: Candidates | None = None
+    ) -> None:
         self.free, self.masked = free, masked
         self.grammar = llama_cpp.llama_sampler_chain_get(masked, 0)
+        self._candidates = candidates
         self._cell: Any = llama_cpp.llama_token_data()
         self._one = llama_cpp.llama_token_data_array(data=ctypes.pointer(self._cell), size=1, selected=-1, sorted=False)
         self._one_ref = ctypes.byref(self._one)
 
     def sample(self, ctx: Any, row: int) -> int:
-        token: int = llama_cpp.llama_sampler_sample(self.free, ctx, row)
+        candidates = self._candidates
+        token: int
+        if candidates is None:
+            token = llama_cpp.llama_sampler_sample(self.free, ctx, row)
+        else:
+            token = candidates.draw(self.free, ctx, row)
         self._cell.id, self._cell.logit, self._one.size, self._one.selected = token, 0.0, 1, -1
         llama_cpp.llama_sampler_apply(self.grammar, self._one_ref)
         if self._cell.logit != -math.inf:
-            llama_cpp.llama_sampler_accept(self.grammar, token)
+            if candidates is None:
+                llama_cpp.llama_sampler_accept(self.grammar, token)
+            else:
+                llama_cpp.llama_sampler_accept(self.masked, token)  # the grammar and the masked chain's penalties
+                llama_cpp.llama_sampler_accept(self.free, token)
             return token
-        masked: int = llama_cpp.llama_sampler_sample(self.masked, ctx, row)  # accepts it into the grammar too
-        return masked
+        token = llama_cpp.llama_sampler_sample(self.masked, ctx, row)  # accepts it into the grammar too
+        if candidates is not None:
+            llama_cpp.llama_sampler_accept(self.free, token)
+        return token
 
     def free_chains(self) -> None:
         llama_cpp.llama_sampler_free(self.free)
         llama_cpp.llama_sampler_free(self.masked)
 
 
+class Candidates:
+    """The whole vocabulary as llama.cpp's candidate array, filled from a logits row: drawing from a chain with it
+    applies the chain without accepting the token (llama_sampler_sample does both)."""
+
+    _DTYPE = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+    def __init__(self, n_vocab: int) -> None:
+        self._n_vocab = n_vocab
+        self._data = (llama_cpp.llama_token_data * n_vocab)()
+        self._cells = np.frombuffer(memoryview(self._data).cast("B"), dtype=self._DTYPE)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        pointer = ctypes.cast(self._data, ctypes.POINTER(llama_cpp.llama_token_data))
+        self._array = llama_cpp.llama_token_data_array(data=pointer, size=n_vocab, selected=-1, sorted=False)
+        self._ref = ctypes.byref(self._array)
+
+    def draw(self, chain: llama_cpp.llama_sampler_p, ctx: Any, row: int) -> int:
+        # Refilled whole each time: the samplers reorder, shrink and rewrite the array in place.
+        self._cells["id"] = self._ids
+        self._cells["logit"] = logits_row(ctx, row, self._n_vocab)
+        self._cells["p"] = 0.0
+        self._array.size, self._array.selected, self._array.sorted = self._n_vocab, -1, False
+        llama_cpp.llama_sampler_apply(chain, self._ref)
+        return int(self._data[self._array.selected].id)
+
+
 Sampler = Any  # a llama_sampler_p chain, or a ConstrainedSampler
 
 
-def build_constrained_sampler(params: SamplingParams, grammar: CompiledGrammar) -> ConstrainedSampler:
+def build_constrained_sampler(
+    params: SamplingParams, grammar: CompiledGrammar, n_vocab: int, *, context: int, prompt: Sequence[int] = ()
+) -> ConstrainedSampler:
     """Takes the grammar's sampler (the masked chain owns it from here on)."""
-    free = build_sampler(params, 0)
+    free = build_sampler(params, n_vocab, context=context, prompt=prompt)
     masked: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
         llama_cpp.llama_sampler_chain_default_params()
     )
     llama_cpp.llama_sampler_chain_add(masked, grammar.sampler)
     grammar.sampler = None
     try:
+        _add_logit_bias(masked, n_vocab, list(params.logit_bias))
+        _add_penalties(masked, params, n_vocab, context, prompt)
         _add_samplers(masked, params)
     except BaseException:
         llama_cpp.llama_sampler_free(masked)
         llama_cpp.llama_sampler_free(free)
         raise
-    return ConstrainedSampler(free, masked)
+    return ConstrainedSampler(free, masked, Candidates(n_vocab) if has_penalties(params) else None)
 
 
 def sample(sampler: Sampler, ctx: Any, row: int) -> int:

@@ -4,7 +4,9 @@ Each step it admits waiting requests into free slots, then builds one batch hold
 decoding sequence plus as much pending prompt as fits (chunked prefill, so a long prompt never stalls the
 others' next token), runs a single llama_decode, and samples one token for every sequence that has logits.
 A finished sequence's KV cells stay in its slot so a later prompt with the same prefix can skip that part of
-its prefill (prefix caching); a cancelled sequence's cells are freed at once.
+its prefill (prefix caching); a cancelled sequence's cells are freed at once. A prompt that shares a long prefix
+with a sequence still running (the `n` choices of one request arrive as n identical prompts) copies that
+sequence's cells instead of computing them again (DecodeLoop._follow).
 
 A failure is contained to the requests it concerns: one sequence's admission, batch rows or sampling fail
 that sequence only; llama_decode failing (a status or an exception) fails the sequences in its batch. Only a
@@ -17,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
@@ -26,8 +29,9 @@ from typing import Any
 
 import llama_cpp
 
-from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest
+from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, TokenLogprob
 from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
+from llm_inference.engines.llamacpp.logits import LogprobReader, TokenBytes
 from llm_inference.engines.llamacpp.sampler import build_constrained_sampler, build_sampler, free_sampler, sample
 from llm_inference.engines.text import IncrementalText, StopMatcher
 from llm_inference.errors import EngineFailure
@@ -66,6 +70,13 @@ class Sequence:
     started_at: float | None = None  # when it got a slot: the end of its queue time
     cancelled_at_step: int | None = None  # the loop's step count when cancellation was asked for
     released_at_step: int | None = None  # the loop's step count when its slot was freed
+    # With SamplingParams.prompt_logprobs: the prompt tokens' log probabilities scored so far, until the first
+    # chunk carries them (then None again).
+    prompt_scores: list[TokenLogprob] | None = None
+    # Prefix sharing: the running sequence whose KV cells for this prompt's first `share` tokens this one waits
+    # to copy instead of computing them (DecodeLoop._follow).
+    source: Sequence | None = None
+    share: int = 0
 
     @property
     def prefilling(self) -> bool:
@@ -102,6 +113,14 @@ def first_half_of_prompts(pending: list[int], batch_size: int) -> int:
 GATHER_QUIET_SECONDS = 0.005
 GATHER_MAX_SECONDS = 0.05
 
+# A prompt waits for a running sequence's KV cells only for at least this many tokens it would not otherwise
+# have (its whole prompt always: DecodeLoop._follow); fewer are cheaper to compute than a step's wait.
+MIN_SHARED_TOKENS = 16
+# Prompt rows whose logits one step keeps for a sequence that scores its prompt (SamplingParams.prompt_logprobs):
+# llama.cpp holds a row of n_vocab floats per row (200 KB for a 49k vocabulary, 500 KB for 128k), and keeps
+# the buffer at its largest.
+SCORED_ROWS_PER_STEP = 256
+
 
 class DecodeLoop(threading.Thread):
     def __init__(
@@ -135,6 +154,13 @@ class DecodeLoop(threading.Thread):
         self._prefill_chunk = prefill_chunk
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self._piece = ctypes.create_string_buffer(256)
+        self._logprobs = LogprobReader(ctx, self._n_vocab, TokenBytes(self._vocab))
+        # Prompt rows of this step to score after its decode: (sequence, first batch row, first position, rows).
+        self._scored: list[tuple[Sequence, int, int, int]] = []
+        self._followers: list[Sequence] = []  # sequences waiting to copy a running sequence's cells, oldest first
+        # Copying cells between KV streams: serialized (DecodeLoop._copy_cells), or, for models with sliding-window
+        # attention, whose serialized state leaves out the cells outside the window, whole streams.
+        self._whole_stream_copies = llama_cpp.llama_model_n_swa(model.model) > 0
         self._waiting: collections.deque[Sequence] = collections.deque()
         # What this step produced for the event loops: handed over in one wake-up per loop and step, not one
         # per token (each cross-thread call writes to the loop's self-pipe).
@@ -144,6 +170,8 @@ class DecodeLoop(threading.Thread):
         self._admissions = 0
         self.steps = 0  # decode steps done: progress that a watchdog can read
         self.prefix_tokens_reused = 0  # prompt tokens whose KV cells came from the prefix cache
+        self.prefix_tokens_shared = 0  # prompt tokens whose KV cells were copied from a running sequence
+        self.prompt_tokens_prefilled = 0  # prompt tokens computed (put in a batch)
         self.fatal: BaseException | None = None
 
     # -- called from the event loop ---------------------------------------------------------------------------
@@ -207,6 +235,8 @@ class DecodeLoop(threading.Thread):
             if woke_from_idle:
                 self._gather_burst()
         self._drop_cancelled()
+        if self._followers:
+            self._adopt_orphans()
         self._admit()
         batch_rows = self._fill_batch()
         # The last step's tokens are handed over only now, just before llama_decode releases the GIL, so that the
@@ -219,6 +249,10 @@ class DecodeLoop(threading.Thread):
         if failure:
             self._fail({seq for seq, _ in batch_rows}, failure)
             return True
+        if self._scored and (failed := self._score_prompts()):
+            batch_rows = [(sequence, row) for sequence, row in batch_rows if sequence not in failed]
+        if self._followers:
+            batch_rows += self._share_computed_prefixes(batch_rows)
         for sequence, row in batch_rows:
             if row >= 0:
                 try:
@@ -292,23 +326,148 @@ class DecodeLoop(threading.Thread):
                 self._fail_one(sequence, "admission", exc)
 
     def _seat(self, sequence: Sequence, free: list[int]) -> None:
-        # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
-        reuse, slot_index = max((_common_prefix(self._slots[i].cached, sequence.prompt), i) for i in free)
-        reuse = min(reuse, len(sequence.prompt) - 1)  # the last prompt token must be decoded for logits
+        params = sequence.request.sampling
+        prompt = sequence.prompt
+        if params.prompt_logprobs is not None:
+            # Every prompt row's logits are needed, and cells that are reused or copied have none: the prompt is
+            # computed whole, in the free slot whose cache is the least worth keeping.
+            reuse, slot_index = 0, min(free, key=lambda i: len(self._slots[i].cached))
+        else:
+            # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
+            reuse, slot_index = max((_common_prefix(self._slots[i].cached, prompt), i) for i in free)
+            reuse = min(reuse, len(prompt) - 1)  # the last prompt token must be decoded for logits
         slot = self._slots[slot_index]
         # The slot is the sequence's before any call that can fail, so that a failure frees it whole.
         slot.sequence, sequence.slot = sequence, slot_index
         llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
-        self.prefix_tokens_reused += reuse
-        slot.cached, sequence.n_past = sequence.prompt[:reuse], reuse
+        slot.cached, sequence.n_past = prompt[:reuse], reuse
         self._admissions += 1
         sequence.admitted = self._admissions
         sequence.started_at = time.monotonic()
+        # vLLM's repetition penalty counts the prompt's tokens too (sampler._add_penalties).
+        penalized = prompt if params.repetition_penalty != 1 else ()
         if sequence.grammar is not None:
-            sequence.sampler = build_constrained_sampler(sequence.request.sampling, sequence.grammar)
+            sequence.sampler = build_constrained_sampler(
+                params, sequence.grammar, self._n_vocab, context=self._context_per_slot, prompt=penalized
+            )
         else:
-            sequence.sampler = build_sampler(sequence.request.sampling, self._n_vocab, self._end_tokens)
-        sequence.stops = StopMatcher(sequence.request.sampling.stop)
+            sequence.sampler = build_sampler(
+                params, self._n_vocab, self._end_tokens, context=self._context_per_slot, prompt=penalized
+            )
+        sequence.stops = StopMatcher(params.stop)
+        if params.prompt_logprobs is not None:
+            sequence.prompt_scores = [self._logprobs.first(prompt[0])]
+        elif not self._follow(sequence, may_wait=True):
+            self.prefix_tokens_reused += reuse
+
+    # -- prefix sharing ---------------------------------------------------------------------------------------
+    # The n choices of one request arrive as n identical prompts at once, and each would compute the same KV
+    # cells in its own slot (each slot is a KV stream of its own, so cells cannot be shared, only copied). So a
+    # prompt whose prefix a running sequence holds, or is computing, copies that sequence's cells once they are
+    # computed. A prompt identical to that of a sequence still reading it (a "twin") waits for the whole of it
+    # and draws its first token from the same logits row, as llama-server's n_cmpl children do: it computes
+    # nothing of its prompt, and its first token is drawn from exactly the distribution a lone run sees. A
+    # sequence waits only for an older one, so it waits no longer than first come, first served would make it,
+    # and one whose source goes away (cancelled, failed) looks for another or reads its prompt itself.
+
+    def _follow(self, sequence: Sequence, *, may_wait: bool) -> bool:
+        """Find a running sequence to copy this prompt's prefix from; copy now if its cells are computed, else
+        wait for them (only when `may_wait`, or from an older sequence). False if none is worth it."""
+        best: tuple[int, Sequence] | None = None
+        prompt = sequence.prompt
+        for slot in self._slots:
+            other = slot.sequence
+            if other is None or other is sequence or other.source is not None or other.cancelled:
+                continue
+            computed = len(slot.cached)
+            # Positions below `computed` are in its cells; a prefilling sequence is computing its whole prompt.
+            common = _common_prefix(other.prompt if other.prefilling else slot.cached, prompt)
+            twin = other.prefilling and common == len(prompt) == len(other.prompt)
+            share = common if twin else min(common, len(prompt) - 1)
+            if not twin and share - sequence.n_past < MIN_SHARED_TOKENS:
+                continue
+            if share > computed and not (may_wait or other.admitted < sequence.admitted):
+                continue
+            if best is None or share > best[0]:
+                best = (share, other)
+        if best is None:
+            return False
+        sequence.share, sequence.source = best
+        self._followers.append(sequence)
+        if sequence.share <= len(self._slots[sequence.source.slot].cached):
+            self._copy_prefix(sequence)  # computed already: no wait
+        return True
+
+    def _adopt_orphans(self) -> None:
+        """Followers whose source left (cancelled, failed) before its cells were computed: another source, or
+        their own prefill from where their slot's cache left them."""
+        for follower in list(self._followers):
+            source = follower.source
+            assert source is not None
+            if source.slot >= 0 and self._slots[source.slot].sequence is source:
+                continue
+            self._unfollow(follower)
+            if not self._follow(follower, may_wait=False):
+                self.prefix_tokens_reused += follower.n_past
+
+    def _share_computed_prefixes(self, batch_rows: list[tuple[Sequence, int]]) -> list[tuple[Sequence, int]]:
+        """After a decode: followers whose shared cells are now computed copy them. Returns the twins with the
+        row to draw their first token from (their source's last prompt row, computed in this step)."""
+        rows: dict[Sequence, int] | None = None
+        twins: list[tuple[Sequence, int]] = []
+        for follower in list(self._followers):
+            source = follower.source
+            assert source is not None
+            if self._slots[source.slot].sequence is not source or len(self._slots[source.slot].cached) < follower.share:
+                continue  # gone (the next step finds it another source) or not there yet
+            row = -1
+            if follower.share == len(follower.prompt):
+                rows = rows if rows is not None else dict(batch_rows)
+                row = rows.get(source, -1)
+                if row < 0:  # no row to draw from: its last prompt token is decoded as a prefix-cache hit's is
+                    follower.share -= 1
+            if self._copy_prefix(follower) and row >= 0:
+                twins.append((follower, row))
+        return twins
+
+    def _copy_prefix(self, follower: Sequence) -> bool:
+        source = follower.source
+        assert source is not None
+        try:
+            self._copy_cells(source.slot, follower.slot, follower.share)
+        except Exception as exc:  # this sequence fails alone; the source is untouched
+            self._fail_one(follower, "copying a shared prefix", exc)
+            return False
+        self._unfollow(follower)
+        self._slots[follower.slot].cached = follower.prompt[: follower.share]
+        follower.n_past = follower.share
+        self.prefix_tokens_shared += follower.share
+        return True
+
+    def _unfollow(self, follower: Sequence) -> None:
+        follower.source = None
+        self._followers.remove(follower)
+
+    def _copy_cells(self, source: int, target: int, keep: int) -> None:
+        """Give KV stream `target` the cells of `source` below position `keep`.
+
+        Between streams llama.cpp's llama_memory_seq_cp copies only whole streams (its seq_cp asserts p0, p1 <= 0
+        across streams, and the copy, done at the next decode, moves every cell of every layer: a whole context's
+        worth, 190 MB for the default model at 8192 tokens). Its sequence state API instead serializes the cells
+        the sequence holds (get) and places them in another stream (set): proportional to the prompt, about
+        1 ms for 120 tokens here. The state leaves out cells outside a sliding window, which a shorter prefix
+        may need, so models with one copy whole streams.
+        """
+        if self._whole_stream_copies:
+            llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+        else:
+            # A buffer per copy, not one kept: a long prompt's cells are hundreds of MB on a larger model.
+            size = llama_cpp.llama_state_seq_get_size(self._ctx, source)
+            state = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_seq_get_data(self._ctx, state, size, source)
+            if not written or llama_cpp.llama_state_seq_set_data(self._ctx, state, written, target) != written:
+                raise RuntimeError(f"llama.cpp could not copy the KV cells of sequence {source} to {target}")
+        llama_cpp.llama_memory_seq_rm(self._memory, target, keep, -1)
 
     def _fill_batch(self) -> list[tuple[Sequence, int]]:
         """Put every decoding sequence's next token in the batch, then pending prompt: at most `prefill_chunk`
@@ -327,6 +486,7 @@ class DecodeLoop(threading.Thread):
         """
         n = 0
         rows: list[tuple[Sequence, int]] = []
+        self._scored = []
         active = [slot.sequence for slot in self._slots if slot.sequence is not None]
         for sequence in active:
             if sequence.next_token is not None:
@@ -341,7 +501,8 @@ class DecodeLoop(threading.Thread):
                 rows.append((sequence, n))
                 n += 1
         prefilling = sorted(
-            (s for s in active if s.prefilling and s.released_at_step is None), key=lambda s: s.admitted
+            (s for s in active if s.prefilling and s.released_at_step is None and s.source is None),
+            key=lambda s: s.admitted,
         )
         if n == 0:
             limit = first_half_of_prompts([len(s.prompt) - s.n_past for s in prefilling], self._batch_size)
@@ -353,9 +514,13 @@ class DecodeLoop(threading.Thread):
                 break
             start, first_row = sequence.n_past, n
             take = min(room, len(sequence.prompt) - start)
+            scored = sequence.prompt_scores is not None  # every row's logits, for the prompt's log probabilities
+            if scored:
+                take = min(take, SCORED_ROWS_PER_STEP)
+            last = len(sequence.prompt) - 1
             try:
                 for pos in range(start, start + take):
-                    self._put(n, sequence.prompt[pos], pos, sequence.slot, pos == len(sequence.prompt) - 1)
+                    self._put(n, sequence.prompt[pos], pos, sequence.slot, scored or pos == last)
                     n += 1
             except Exception as exc:  # its rows written so far are dropped: the next sequence overwrites them
                 n = first_row
@@ -363,6 +528,9 @@ class DecodeLoop(threading.Thread):
                 continue
             self._slots[sequence.slot].cached.extend(sequence.prompt[start : start + take])
             sequence.n_past += take
+            self.prompt_tokens_prefilled += take
+            if scored:
+                self._scored.append((sequence, first_row, start, take))
             rows.append((sequence, -1 if sequence.prefilling else n - 1))
         self._batch.n_tokens = n
         return rows
@@ -380,28 +548,61 @@ class DecodeLoop(threading.Thread):
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, special)
         return self._piece.raw[:n] if n > 0 else b""
 
+    def _score_prompts(self) -> set[Sequence]:
+        """Each prompt row of this step scores the prompt token after it (the last row scores the first generated
+        token instead, in _sample). Returns the sequences that failed doing it."""
+        failed: set[Sequence] = set()
+        for sequence, first_row, start, rows in self._scored:
+            scores, k = sequence.prompt_scores, sequence.request.sampling.prompt_logprobs
+            if sequence.cancelled or scores is None or k is None:
+                continue
+            prompt = sequence.prompt
+            try:
+                for i in range(min(rows, len(prompt) - 1 - start)):
+                    scores.append(self._logprobs.token(first_row + i, prompt[start + i + 1], k))
+            except Exception as exc:  # as a sampling failure: it ends this sequence only
+                self._fail_one(sequence, "scoring the prompt", exc)
+                failed.add(sequence)
+        self._scored = []
+        return failed
+
     def _sample(self, sequence: Sequence, row: int) -> None:
         if sequence.cancelled:
             return
+        if sequence.prompt_scores is not None and sequence.max_new_tokens == 0:  # the prompt scored, no output
+            self._finish(sequence, self._chunk(sequence, "", FinishReason.LENGTH))
+            return
         token = sample(sequence.sampler, self._ctx, row)
         params = sequence.request.sampling
-        prompt_tokens = len(sequence.prompt)
         assert sequence.stops is not None
         ends = token in self._end_tokens
         if ends and not params.ignore_eos:
+            # The end token is no part of the output: no text, not counted, no log probability.
             tail = sequence.stops.push(sequence.text.flush())[0] + sequence.stops.flush()
-            self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.STOP))
+            self._finish(sequence, self._chunk(sequence, tail, FinishReason.STOP))
             return
         sequence.generated += 1
+        logprobs = () if params.logprobs is None else (self._logprobs.token(row, token, params.logprobs),)
         piece, stopped = sequence.stops.push(sequence.text.push(self._piece_of(token, params.tool_markers)))
         if stopped:
-            self._finish(sequence, Chunk(piece, prompt_tokens, sequence.generated, FinishReason.STOP))
+            self._finish(sequence, self._chunk(sequence, piece, FinishReason.STOP, logprobs))
         elif sequence.generated >= sequence.max_new_tokens:
             tail = piece + sequence.stops.flush() + sequence.text.flush()
-            self._finish(sequence, Chunk(tail, prompt_tokens, sequence.generated, FinishReason.LENGTH))
+            self._finish(sequence, self._chunk(sequence, tail, FinishReason.LENGTH, logprobs))
         else:
             sequence.next_token = token
-            self._post(sequence, Chunk(piece, prompt_tokens, sequence.generated))
+            self._post(sequence, self._chunk(sequence, piece, None, logprobs))
+
+    def _chunk(
+        self, sequence: Sequence, text: str, finish_reason: FinishReason | None, logprobs: tuple[TokenLogprob, ...] = ()
+    ) -> Chunk:
+        """The step's chunk: the log probability of the token drawn in it (held-back text or not, as vLLM), and on
+        the first chunk the prompt's."""
+        chunk = Chunk(text, len(sequence.prompt), sequence.generated, finish_reason, logprobs=logprobs)
+        if sequence.prompt_scores is not None:
+            chunk = dataclasses.replace(chunk, prompt_logprobs=tuple(sequence.prompt_scores))
+            sequence.prompt_scores = None
+        return chunk
 
     def _finish(self, sequence: Sequence, last: Chunk) -> None:
         # Free the slot first: a client that has its last chunk must find the engine's counts already down.
@@ -415,6 +616,8 @@ class DecodeLoop(threading.Thread):
             llama_cpp.llama_memory_seq_rm(self._memory, slot_index, -1, -1)
             slot.cached = []
         if sequence is not None:
+            if sequence.source is not None:
+                self._unfollow(sequence)
             if sequence.sampler is not None:
                 free_sampler(sequence.sampler)
                 sequence.sampler = None
