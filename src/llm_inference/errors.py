@@ -77,6 +77,21 @@ class SessionNotFound(ServiceError):
         )
 
 
+class ResponseNotStored(ServiceError):
+    """The Responses API's stored-response routes: this service accepts `store` but stores nothing, so there is
+    never a response to retrieve, list the input of, delete or cancel."""
+
+    status_code = 404
+    type = "response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(
+            f"response {response_id[:64]!r} is not stored: this server does not store responses (`store` is "
+            "accepted and ignored), so none can be retrieved, deleted or cancelled; keep the response you were sent",
+            param="response_id",
+        )
+
+
 class SessionBusy(ServiceError):
     """A session answers one turn at a time: a second turn sent meanwhile would be written against a history
     that lacks the first one's answer."""

@@ -53,7 +53,7 @@ def describe(info: mi.Type) -> str:
             return " ".join(filter(None, ["an array", length, f"whose items are each {items}"]))
         case mi.LiteralType():
             return "one of " + ", ".join(str(value) for value in info.values)
-        case mi.StructType():
+        case mi.StructType() | mi.DictType():
             return "an object"
         case mi.UnionType():
             return " or ".join(describe(t) for t in info.types if not isinstance(t, mi.NoneType))

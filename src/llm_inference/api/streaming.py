@@ -1,5 +1,6 @@
 """Server-Sent Events transport of a generation stream: each item encoded into frames by the surface that
-owns the response (`data: <json>` per event on /api, OpenAI's chunks on /v1), then `data: [DONE]`.
+owns the response (`data: <json>` per event on /api, OpenAI's chunks on /v1), then `data: [DONE]` (none after
+the Responses API's events, which end with their own last event).
 
 One task reads the events and writes each frame as it comes, so a token costs one pass through the event loop
 (no producer task, queue or per-frame timer between the engine and the socket: at hundreds of streams those
@@ -41,6 +42,8 @@ def data_frame(payload: object) -> bytes:
 
 # Turns one item of the stream into the bytes of one or more frames.
 Encode = Callable[[Any], bytes]
+# What is written when the stream raises: fixed bytes, or made then (an event that carries the stream's state).
+ErrorFrame = bytes | Callable[[], bytes]
 
 
 def _body(data: bytes, more: bool = True) -> Message:
@@ -66,7 +69,9 @@ class _Writer:
         return self._lock.locked()
 
 
-async def _write_events(events: ClosableEvents, encode: Encode, error_frame: bytes, writer: _Writer) -> None:
+async def _write_events(
+    events: ClosableEvents, encode: Encode, error_frame: ErrorFrame, done_frame: bytes, writer: _Writer
+) -> None:
     iterator = aiter(events)
     while True:
         try:
@@ -75,10 +80,11 @@ async def _write_events(events: ClosableEvents, encode: Encode, error_frame: byt
             break
         except Exception:
             log.exception("stream failed")
-            await writer.write(error_frame)
+            await writer.write(error_frame if isinstance(error_frame, bytes) else error_frame())
             break
         await writer.write(encode(event))
-    await writer.write(DONE_FRAME)
+    if done_frame:
+        await writer.write(done_frame)
     await writer.write(b"", more=False)
 
 
@@ -110,7 +116,7 @@ class _SSEResponse:
         loop = asyncio.get_running_loop()
         stream = self._stream
         writing = asyncio.create_task(
-            _write_events(self._events, stream.encode, stream.error_frame, writer), name="sse-writer"
+            _write_events(self._events, stream.encode, stream.error_frame, stream.done_frame, writer), name="sse-writer"
         )
         disconnect = asyncio.create_task(_until_disconnect(receive), name="sse-disconnect")
         try:
@@ -138,7 +144,14 @@ class _SSEResponse:
 
 
 class SSEStream(Stream):
-    def __init__(self, events: ClosableEvents, encode: Encode, error_frame: bytes, ping_seconds: float) -> None:
+    def __init__(
+        self,
+        events: ClosableEvents,
+        encode: Encode,
+        error_frame: ErrorFrame,
+        ping_seconds: float,
+        done_frame: bytes = DONE_FRAME,
+    ) -> None:
         super().__init__(
             iter(()),  # the body comes from `events`, written by _SSEResponse
             media_type="text/event-stream",
@@ -146,6 +159,7 @@ class SSEStream(Stream):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self.events, self.encode, self.error_frame, self.ping_seconds = events, encode, error_frame, ping_seconds
+        self.done_frame = done_frame
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
         # Litestar passes the route's media type, which would win over ours: a JSON route may answer a stream.
@@ -153,6 +167,9 @@ class SSEStream(Stream):
         return _SSEResponse(super().to_asgi_response(*args, **kwargs), self)
 
 
-def sse_response(events: ClosableEvents, encode: Encode, error_frame: bytes, ping_seconds: float) -> Stream:
-    """A streaming response writing `events` as SSE frames; `error_frame` is written if the stream fails."""
-    return SSEStream(events, encode, error_frame, ping_seconds)
+def sse_response(
+    events: ClosableEvents, encode: Encode, error_frame: ErrorFrame, ping_seconds: float, done_frame: bytes = DONE_FRAME
+) -> Stream:
+    """A streaming response writing `events` as SSE frames; `error_frame` is written if the stream fails, then
+    `done_frame` (b"": nothing) ends the stream."""
+    return SSEStream(events, encode, error_frame, ping_seconds, done_frame)

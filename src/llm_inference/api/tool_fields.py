@@ -15,8 +15,18 @@ from llm_inference.service import ToolRound
 from llm_inference.service.tools import ToolsInput, ToolSpec
 
 
-def tools_input(tools: Sequence[Tool] | None, choice: ToolChoice | None, parallel: bool | None) -> ToolsInput | None:
-    """The request's tools and how the model must choose among them; None when it offers none."""
+def tools_input(
+    tools: Sequence[Tool] | None,
+    choice: ToolChoice | None,
+    parallel: bool | None,
+    *,
+    function_param: str = "tools[{}].function",
+    choice_name_param: str = "tool_choice.function.name",
+) -> ToolsInput | None:
+    """The request's tools and how the model must choose among them; None when it offers none.
+
+    `function_param` (formatted with the tool's index) and `choice_name_param` name the fields where the
+    request holds a function's definition and a named choice's name (elsewhere in the Responses API's shape)."""
     if not tools:
         if choice not in (None, "none", "auto"):
             raise InvalidParameter(
@@ -26,7 +36,7 @@ def tools_input(tools: Sequence[Tool] | None, choice: ToolChoice | None, paralle
     specs = []
     names: set[str] = set()
     for index, tool in enumerate(tools):
-        function, param = tool.function, f"tools[{index}].function"
+        function, param = tool.function, function_param.format(index)
         if function.name in names:
             raise InvalidParameter(f"{param}.name: {function.name!r} is defined twice", param=f"{param}.name")
         names.add(function.name)
@@ -36,8 +46,7 @@ def tools_input(tools: Sequence[Tool] | None, choice: ToolChoice | None, paralle
     if isinstance(choice, NamedToolChoice):
         if choice.function.name not in names:
             raise InvalidParameter(
-                f"tool_choice.function.name: {choice.function.name!r} is not among the tools",
-                param="tool_choice.function.name",
+                f"{choice_name_param}: {choice.function.name!r} is not among the tools", param=choice_name_param
             )
         return ToolsInput(tuple(specs), "function", choice.function.name, parallel is not False)
     return ToolsInput(tuple(specs), choice or "auto", None, parallel is not False)

@@ -1,7 +1,8 @@
 """The agent and structured-output clients people already have, driven against /v1 of a real Granian process on
 the embedded model: LangChain (bind_tools, with_structured_output), instructor (TOOLS, JSON, JSON_SCHEMA),
 LiteLLM (a required tool, whole and streamed), pydantic-ai (a tool, structured outputs, both in one run) and
-openai-agents (a function tool, whole and streamed; structured output after a tool). The model is tiny: what is
+openai-agents with its default model (OpenAIResponsesModel, over /v1/responses) and its chat-completions model (a
+function tool, whole and streamed; structured output after a tool). The model is tiny: what is
 asserted is structure (calls parse, name an offered function, their arguments validate and the tool really
 runs, outputs validate against their model), never the sense of an answer. Every request body a client sends is
 printed, so a failure's report shows exactly what the client asked for and what the server refused."""
@@ -278,9 +279,13 @@ async def test_pydantic_ai_structured_output_after_a_tool(openai_async: openai.A
     assert isinstance(result.output, Weather)
 
 
-def openai_agents_model(client: openai.AsyncOpenAI) -> agents.OpenAIChatCompletionsModel:
+# The Agents SDK's default model speaks the Responses API; the other, chat completions.
+OPENAI_AGENTS_MODELS = {"responses": agents.OpenAIResponsesModel, "chat_completions": agents.OpenAIChatCompletionsModel}
+
+
+def openai_agents_model(client: openai.AsyncOpenAI, api: str) -> agents.Model:
     agents.set_tracing_disabled(True)  # its traces go to OpenAI's servers
-    return agents.OpenAIChatCompletionsModel(model=MODEL, openai_client=client)
+    return OPENAI_AGENTS_MODELS[api](model=MODEL, openai_client=client)
 
 
 def weather_function_tool(calls: list[Any]) -> agents.FunctionTool:
@@ -293,13 +298,14 @@ def weather_function_tool(calls: list[Any]) -> agents.FunctionTool:
     return get_weather
 
 
+@pytest.mark.parametrize("api", list(OPENAI_AGENTS_MODELS))
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_openai_agents_function_tool(openai_async: openai.AsyncOpenAI, streamed: bool) -> None:
+async def test_openai_agents_function_tool(openai_async: openai.AsyncOpenAI, streamed: bool, api: str) -> None:
     calls: list[Any] = []
     agent = agents.Agent(
         name="weather",
         instructions="You answer questions about the weather.",
-        model=openai_agents_model(openai_async),
+        model=openai_agents_model(openai_async, api),
         tools=[weather_function_tool(calls)],
         model_settings=agents.ModelSettings(tool_choice="required", max_tokens=64, temperature=0),
         tool_use_behavior="stop_on_first_tool",  # "required" on every turn would call tools until max_turns
@@ -321,13 +327,17 @@ class NoMoreTools(agents.AgentHooks[Any]):
         agent.model_settings = dataclasses.replace(agent.model_settings, tool_choice="none")
 
 
-async def test_openai_agents_structured_output_after_a_function_tool(openai_async: openai.AsyncOpenAI) -> None:
-    """Tools and an output_type in one agent: each request carries the tools and a json_schema response_format,
-    the first with tool_choice "required", the second with "none"."""
+@pytest.mark.parametrize("api", list(OPENAI_AGENTS_MODELS))
+async def test_openai_agents_structured_output_after_a_function_tool(
+    openai_async: openai.AsyncOpenAI, api: str
+) -> None:
+    """Tools and an output_type in one agent: each request carries the tools and a json_schema output format
+    (response_format; on the Responses API text.format), the first with tool_choice "required", the second with
+    "none" and the call and its output in the input."""
     calls: list[Any] = []
     agent = agents.Agent(
         name="weather",
-        model=openai_agents_model(openai_async),
+        model=openai_agents_model(openai_async, api),
         tools=[weather_function_tool(calls)],
         output_type=Weather,
         # One call: greedy, the 135M model repeats a call to fill an open list until max_tokens cuts the last.

@@ -11,6 +11,7 @@ from llm_inference.api.openai.completions import CompletionsController
 from llm_inference.api.openai.embeddings import create_embeddings
 from llm_inference.api.openai.errors import PREFIX
 from llm_inference.api.openai.models import list_models, retrieve_model
+from llm_inference.api.openai.responses_api.controller import ResponsesController
 
 
 def openai_router() -> Router:
@@ -19,6 +20,7 @@ def openai_router() -> Router:
         route_handlers=[
             ChatCompletionsController,
             CompletionsController,
+            ResponsesController,
             create_embeddings,
             list_models,
             retrieve_model,

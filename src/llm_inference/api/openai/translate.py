@@ -23,18 +23,18 @@ from llm_inference.service.tools import ToolsInput
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # OpenAI's "developer" messages are its newer name for system messages; chat templates know only "system".
-_ROLES = {"developer": "system"}
+TEMPLATE_ROLES = {"developer": "system"}
 
 
-def _refuse(param: str, why: str) -> UnsupportedParameter:
+def refuse(param: str, why: str) -> UnsupportedParameter:
     return UnsupportedParameter(f"{param}: {why}", param=param)
 
 
-def _refuse_set(body: Any, reasons: dict[str, str], neutral: dict[str, tuple[Any, ...]]) -> None:
+def refuse_set(body: Any, reasons: dict[str, str], neutral: dict[str, tuple[Any, ...]]) -> None:
     """Refuse every field in `reasons` whose value is not one of its neutral values (default: null)."""
     for name, why in reasons.items():
         if getattr(body, name) not in neutral.get(name, (None,)):
-            raise _refuse(name, why)
+            raise refuse(name, why)
 
 
 _CHAT = {
@@ -62,38 +62,25 @@ _FORMAT_TYPES = ("text", "json_object", "json_schema")
 _JSON_SCHEMA_FIELDS = ("name", "schema", "strict", "description")
 
 
-def response_format(value: dict[str, Any] | None) -> OutputConstraint | None:
-    """OpenAI's response_format as a constraint: text (none), json_object, or json_schema with the schema checked
-    against the supported subset (engines/constraints.py). `strict` false is enforced all the same."""
-    if value is None:
-        return None
-    param = "response_format"
+def _check_fields(value: dict[str, Any], param: str, accepted: tuple[str, ...]) -> None:
+    for key in value:
+        if key not in accepted:
+            raise InvalidParameter(
+                f"{param}.{key}: unknown field; accepted fields are {', '.join(accepted)}", param=f"{param}.{key}"
+            )
+
+
+def _format_type(value: dict[str, Any], param: str) -> str:
     kind = value.get("type")
     if kind is None:
         raise InvalidParameter(f"{param}.type: is required", param=f"{param}.type")
     if kind not in _FORMAT_TYPES:
-        raise _refuse(f"{param}.type", f"{kind!r} is not supported; supported are " + ", ".join(_FORMAT_TYPES))
-    for key in value:
-        if key not in ("type", "json_schema"):
-            raise InvalidParameter(
-                f"{param}.{key}: unknown field; accepted fields are type, json_schema", param=f"{param}.{key}"
-            )
-    if kind != "json_schema":
-        if "json_schema" in value:
-            raise InvalidParameter(
-                f"{param}.json_schema: only goes with type json_schema", param=f"{param}.json_schema"
-            )
-        return None if kind == "text" else json_object_constraint(param)
-    spec = value.get("json_schema")
-    param = f"{param}.json_schema"
-    if not isinstance(spec, dict):
-        raise InvalidParameter(f"{param}: is required with type json_schema, as an object", param=param)
-    for key in spec:
-        if key not in _JSON_SCHEMA_FIELDS:
-            accepted = ", ".join(_JSON_SCHEMA_FIELDS)
-            raise InvalidParameter(
-                f"{param}.{key}: unknown field; accepted fields are {accepted}", param=f"{param}.{key}"
-            )
+        raise refuse(f"{param}.type", f"{kind!r} is not supported; supported are " + ", ".join(_FORMAT_TYPES))
+    return str(kind)
+
+
+def _named_schema(spec: dict[str, Any], param: str) -> OutputConstraint:
+    """A json_schema format's name, strict, description and schema (its fields already checked) as a constraint."""
     name = spec.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidParameter(
@@ -108,6 +95,41 @@ def response_format(value: dict[str, Any] | None) -> OutputConstraint | None:
     if "schema" not in spec:  # OpenAI's schema is optional: without one, any JSON object
         return json_object_constraint(param)
     return json_schema_constraint(spec["schema"], f"{param}.schema")
+
+
+def response_format(value: dict[str, Any] | None) -> OutputConstraint | None:
+    """OpenAI's response_format as a constraint: text (none), json_object, or json_schema with the schema checked
+    against the supported subset (engines/constraints.py). `strict` false is enforced all the same."""
+    if value is None:
+        return None
+    param = "response_format"
+    kind = _format_type(value, param)
+    _check_fields(value, param, ("type", "json_schema"))
+    if kind != "json_schema":
+        if "json_schema" in value:
+            raise InvalidParameter(
+                f"{param}.json_schema: only goes with type json_schema", param=f"{param}.json_schema"
+            )
+        return None if kind == "text" else json_object_constraint(param)
+    spec = value.get("json_schema")
+    param = f"{param}.json_schema"
+    if not isinstance(spec, dict):
+        raise InvalidParameter(f"{param}: is required with type json_schema, as an object", param=param)
+    _check_fields(spec, param, _JSON_SCHEMA_FIELDS)
+    return _named_schema(spec, param)
+
+
+def text_format(value: dict[str, Any] | None, param: str = "text.format") -> OutputConstraint | None:
+    """The Responses API's `text.format`: response_format's three types, a json_schema's fields beside its type
+    (not under a `json_schema` key)."""
+    if value is None:
+        return None
+    kind = _format_type(value, param)
+    if kind != "json_schema":
+        _check_fields(value, param, ("type",))
+        return None if kind == "text" else json_object_constraint(param)
+    _check_fields(value, param, ("type", *_JSON_SCHEMA_FIELDS))
+    return _named_schema(value, param)
 
 
 def _sampling(
@@ -150,7 +172,7 @@ def _content(content: str | list[ContentPart] | None, index: int) -> str:
     for part_index, part in enumerate(content):
         param = f"messages[{index}].content[{part_index}]"
         if part.type != "text":
-            raise _refuse(f"{param}.type", f"{part.type!r} content is not supported; only text parts are")
+            raise refuse(f"{param}.type", f"{part.type!r} content is not supported; only text parts are")
         if part.text is None:
             raise InvalidParameter(f"{param}.text: is required", param=f"{param}.text")
         texts.append(part.text)
@@ -161,11 +183,11 @@ def _content(content: str | list[ContentPart] | None, index: int) -> str:
 def _message(message: Message, index: int) -> ChatMessage:
     param = f"messages[{index}]"
     if message.function_call is not None:
-        raise _refuse(f"{param}.function_call", "the legacy function_call is not supported; send tool_calls")
+        raise refuse(f"{param}.function_call", "the legacy function_call is not supported; send tool_calls")
     check_message(param, message.role, bool(message.tool_calls), message.tool_call_id, message.content is not None)
     calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ())
     return ChatMessage(
-        role=_ROLES.get(message.role, message.role),
+        role=TEMPLATE_ROLES.get(message.role, message.role),
         content=_content(message.content, index),
         tool_calls=calls,
         tool_call_id=message.tool_call_id,
@@ -182,7 +204,7 @@ def _chat_logprobs(body: ChatCompletionRequest) -> int | None:
 
 
 def chat_input(body: ChatCompletionRequest) -> tuple[SamplingInput, list[ChatMessage], ToolsInput | None]:
-    _refuse_set(body, _CHAT, _NEUTRAL)
+    refuse_set(body, _CHAT, _NEUTRAL)
     messages = [_message(message, index) for index, message in enumerate(body.messages)]
     tools = tools_input(body.tools, body.tool_choice, body.parallel_tool_calls)
     constraint = response_format(body.response_format)
@@ -229,7 +251,7 @@ def completion_prompts(prompt: str | list[str | int | list[int]]) -> list[Comple
 
 
 def completion_input(body: CompletionRequest) -> tuple[SamplingInput, list[CompletionPrompt]]:
-    _refuse_set(body, _COMPLETION, _NEUTRAL)
+    refuse_set(body, _COMPLETION, _NEUTRAL)
     prompts = completion_prompts(body.prompt)
     # Here logprobs is a count, and 0 still asks for the sampled tokens' log probabilities. With echo, the
     # prompt's tokens are scored too; max_tokens 0 then only scores the prompt (how evaluation harnesses ask).
