@@ -65,6 +65,9 @@ class ScriptedEngine:
     async def tokenize(self, text: str) -> list[int]:
         return list(range(len(text.split())))
 
+    def vocab_size(self) -> int:
+        return 1000
+
     async def render_chat(self, messages: Sequence[ChatMessage], tools: object = None) -> str:
         return " ".join(m.content for m in messages)
 

@@ -185,12 +185,14 @@ def test_logit_bias_bans_and_forces_tokens_under_greedy(client: openai.OpenAI, h
 
 
 def test_penalties_and_min_p_change_a_repetitive_answer(client: openai.OpenAI) -> None:
-    prompt = "one one one one one one one one"
-    plain = client.completions.create(prompt=prompt, max_tokens=12, **GREEDY).choices[0].text
-    for fields in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}, {"extra_body": {"repetition_penalty": 1.8}}):
-        penalised = client.completions.create(prompt=prompt, max_tokens=12, **GREEDY, **fields).choices[0].text
-        assert penalised != plain, fields
-        assert penalised.count("one") < plain.count("one") or "one" not in plain, (fields, plain, penalised)
+    prompt = "Repeat after me: hello hello hello"
+    fields: dict[str, Any] = {"prompt": prompt, "max_tokens": 12, "extra_body": {"ignore_eos": True}, **GREEDY}
+    plain = client.completions.create(**fields).choices[0].text
+    assert plain.count("hello") >= 6, plain  # greedy goes on repeating
+    for penalty in ({"frequency_penalty": 0.5}, {"presence_penalty": 2.0}, {"repetition_penalty": 1.2}):
+        extra = {"extra_body": {"ignore_eos": True, **penalty}}
+        penalised = client.completions.create(**{**fields, **extra}).choices[0].text
+        assert penalised.count("hello") < plain.count("hello"), (penalty, plain, penalised)
     # min_p 1 keeps only the most likely token: sampling at temperature 1 becomes greedy.
     sampled = client.completions.create(
         prompt=FRANCE, max_tokens=8, temperature=1.0, seed=3, extra_body={"min_p": 1.0}, model=MODEL
@@ -209,3 +211,18 @@ def test_n_up_to_the_limit_is_served(client: openai.OpenAI, n: int) -> None:
     answer = client.completions.create(prompt=FRANCE, max_tokens=2, n=n, **GREEDY)
     assert [c.index for c in answer.choices] == list(range(n))
     assert len({c.text for c in answer.choices}) == 1
+
+
+def test_echo_with_n_gives_every_choice_the_prompts_scores(client: openai.OpenAI) -> None:
+    """Only a prompt's first choice scores it (the others share its KV cells); every choice answers them."""
+    answer = client.completions.create(prompt=FRANCE, max_tokens=3, n=2, echo=True, logprobs=1, **GREEDY)
+    first, second = (choice.logprobs for choice in answer.choices)
+    assert first is not None and second is not None and first.token_logprobs and second.token_logprobs
+    assert first.token_logprobs == second.token_logprobs and first.tokens == second.tokens
+    assert first.token_logprobs[0] is None and len(first.tokens or []) > 3
+    streamed = list(
+        client.completions.create(prompt=FRANCE, max_tokens=3, n=2, echo=True, logprobs=1, stream=True, **GREEDY)
+    )
+    heads = {c.index: c for chunk in streamed for c in chunk.choices if c.text == FRANCE}
+    assert set(heads) == {0, 1}
+    assert all(head.logprobs and head.logprobs.token_logprobs for head in heads.values())

@@ -7,6 +7,7 @@ tokens' log probabilities when `logprobs` is set (the way evaluation harnesses s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from llm_inference.api.openai.logprobs import text_logprobs
 from llm_inference.api.openai.responses import Completion, TextChoice
 from llm_inference.api.openai.schemas import CompletionRequest
 from llm_inference.api.openai.translate import CompletionPrompt, completion_input
+from llm_inference.engines.base import TokenLogprob
 from llm_inference.service import InferenceService, Outcome, Prepared, SamplingInput, Usage, complete, prepare
 from llm_inference.service.choices import check_choice_count, choice_sampling, open_all, run_all
 from llm_inference.service.generation import open_stream
@@ -30,14 +32,29 @@ async def _prepare(service: InferenceService, asked: SamplingInput, prompt: Comp
     return await prepare(service, asked, prompt_tokens=prompt, prompt_param=param)
 
 
-def _choice(body: CompletionRequest, prepared: Prepared, outcome: Outcome, index: int) -> TextChoice:
+def _choice_sampling(asked: SamplingInput, index: int) -> SamplingInput:
+    """Choice `index` of a prompt: only its first choice scores the prompt (echo with logprobs), so the others
+    can share the prompt's KV cells (a sequence that scores its prompt computes it whole); they all answer
+    those scores. A request that only scores (max_tokens 0) needs them on every choice."""
+    sampling = choice_sampling(asked, index)
+    if index and asked.max_tokens != 0 and sampling.prompt_logprobs is not None:
+        sampling = dataclasses.replace(sampling, prompt_logprobs=None)
+    return sampling
+
+
+def _choice(
+    body: CompletionRequest,
+    prepared: Prepared,
+    outcome: Outcome,
+    prompt_logprobs: tuple[TokenLogprob, ...] | None,
+    index: int,
+) -> TextChoice:
     text = outcome.text
     logprobs = None
     if body.echo:
         text = prepared.request.prompt + text
         if body.logprobs is not None:
-            prompt_tokens = outcome.prompt_logprobs or ()
-            logprobs = text_logprobs((*prompt_tokens, *outcome.logprobs))
+            logprobs = text_logprobs((*(prompt_logprobs or ()), *outcome.logprobs))
     elif body.logprobs is not None:
         logprobs = text_logprobs(outcome.logprobs)
     return TextChoice(text=text, finish_reason=outcome.finish_reason, index=index, logprobs=logprobs)
@@ -69,6 +86,8 @@ class CompletionsController(Controller):
                 return await open_stream(service, await _prepare(service, asked, prompt, param))
 
             streams = await open_all([open_one(*run) for run in runs])
+            for index, stream in enumerate(streams.streams):  # a prompt's scores, from its first choice
+                stream.prompt_logprobs = streams.streams[index - index % n].prompt_logprobs
             prompt_tokens = sum(len(s.prepared.request.prompt_token_ids or ()) for s in streams.streams[::n])
             echo_logprobs = data.logprobs is not None
             return choices_stream(
@@ -81,7 +100,10 @@ class CompletionsController(Controller):
 
         results = await run_all([run_one(*run) for run in runs])
         prepared = results[0][0]
-        choices = [_choice(data, p, outcome, index) for index, (p, outcome) in enumerate(results)]
+        choices = [
+            _choice(data, p, outcome, results[index - index % n][1].prompt_logprobs, index)
+            for index, (p, outcome) in enumerate(results)
+        ]
         # Each prompt is read once for its n choices (they share its KV cells); each choice's answer counts.
         total = Usage(
             sum(outcome.usage.prompt_tokens for _, outcome in results[::n]),

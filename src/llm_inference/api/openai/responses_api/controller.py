@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from llm_inference.api.openai.responses_api.events import event_stream
 from llm_inference.api.openai.responses_api.output import whole_response
@@ -31,13 +31,13 @@ class ResponsesController(Controller):
         return Response(whole_response(prepared, outcome, settings, created_at))
 
     @get(["/{response_id:str}", "/{response_id:str}/input_items"], summary="Stored responses: none are stored")
-    async def retrieve(self, response_id: str) -> None:
+    async def retrieve(self, response_id: FromPath[str]) -> None:
         raise ResponseNotStored(response_id)
 
     @delete("/{response_id:str}", summary="Stored responses: none are stored")
-    async def remove(self, response_id: str) -> None:
+    async def remove(self, response_id: FromPath[str]) -> None:
         raise ResponseNotStored(response_id)
 
     @post("/{response_id:str}/cancel", summary="Background responses: none run", opt={"no_body": True})
-    async def cancel(self, response_id: str) -> None:
+    async def cancel(self, response_id: FromPath[str]) -> None:
         raise ResponseNotStored(response_id)
