@@ -59,7 +59,10 @@ class IdleEngine:
     async def tokenize(self, text: str) -> list[int]:
         return list(range(len(text.split())))
 
-    async def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+    def vocab_size(self) -> int:
+        return 1000
+
+    async def render_chat(self, messages: Sequence[ChatMessage], tools: object = None) -> str:
         return "\n".join(m.content for m in messages)
 
     def info(self) -> EngineInfo:
@@ -145,7 +148,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     )
     with (
         mock.patch("llm_inference.models.registry.load_engine", _idle_engine),
-        mock.patch("llm_inference.models.registry.fetch", lambda spec: (Path("/dev/null"), None)),
+        mock.patch("llm_inference.models.registry.fetch", lambda spec, *_: (Path("/dev/null"), None)),
     ):
         app = create_app(settings)
         async with app.lifespan():
