@@ -253,6 +253,24 @@ def test_openais_vocabulary_on_the_vllm_backend(server: ServerProcess, model_dir
     assert banned.choices[0].text != " Paris."
 
 
+def test_a_repeated_prompt_is_found_in_vllms_prefix_cache(server: ServerProcess) -> None:
+    """llm_prefix_cache_queries_total / _hits_total carry vLLM's own prefix-cache counts."""
+    long_prompt = "Here is a list of fruits: " + ", ".join(["apple", "banana", "cherry", "plum"] * 60) + "."
+    before = gauge(server, "llm_prefix_cache_queries_total"), gauge(server, "llm_prefix_cache_hits_total")
+    for _ in range(2):
+        ok(server, "/api/generate", prompt=long_prompt, max_tokens=1, temperature=0)
+
+    def moved() -> tuple[float, float]:
+        return (
+            gauge(server, "llm_prefix_cache_queries_total") - before[0],
+            gauge(server, "llm_prefix_cache_hits_total") - before[1],
+        )
+
+    # vLLM reports them with its next scheduler step's stats: poll for the second request's.
+    queries, hits = wait_until(moved, timeout=60, what="prefix-cache hits reported", until=lambda m: m[1] > 0)
+    assert queries >= 2 * 240 and hits >= 128, (queries, hits)  # a whole block of the prompt at least
+
+
 def client_token(model_dir: Path) -> int:
     """The first token of the greedy answer " Paris." after PROMPT."""
     return int(AutoTokenizer.from_pretrained(model_dir).encode(" Paris")[0])

@@ -132,6 +132,10 @@ class EngineStats:
     running: int  # sequences being decoded
     waiting: int  # admitted requests not yet decoding
     kv_cache_usage: float | None = None  # 0..1 of the KV cache held by running sequences, where the engine knows
+    # Since start, where the engine knows: prompt tokens looked up in its prefix cache, and those whose KV cells
+    # it found there (so did not compute), as vLLM counts prefix_cache_queries and prefix_cache_hits.
+    prefix_cache_queries: int | None = None
+    prefix_cache_hits: int | None = None
 
 
 @runtime_checkable

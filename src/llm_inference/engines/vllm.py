@@ -219,7 +219,13 @@ class VllmEngine:
         unfinished = self._llm.output_processor.get_num_unfinished_requests()
         running = min(unfinished, self._max_num_seqs)
         usage = self._kv_cache.ratio if unfinished else 0.0
-        return EngineStats(running=running, waiting=unfinished - running, kv_cache_usage=usage)
+        return EngineStats(
+            running=running,
+            waiting=unfinished - running,
+            kv_cache_usage=usage,
+            prefix_cache_queries=self._kv_cache.prefix_cache_queries,
+            prefix_cache_hits=self._kv_cache.prefix_cache_hits,
+        )
 
     async def check_health(self) -> None:
         if self._closed:

@@ -1,4 +1,4 @@
-"""The vLLM engine's own KV-cache figure, read through one minimal stat logger.
+"""The vLLM engine's own KV-cache figures (usage, prefix-cache hits), read through one minimal stat logger.
 
 vLLM reports its scheduler's state (KV-cache usage among it) only to stat loggers. Its default loggers
 (Prometheus, the periodic log line) cost work on the event loop every step, so the engine runs without them;
@@ -17,6 +17,9 @@ class KvCacheUsage:
 
     def __init__(self) -> None:
         self.ratio: float | None = None
+        # Since start: prompt tokens vLLM looked up in its prefix cache, and those it found there.
+        self.prefix_cache_queries = 0
+        self.prefix_cache_hits = 0
 
     def logger_factory(self, vllm_config: Any, engine_index: int = 0) -> StatLoggerBase:
         return _Recorder(self)
@@ -29,6 +32,9 @@ class _Recorder(StatLoggerBase):  # type: ignore[misc]  # vLLM is untyped here (
     def record(self, scheduler_stats: Any, iteration_stats: Any, *_: Any, **__: Any) -> None:
         if scheduler_stats is not None:
             self._usage.ratio = float(scheduler_stats.kv_cache_usage)
+            prefix = scheduler_stats.prefix_cache_stats
+            self._usage.prefix_cache_queries += int(prefix.queries)
+            self._usage.prefix_cache_hits += int(prefix.hits)
 
     def log_engine_initialized(self) -> None:
         pass

@@ -260,6 +260,17 @@ class _ModelCollector(Collector):
                 "Share of the KV cache held by running requests, 0..1 (vLLM: kv_cache_usage_perc).",
                 labels=list(MODEL_LABELS),
             ),
+            "prefix_queries": CounterMetricFamily(
+                "llm_prefix_cache_queries",
+                "Prompt tokens the engine looked up in its prefix cache (vLLM: prefix_cache_queries).",
+                labels=list(MODEL_LABELS),
+            ),
+            "prefix_hits": CounterMetricFamily(
+                "llm_prefix_cache_hits",
+                "Prompt tokens whose KV cells the engine found cached, so did not compute (vLLM: prefix_cache_hits); "
+                "the hit rate is rate(hits) / rate(queries).",
+                labels=list(MODEL_LABELS),
+            ),
         }
 
     def describe(self) -> Iterable[Metric]:
@@ -293,6 +304,9 @@ class _ModelCollector(Collector):
             families["waiting"].add_metric([model, backend], stats.waiting)
             if stats.kv_cache_usage is not None:
                 families["kv_cache"].add_metric([model, backend], stats.kv_cache_usage)
+            if stats.prefix_cache_queries is not None and stats.prefix_cache_hits is not None:
+                families["prefix_queries"].add_metric([model, backend], stats.prefix_cache_queries)
+                families["prefix_hits"].add_metric([model, backend], stats.prefix_cache_hits)
         return families.values()
 
 

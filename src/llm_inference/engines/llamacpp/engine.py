@@ -196,8 +196,17 @@ class LlamaCppEngine:
         return self._info
 
     def stats(self) -> EngineStats:
-        usage = self._loop.active_kv_cells / self._kv_cells
-        return EngineStats(running=self._loop.running, waiting=self._loop.waiting, kv_cache_usage=usage)
+        loop = self._loop
+        usage = loop.active_kv_cells / self._kv_cells
+        # Cells copied from a running sequence (n choices, a shared prefix) count as found, as reused ones do.
+        hits = loop.prefix_tokens_reused + loop.prefix_tokens_shared
+        return EngineStats(
+            running=loop.running,
+            waiting=loop.waiting,
+            kv_cache_usage=usage,
+            prefix_cache_queries=hits + loop.prompt_tokens_prefilled,
+            prefix_cache_hits=hits,
+        )
 
     @property
     def decode_steps(self) -> int:
