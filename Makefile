@@ -136,6 +136,12 @@ clean:
 bench-cpu: model
 	$(BIN)/python -m bench.cpu.run --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)
 
+# Multi-turn chat: TTFT of a conversation's fifth turn (~1,500 tokens of history) against llama-server's prompt cache,
+# at 1 and 8 conversations; writes bench/results/multiturn-<date>.json/.png.
+.PHONY: bench-multiturn
+bench-multiturn: model
+	$(BIN)/python -m bench.cpu.multiturn --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)
+
 # What constrained decoding (a response_format json_schema) costs in tok/s, ITL and TTFT against the same requests
 # without it, at 1 and 16 clients, on one server process; writes bench/results/structured-speed-<date>.json/.png.
 .PHONY: bench-structured
