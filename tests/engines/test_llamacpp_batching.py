@@ -220,3 +220,40 @@ async def test_requests_arriving_together_at_an_idle_engine_start_in_one_step(en
     lasts = await asyncio.gather(one(short, 0), one(long, 0.001))
     assert [last.completion_tokens for last in lasts] == [1, 1]
     assert engine.decode_steps - before == 1
+
+
+async def test_a_burst_is_served_first_come_first_served(engine, monkeypatch) -> None:
+    """Twice as many requests as slots, arriving in one burst: slots go to waiting requests in arrival order
+    (the waiting queue is FIFO), prompts are read in admission order, so no request gets its first token in an
+    earlier step than one that arrived before it: every request's wait is bounded by its arrival rank."""
+    seated: list[str] = []
+    first_token_step: dict[str, int] = {}
+    real_seat, real_post = scheduler.DecodeLoop._seat, scheduler.DecodeLoop._post
+
+    def seat(self, sequence, free):  # type: ignore[no-untyped-def]
+        seated.append(sequence.request.request_id)
+        return real_seat(self, sequence, free)
+
+    def post(self, sequence, item):  # type: ignore[no-untyped-def]
+        if isinstance(item, Chunk) and item.completion_tokens:
+            first_token_step.setdefault(sequence.request.request_id, self.steps)
+        return real_post(self, sequence, item)
+
+    monkeypatch.setattr(scheduler.DecodeLoop, "_seat", seat)
+    monkeypatch.setattr(scheduler.DecodeLoop, "_post", post)
+    words = ["apple", "river", "stone", "cloud", "maple", "tiger", "ocean", "piano"]
+    prompts = [
+        f"{word} {other} story number {i}:"
+        for i, (word, other) in enumerate(zip(words * 2, words[::-1] * 2, strict=True))
+    ]
+    # Tokenized first, so each request reaches the engine's queue the moment its task starts: in rank order.
+    requests = [
+        dataclasses.replace(req, prompt_token_ids=tuple(await engine.tokenize(req.prompt)))
+        for req in (request(p, max_tokens=4 + 2 * rank, ignore_eos=True) for rank, p in enumerate(prompts))
+    ]
+    results = await asyncio.gather(*(run(engine, r) for r in requests))
+    assert all(last.finish_reason is FinishReason.LENGTH for _, last in results)
+    ranks = {r.request_id: rank for rank, r in enumerate(requests)}
+    assert [ranks[request_id] for request_id in seated if request_id in ranks] == list(range(len(requests)))
+    steps = [first_token_step[r.request_id] for r in requests]
+    assert steps == sorted(steps), steps
