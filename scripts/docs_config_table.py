@@ -58,7 +58,7 @@ def shown_default(value: Any) -> str:
 
 def cell(text: str) -> str:
     """Markdown table cell: variable names as code, the docs' own pages as links, no stray HTML or pipes."""
-    text = re.sub(r'(?:README(?:\.md)?|docs/([\w-]+\.md)) "([^"]+)"', lambda m: f"[{m[2]}]({m[1] or 'index.md'})", text)
+    text = re.sub(r'docs/([\w-]+\.md)(?: "([^"]+)")?', lambda m: f"[{m[2] or m[0]}]({m[1]})", text)
     text = re.sub(r"(?<![`\w${])((?:LLM|HF|OTEL)_[A-Z0-9_]+(?:=\w+)?)", r"`\1`", text)
     return text.replace("<", "&lt;").replace("|", "\\|")
 

@@ -26,14 +26,23 @@ FENCE = re.compile(r"^(```|~~~)")
 
 
 def _outside_code(markdown: str, rewrite: Any) -> str:
-    """Apply `rewrite` to every line outside fenced code blocks."""
-    out, fenced = [], False
+    """Apply `rewrite` to the text between fenced code blocks (a link's text may span lines)."""
+    out: list[str] = []
+    prose: list[str] = []
+    fenced = False
     for line in markdown.split("\n"):
         if FENCE.match(line.lstrip()):
+            if not fenced and prose:
+                out.append(rewrite("\n".join(prose)))
+                prose = []
             fenced = not fenced
-        elif not fenced:
-            line = rewrite(line)
-        out.append(line)
+            out.append(line)
+        elif fenced:
+            out.append(line)
+        else:
+            prose.append(line)
+    if prose:
+        out.append(rewrite("\n".join(prose)))
     return "\n".join(out)
 
 
