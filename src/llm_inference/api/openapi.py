@@ -117,7 +117,7 @@ FORMAT_FIELD = {
     ],
     "description": '"json" for any JSON object, or a JSON Schema the output will match. The subset served '
     "(properties, required, additionalProperties, items, enum, const, anyOf, $ref, length bounds, ...) is "
-    'in docs/structured-outputs.md; anything else is refused with 400 unsupported_parameter naming the '
+    "in docs/structured-outputs.md; anything else is refused with 400 unsupported_parameter naming the "
     "keyword. Shown here: the simplest such schemas.",
     "default": None,
 }
@@ -153,7 +153,7 @@ TOOLS_FIELD = {
         {"type": "null"},
     ],
     "description": "Functions the model may call, in OpenAI's shape: up to 128 with distinct names; `parameters` a "
-    'JSON Schema in the structured-output subset (docs/tool-calling.md), `server: true` for one the service '
+    "JSON Schema in the structured-output subset (docs/tool-calling.md), `server: true` for one the service "
     "runs itself. Shown here: one function with the simplest parameters.",
     "default": None,
 }
