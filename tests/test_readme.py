@@ -48,6 +48,7 @@ PYTHON_PREAMBLE = (
 # Fenced blocks that are not run here, by page and the start of their first line, and why; what checks them.
 NOT_RUN = {
     ("README.md", "make run"): "make itself: CI runs `make test`, and the server of this test is `make run`'s",
+    ("docs/architecture.md", "Granian worker"): "a diagram of the layers, not a command",
     ("docs/api.md", '{"error": {"type": "context_length_exceeded"'): (
         "an answer of a server with a 1,024-token context; tests/api/test_context_pruning.py gets it"
     ),
