@@ -30,5 +30,5 @@ ENV PATH=/opt/llm-inference/bin:$PATH \
 USER 10001:10001
 WORKDIR /home/app
 EXPOSE 8091
-# Granian's main process is PID 1: it forwards SIGTERM to its worker, which drains (README "Graceful drain").
+# Granian's main process is PID 1: it forwards SIGTERM to its worker, which drains (docs/graceful-drain.md).
 CMD ["llm-inference", "serve"]

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PREBUILT_STAMP := $(VENV)/.prebuilt-stamp
 
-.PHONY: install model run test check-config lint lock clean browser prometheus screenshots
+.PHONY: install model run test check-config lint lock clean browser prometheus screenshots docs
 
 install: $(STAMP)
 
@@ -54,6 +54,14 @@ lint: $(PREBUILT_STAMP) $(LINT_SOURCES)/llama_cpp/py.typed
 	$(BIN)/ruff format --check $(LINTED)
 	MYPYPATH=$(LINT_SOURCES) $(BIN)/mypy
 
+# The documentation site (mkdocs.yml): docs/*.md with README.md as its front page, into build/docs. Strict: a
+# broken link or anchor, a link to a file the repository lacks (scripts/docs_hooks.py) or a settings table out of
+# step with Settings (scripts/docs_config_table.py) fails it. A gate in .ci/run, after lint; like lint it needs
+# only the prebuilt wheels. tests/test_readme.py runs the pages' examples against a real server (`make test`).
+docs: $(PREBUILT_STAMP)
+	$(BIN)/python scripts/docs_config_table.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # Both suites: the service on llama.cpp (.venv), then the vLLM backend on vLLM's CPU build (.venv-vllm). The
 # second runs even when the first fails; the failures of both are listed at the end, and any failure fails.
 TEST_RESULTS := build/test-results
@@ -94,7 +102,7 @@ browser:
 prometheus:
 	test -x /usr/bin/promtool -a -x /usr/bin/prometheus || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
 
-# The README's pictures of the playground (light, dark, phone width) and Swagger UI, into docs/images/.
+# The docs' pictures of the playground (light, dark, phone width) and Swagger UI, into docs/images/.
 screenshots: model browser
 	$(BIN)/python -m tests.ui.screenshots docs/images
 

@@ -191,7 +191,7 @@ def gpu_model() -> str:
 
 
 def constraint_metrics(url: str) -> dict[str, float]:
-    """The server's own count of constrained requests and compile time (README "Metrics")."""
+    """The server's own count of constrained requests and compile time (docs/observability.md "Metrics")."""
     text = httpx.get(url + "/metrics", timeout=10).text
     wanted = (
         "llm_constrained_requests_total",

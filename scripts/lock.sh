@@ -9,9 +9,9 @@ UV=${UV:-uv}
 compile() {
     "$UV" pip compile --quiet --generate-hashes --custom-compile-command "make lock" "$@"
 }
-# The service alone (Dockerfile) and with its test and bench tools (.venv): any platform, Python 3.11+.
+# The service alone (Dockerfile) and with its test, bench and docs tools (.venv): any platform, Python 3.11+.
 compile --universal --python-version 3.11 pyproject.toml -o requirements/service.lock
-compile --universal --python-version 3.11 pyproject.toml --extra test --extra clients --extra bench -o requirements/dev.lock
+compile --universal --python-version 3.11 pyproject.toml --extra test --extra clients --extra bench --extra docs -o requirements/dev.lock
 # Dockerfile.cuda: Ubuntu 24.04's Python 3.12 on x86_64, vLLM pinned to the release that runs on the lent GPU.
 compile --python-version 3.12 --python-platform x86_64-manylinux_2_28 pyproject.toml --extra gpu \
     -c requirements/cuda.in -o requirements/cuda.lock

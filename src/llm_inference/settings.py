@@ -28,7 +28,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     allowed_models: tuple[str, ...] = (EMBEDDED_MODEL,)
     default_model: str | None = None
-    # Several models (README "Several models"): which load at start-up, how many stay loaded, failed-load retry.
+    # Several models (docs/models.md "Several models"): which load at start-up, how many stay loaded, failed-load retry.
     preload_models: tuple[str, ...] = ()  # empty: the default model
     max_loaded_models: PositiveInt | None = None  # None: every allowed model may stay loaded
     model_retry_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
@@ -41,7 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_tokens_limit: PositiveInt = 4096
     max_stop_sequences: Annotated[int, msgspec.Meta(ge=0, le=64)] = 8
     max_batch_prompts: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
-    # OpenAI's vocabulary (README "OpenAI compatibility"): choices per request (n, and prompts in one /v1
+    # OpenAI's vocabulary (docs/openai.md): choices per request (n, and prompts in one /v1
     # completions request), alternatives per token (top_logprobs), logit_bias entries.
     max_choices: Annotated[int, msgspec.Meta(ge=1, le=128)] = 8
     max_top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] = 20
@@ -57,7 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # llama.cpp layers offloaded to a GPU: -1 every layer, 0 none; unset: every layer when this llama.cpp build
     # can offload (the CUDA image's), else none.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
-    # llama.cpp only: prompt tokens a decode step takes while other sequences decode (README "CPU inference").
+    # llama.cpp only: prompt tokens a decode step takes while other sequences decode (docs/cpu.md).
     prefill_chunk_tokens: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 2048
     # llama.cpp only: its extra CPU weight layouts (repacked weights, AMX tiles); auto: on unless AMX is built in.
     weight_repack: Literal["auto", "on", "off"] = "auto"
@@ -67,7 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     gpu_memory_shares: tuple[str, ...] = ()
     max_model_len: PositiveInt | None = None
     tensor_parallel_size: PositiveInt = 1
-    # Model larger than one node: pipeline stages over nodes, joined by Ray (README "Models larger than one node").
+    # Model larger than one node: pipeline stages over nodes, joined by Ray (docs/kubernetes.md "Models larger than one node").
     pipeline_parallel_size: PositiveInt = 1
     # auto: vLLM's own choice (its multiprocessing workers on one node, Ray when a Ray cluster is running).
     distributed_executor_backend: Literal["auto", "mp", "ray"] = "auto"
@@ -76,14 +76,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_num_batched_tokens: PositiveInt | None = None
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
-    # In-situ quantization (README "In-situ quantization"): each model is quantized to LLM_ISQ_TYPE while loading;
+    # In-situ quantization (docs/isq.md): each model is quantized to LLM_ISQ_TYPE while loading;
     # unset, fp8 on vLLM and Q4_K_M on llama.cpp. Whether the backend serving a model has the type is checked at
     # start-up. llama.cpp keeps what it quantized in LLM_ISQ_CACHE_DIR (unset: default_isq_cache_dir()).
     enable_isq: bool = False
     isq_type: str | None = None
     isq_cache_dir: str | None = None
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
-    # How tools reach the model and calls come back (README "Tool calling"): auto, the chat template's own format
+    # How tools reach the model and calls come back (docs/tool-calling.md): auto, the chat template's own format
     # where it has one known here, else the generic constrained JSON one; or one of them for every model.
     tool_call_format: Literal["auto", "generic", "hermes", "llama3_json", "mistral"] = "auto"
     log_format: Literal["json", "pretty"] = "json"
@@ -94,7 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     tls_enabled: bool = False
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
-    # Access control and hardening (README "Hardening").
+    # Access control and hardening (docs/hardening.md).
     api_keys: tuple[str, ...] = ()
     api_keys_file: str | None = None
     # The playground's page and files (/, /ui) carry no secret; its API calls carry the key.
@@ -110,13 +110,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
     sse_ping_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    # The chat playground at GET / (README "Playground"); false: / answers 404.
+    # The chat playground at GET / (docs/playground.md); false: / answers 404.
     ui_enabled: bool = True
-    # Server-side conversations (README "Sessions"): at most this many per replica, the least recently used
+    # Server-side conversations (docs/api.md "Sessions"): at most this many per replica, the least recently used
     # evicted to make room; one idle this long is forgotten.
     max_sessions: PositiveInt = 1000
     session_ttl_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
-    # Server-side tool rounds (README "Server-side tool rounds"): calls to tools a request marks `server` are
+    # Server-side tool rounds (docs/tool-calling.md "Server-side tool rounds"): calls to tools a request marks `server` are
     # POSTed to this URL (unset: such requests are refused), with the bearer token the key file holds; each
     # call bounded in time and in the size of its answer, at most max_tool_rounds rounds per request.
     tool_dispatch_url: str | None = None
@@ -413,7 +413,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, l
 
 
 # The seed system's own variable names. They are not settings here; set, they earn a warning naming the
-# LLM_* variable that replaces them (README "Configuration": migrating).
+# LLM_* variable that replaces them (docs/configuration.md "Coming from the seed system": migrating).
 LEGACY_VARIABLES = {
     "CORS_ALLOWED_ORIGINS": "LLM_CORS_ALLOWED_ORIGINS",
     "SERVICE_NAME": "LLM_SERVICE_NAME",

@@ -1,6 +1,6 @@
 """Every bad input gets the one JSON error body, the right status and type, and names the field at fault.
 
-BAD_INPUTS is the table README.md "Bad input" documents: keep the two in step.
+BAD_INPUTS is the table docs/hardening.md "Bad input" documents: keep the two in step.
 """
 
 from __future__ import annotations

@@ -253,7 +253,7 @@ def test_optional_resources_are_off_by_default_and_each_renders_valid() -> None:
 
 
 def test_service_session_affinity_is_off_by_default_and_clientip_on_request() -> None:
-    # Sessions are per replica (README "Sessions"): ClientIP keeps a client on the pod holding its session.
+    # Sessions are per replica (docs/api.md "Sessions"): ClientIP keeps a client on the pod holding its session.
     default = one(render(), "Service")["spec"]
     assert default["sessionAffinity"] == "None" and "sessionAffinityConfig" not in default
     pinned = render({"service": {"sessionAffinity": "ClientIP", "sessionAffinityTimeoutSeconds": 3600}})

@@ -220,8 +220,9 @@ async def test_autoscaling_and_gateway_name_gauges_the_service_exports(client) -
         named |= metric_names_in(trigger["metadata"]["query"])
     hpa = render({"autoscaling": {"enabled": True, "queue": {"runningPerPod": 8}}})
     named |= {m["pods"]["metric"]["name"] for m in one(hpa, "HorizontalPodAutoscaler")["spec"]["metrics"]}
-    readme = (ROOT / "README.md").read_text()
-    picker_flags = dict(re.findall(r"--([a-z-]+-metric)=(\S+)", readme))
+    # The flags docs/kubernetes.md tells the endpoint picker's operator to set.
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    picker_flags = dict(re.findall(r"--([a-z-]+-metric)=(\S+)", docs))
     assert set(picker_flags) == {
         "total-queued-requests-metric",
         "total-running-requests-metric",

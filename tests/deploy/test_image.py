@@ -6,7 +6,7 @@ Dockerfile's base image from Debian's archive (scripts/oci/base-image.sh: no con
 here), builds the unchanged Dockerfile with `podman build --isolation chroot --pull=never --network host`, and
 starts the image with `podman run` under the chart's security context (its own user, a read-only root, only
 /tmp, /home/app and HF_HOME writable, no capabilities). The checks talk to the container over HTTP and a
-browser, read its processes from /proc and its writes from `podman diff`. README "Images" says what this does
+browser, read its processes from /proc and its writes from `podman diff`. docs/kubernetes.md "Images" says what this does
 not exercise; Dockerfile.cuda keeps its script-level tests in tests/test_images.py.
 """
 

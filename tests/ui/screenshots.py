@@ -1,4 +1,4 @@
-"""`make screenshots`: the README's pictures of the playground (light, dark, phone width) and Swagger UI.
+"""`make screenshots`: the docs' pictures of the playground (light, dark, phone width) and Swagger UI.
 
 python -m tests.ui.screenshots docs/images  -- starts the service on the embedded model and Debian's chromium."""
 

@@ -101,7 +101,7 @@ def _settings_limits(components: dict[str, Any], settings: Settings) -> None:
         }
 
 
-# `format` takes a JSON Schema in the subset README "Structured outputs" lists; its rules (which keywords go
+# `format` takes a JSON Schema in the subset docs/structured-outputs.md lists; its rules (which keywords go
 # together, required among properties, bounds) are more than a document can state, so the document shows the
 # simplest schemas, every one of which is accepted: a bare type (or none: any JSON object).
 BARE_TYPE = {
@@ -117,7 +117,7 @@ FORMAT_FIELD = {
     ],
     "description": '"json" for any JSON object, or a JSON Schema the output will match. The subset served '
     "(properties, required, additionalProperties, items, enum, const, anyOf, $ref, length bounds, ...) is "
-    'in README "Structured outputs"; anything else is refused with 400 unsupported_parameter naming the '
+    "in docs/structured-outputs.md; anything else is refused with 400 unsupported_parameter naming the "
     "keyword. Shown here: the simplest such schemas.",
     "default": None,
 }
@@ -153,7 +153,7 @@ TOOLS_FIELD = {
         {"type": "null"},
     ],
     "description": "Functions the model may call, in OpenAI's shape: up to 128 with distinct names; `parameters` a "
-    'JSON Schema in the structured-output subset (README "Tool calling"), `server: true` for one the service '
+    "JSON Schema in the structured-output subset (docs/tool-calling.md), `server: true` for one the service "
     "runs itself. Shown here: one function with the simplest parameters.",
     "default": None,
 }

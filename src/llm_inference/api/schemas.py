@@ -50,7 +50,7 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             Literal["json"] | dict[str, Any],
             Meta(
                 description='Structured output, as Ollama\'s: "json" for any JSON object, or a JSON Schema the '
-                'output will match (the supported subset: README "Structured outputs").'
+                "output will match (the supported subset: docs/structured-outputs.md)."
             ),
         ]
         | None
@@ -118,7 +118,7 @@ class Tool(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     type: Literal["function"]
     function: FunctionDefinition
     server: Annotated[
-        bool, Meta(description='Run by the service itself through LLM_TOOL_DISPATCH_URL (README "Tool calling").')
+        bool, Meta(description="Run by the service itself through LLM_TOOL_DISPATCH_URL (docs/tool-calling.md).")
     ] = False
 
 

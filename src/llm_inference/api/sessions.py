@@ -1,5 +1,5 @@
 """POST /api/sessions, GET and DELETE /api/sessions/{session_id}: server-side conversations, continued by
-/api/chat with `session_id`. Per-replica state (README "Sessions")."""
+/api/chat with `session_id`. Per-replica state (docs/api.md "Sessions")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Server-side conversations: a bounded in-memory store of sessions (least recently used evicted past
 LLM_MAX_SESSIONS, idle ones expired after LLM_SESSION_TTL_SECONDS), each answering one turn at a time.
 
-The state lives in this process only: another replica does not know a session (README "Sessions").
+The state lives in this process only: another replica does not know a session (docs/api.md "Sessions").
 """
 
 from __future__ import annotations

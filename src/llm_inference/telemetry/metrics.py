@@ -3,7 +3,7 @@
 Names follow the OpenTelemetry GenAI semantic conventions where they define the quantity (the three
 gen_ai_server_* histograms, with the conventions' bucket boundaries); the rest are the quantities vLLM's
 dashboards chart (running/waiting, prompt/generation tokens, queue time, finish reasons) under an `llm_`
-prefix. README.md "Metrics" lists every metric with its type and labels.
+prefix. docs/observability.md "Metrics" lists every metric with its type and labels.
 """
 
 from __future__ import annotations

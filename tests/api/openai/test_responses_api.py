@@ -347,7 +347,7 @@ def test_harmless_fields_are_accepted_and_nothing_is_stored(client: openai.OpenA
 
 
 def test_the_endpoint_is_outside_the_services_own_openapi_document(http: httpx.Client) -> None:
-    """As every /v1 route: its contract is OpenAI's published one (README), not this service's document, which
+    """As every /v1 route: its contract is OpenAI's published one (docs/openai.md), not this service's document, which
     schemathesis fuzzes (tests/test_fuzz.py); test_generated_bodies_never_fail_the_server covers it instead."""
     paths = http.get("/openapi.json").json()["paths"]
     assert paths and not [path for path in paths if path.startswith("/v1")]

@@ -1,6 +1,6 @@
 """The /v1 router: OpenAI's endpoints over the same service core as /api (admission, limits, timeouts,
 keys, rate limits, telemetry). Left out of /openapi.json, which documents this service's own API: the
-contract here is OpenAI's published one, minus what README.md lists as refused."""
+contract here is OpenAI's published one, minus what docs/openai.md lists as refused."""
 
 from __future__ import annotations
 

@@ -477,7 +477,7 @@ class DecodeLoop(threading.Thread):
         A step's time grows about linearly with its tokens on a few cores, and a decoding sequence waits for
         the whole step, so every step with prompt in it is a pause in every stream. Fewer, larger prompt steps
         mean fewer pauses per stream; that is what the tail of the inter-token gaps counts (a budget of 64
-        tokens raised its 99th percentile, README "CPU inference"). With nobody decoding, a burst of prompts
+        tokens raised its 99th percentile, docs/cpu.md). With nobody decoding, a burst of prompts
         read in one step would make every request wait for all of them; read in two halves, the first half
         starts streaming after half the time and pauses once, for the second half's step.
 
