@@ -33,8 +33,12 @@ from llm_inference.api.sessions import SessionController
 from llm_inference.api.tokens import TokensController
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
-from llm_inference.service import InferenceService
+from llm_inference.service import InferenceService, Sessions
 from llm_inference.settings import Settings
+from llm_inference.state.limits import Limits, LocalLimits
+from llm_inference.state.session_store import SharedSessions
+from llm_inference.state.shared_limits import SharedLimits
+from llm_inference.state.store import StateStore, StoreConfig
 from llm_inference.telemetry.instrument import Telemetry
 from llm_inference.telemetry.metrics import metrics_endpoint
 
@@ -63,18 +67,41 @@ def _openapi_config(settings: Settings) -> OpenAPIConfig:
     )
 
 
+def _state(settings: Settings, telemetry: Telemetry) -> tuple[StateStore | None, Limits, Sessions | None]:
+    """Where limits and sessions live, chosen once: this process, or the shared store (LLM_STATE_URL)."""
+    if settings.state_url is None:
+        return None, LocalLimits(), None
+    store = StateStore(StoreConfig.from_settings(settings), observer=telemetry.state)
+    limits = SharedLimits(store, fail_open=settings.rate_limit_on_state_failure == "open")
+    return store, limits, SharedSessions(store, settings.max_sessions, settings.session_ttl_seconds)
+
+
 def create_app(settings: Settings) -> Litestar:
     telemetry = Telemetry(settings)
-    service = InferenceService(settings=settings, registry=ModelRegistry(settings), observer=telemetry.inference)
+    store, limits, sessions = _state(settings, telemetry)
+    service = InferenceService(
+        settings=settings,
+        registry=ModelRegistry(settings),
+        observer=telemetry.inference,
+        session_store=sessions,
+        required_state=store if settings.state_required_for_readiness else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         service.registry.start()
+        if store is not None:
+            # Said once at start-up; the service starts either way, and reconnects when the store comes.
+            problem = await store.ping()
+            level = logging.WARNING if problem else logging.INFO
+            log.log(level, "shared store: %s", problem or "reachable", extra={"url": store.config.shown_url})
         try:
             yield
         finally:
             await service.registry.aclose()
             await service.aclose()
+            if store is not None:
+                await store.aclose()
             await telemetry.aclose()
 
     keys = ApiKeys(settings.api_keys, settings.api_keys_file)
@@ -98,7 +125,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         state=State({"service": service, "telemetry": telemetry}),
         lifespan=[lifespan],
-        middleware=access_middleware(settings, keys),
+        middleware=access_middleware(settings, keys, limits),
         guards=[require_json_body],
         request_class=JsonBodyRequest,
         # One mapping from failures to statuses; on /v1 paths the body takes OpenAI's shape.

@@ -129,6 +129,14 @@ class NotReady(RetryLater):
     default_retry_after_seconds = 5
 
 
+class StateUnavailable(RetryLater):
+    """The shared store (LLM_STATE_URL) did not answer in time: what lives there (sessions; rate limits with
+    LLM_RATE_LIMIT_ON_STATE_FAILURE=closed) cannot be read or written until it does."""
+
+    status_code = 503
+    type = "state_unavailable"
+
+
 class EngineDead(ServiceError):
     status_code = 503
     type = "engine_unavailable"

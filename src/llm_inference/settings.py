@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from llm_inference.auth_keys import key_problems, parse_keys
+from llm_inference.auth_keys import key_problems, parse_key_entries
 from llm_inference.engines.config import ISQ_TYPES, LLAMACPP_ISQ_ALIASES, canonical_isq_type
 from llm_inference.models.spec import EMBEDDED_MODEL, InvalidModelSpec, parse_spec
 
@@ -107,7 +107,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "/",
         "/ui",
     )
+    # Requests and tokens (prompt + completion) a minute per API key, or per client address without keys; 0: no
+    # limit. A key may have its own in the key file (docs/hardening.md). Per process, or shared with LLM_STATE_URL.
     rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
+    tokens_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
     sse_ping_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     # The chat playground at GET / (docs/playground.md); false: / answers 404.
@@ -116,6 +119,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # evicted to make room; one idle this long is forgotten.
     max_sessions: PositiveInt = 1000
     session_ttl_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    # Shared state (docs/many-replicas.md): unset, rate limits, token quotas and
+    # sessions live in each process. A redis:// or rediss:// URL (Valkey or Redis) shares them between every
+    # replica and worker; its password from the URL or from a file, TLS verified against the system's CAs or a
+    # CA file. Every call to the store is bounded by state_timeout_seconds; while it does not answer, rate limits
+    # let requests through (open) or refuse them with 503 (closed), sessions answer 503, and readiness is
+    # affected only with state_required_for_readiness.
+    state_url: str | None = None
+    state_password_file: str | None = None
+    state_tls_ca_file: str | None = None
+    state_key_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "llm-inference:"
+    state_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 0.5
+    rate_limit_on_state_failure: Literal["open", "closed"] = "open"
+    state_required_for_readiness: bool = False
     # Server-side tool rounds (docs/tool-calling.md "Server-side tool rounds"): calls to tools a request marks `server` are
     # POSTed to this URL (unset: such requests are refused), with the bearer token the key file holds; each
     # call bounded in time and in the size of its answer, at most max_tool_rounds rounds per request.
@@ -238,6 +254,7 @@ def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
             errors.extend(_tls_pair_errors(values["tls_cert_path"], values["tls_key_path"]))
     errors.extend(_api_key_errors(values))
     errors.extend(_tool_dispatch_errors(values))
+    errors.extend(_state_errors(values))
     return errors
 
 
@@ -280,15 +297,16 @@ def _tls_pair_errors(cert: str, key: str) -> list[tuple[str, str]]:
 
 
 def _api_key_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
-    problems = key_problems(list(values.get("api_keys", ())))
+    entries = [entry for text in values.get("api_keys", ()) for entry in parse_key_entries(text)]
+    problems = key_problems(entries)
     errors = [("api_keys", f"keys separated by commas ({p})") for p in problems]
     path = values.get("api_keys_file")
     if path:
         try:
-            keys = parse_keys(Path(path).read_text(encoding="utf-8"))
+            entries = parse_key_entries(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             return [*errors, ("api_keys_file", f"a readable UTF-8 file of API keys ({type(exc).__name__})")]
-        problems = key_problems(keys) or ([] if keys else ["no key in the file"])
+        problems = key_problems(entries) or ([] if entries else ["no key in the file"])
         errors += [("api_keys_file", f"a file of API keys, one per line ({p})") for p in problems]
     return errors
 
@@ -307,6 +325,89 @@ def _tool_dispatch_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         except ValueError as exc:
             errors.append(("tool_dispatch_key_file", f"a file holding one token ({exc})"))
     return errors
+
+
+STATE_URL_RULE = (
+    "a redis:// or rediss:// (TLS) URL of a Valkey or Redis server: redis://[[user]:password@]host[:port][/db], "
+    "e.g. redis://valkey:6379/0"
+)
+
+
+def _state_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    url = values.get("state_url")
+    if url is not None and not valid_state_url(url):
+        errors.append(("state_url", STATE_URL_RULE))
+    needs_url = {
+        "state_password_file": values.get("state_password_file"),
+        "state_tls_ca_file": values.get("state_tls_ca_file"),
+        "state_required_for_readiness": values.get("state_required_for_readiness"),
+    }
+    for name, value in needs_url.items():
+        if value and url is None:
+            errors.append((name, "to be left unset while LLM_STATE_URL is unset (it is a setting of the shared store)"))
+    if url is None:
+        return errors
+    path = values.get("state_password_file")
+    if path:
+        try:
+            read_secret_file(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(("state_password_file", f"a readable UTF-8 file holding the password ({type(exc).__name__})"))
+        except ValueError as exc:
+            errors.append(("state_password_file", f"a file holding the password on one line ({exc})"))
+    ca = values.get("state_tls_ca_file")
+    if ca:
+        if not url.startswith("rediss://"):
+            errors.append(("state_tls_ca_file", "a CA file for a rediss:// LLM_STATE_URL (this one is not TLS)"))
+        else:
+            try:
+                ssl.create_default_context(cafile=ca)
+            except (ssl.SSLError, OSError) as exc:
+                errors.append(("state_tls_ca_file", f"a readable PEM file of CA certificates ({exc})"))
+    return errors
+
+
+def valid_state_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    database = parts.path.lstrip("/")
+    return (
+        parts.scheme in ("redis", "rediss")
+        and bool(parts.hostname)
+        and (database == "" or (database.isdigit() and parts.path.count("/") == 1))
+        and not parts.query
+        and not parts.fragment
+        and not any(c.isspace() for c in url)
+    )
+
+
+def redacted_url(url: str) -> str:
+    """The URL with the password of its user part (if any) replaced by ***, for logs and error lines."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def read_secret_file(path: str) -> str:
+    """A password kept in a file (a mounted Secret): its text without the surrounding whitespace, on one line.
+    ValueError says what is wrong, without the password."""
+    secret = Path(path).read_text(encoding="utf-8").strip()
+    if not secret:
+        raise ValueError("the file is empty")
+    if "\n" in secret or "\r" in secret:
+        raise ValueError("the file has more than one line")
+    return secret
 
 
 def valid_http_url(url: str) -> bool:
@@ -433,8 +534,14 @@ def is_secret(name: str) -> bool:
     return any(m in words for m in SECRET_MARKERS) and words[-1] not in ("path", "file", "paths")
 
 
+# Settings that hold a URL whose user part may carry a password.
+URL_SETTINGS = ("state_url",)
+
+
 def _shown(variable: str, value: str) -> str:
-    # An error line must not print an API key that was only mistyped.
+    # An error line must not print an API key that was only mistyped, nor a password inside a URL.
+    if variable in {env_name(name) for name in URL_SETTINGS}:
+        return redacted_url(value)
     return "***" if is_secret(variable) and value else value
 
 
@@ -446,5 +553,7 @@ def masked(settings: Settings) -> dict[str, Any]:
         secret = is_secret(name)
         if isinstance(value, tuple):
             value = ",".join(value)
+        if name in URL_SETTINGS and value:
+            value = redacted_url(value)
         shown[env_name(name)] = "***" if secret and value else value
     return shown

@@ -19,7 +19,7 @@ def turn(session_id: str, messages: list[ChatMessage] = HI) -> ChatInput:
 
 async def test_a_streamed_turn_is_recorded_when_it_finishes() -> None:
     service = service_with(ScriptedEngine())
-    session = service.sessions.create("scripted", "be brief")
+    session = await service.sessions.create("scripted", "be brief")
     stream = await open_chat_stream(service, turn(session.id))
     items = [item async for item in stream]
     await stream.aclose()
@@ -32,7 +32,7 @@ async def test_the_session_is_free_for_the_next_turn_as_soon_as_the_end_of_a_str
     # A client that reads `done` and sends its next turn at once must not get 409 session_busy because the
     # server has not yet closed the finished stream (this raced in CI).
     service = service_with(ScriptedEngine())
-    session = service.sessions.create("scripted")
+    session = await service.sessions.create("scripted")
     stream = await open_chat_stream(service, turn(session.id))
     items = [item async for item in stream]  # the stream is read to its end but not closed yet
     assert isinstance(items[-1], Finished) and not session.busy
@@ -48,7 +48,7 @@ async def test_the_session_is_free_for_the_next_turn_as_soon_as_the_end_of_a_str
 
 async def test_an_engine_failure_mid_stream_records_nothing_and_frees_the_session() -> None:
     service = service_with(ScriptedEngine(fail_after=1))
-    session = service.sessions.create("scripted")
+    session = await service.sessions.create("scripted")
     stream = await open_chat_stream(service, turn(session.id))
     assert session.busy
     items = [item async for item in stream]
@@ -59,7 +59,7 @@ async def test_an_engine_failure_mid_stream_records_nothing_and_frees_the_sessio
 
 async def test_a_stream_closed_before_its_end_records_nothing() -> None:
     service = service_with(ScriptedEngine(step_seconds=0.01))
-    session = service.sessions.create("scripted")
+    session = await service.sessions.create("scripted")
     stream = await open_chat_stream(service, turn(session.id))
     assert isinstance(await anext(aiter(stream)), Delta)
     await stream.aclose()
@@ -68,12 +68,12 @@ async def test_a_stream_closed_before_its_end_records_nothing() -> None:
 
 async def test_a_failed_or_timed_out_whole_turn_records_nothing() -> None:
     service = service_with(ScriptedEngine(fail_after=2))
-    session = service.sessions.create("scripted")
+    session = await service.sessions.create("scripted")
     with pytest.raises(EngineFailure):
         await complete_chat(service, turn(session.id))
     assert session.messages == [] and not session.busy
     slow = service_with(ScriptedEngine(step_seconds=1), LLM_REQUEST_TIMEOUT_SECONDS="0.05")
-    session = slow.sessions.create("scripted")
+    session = await slow.sessions.create("scripted")
     with pytest.raises(RequestTimeout):
         await complete_chat(slow, turn(session.id))
     assert session.messages == [] and not session.busy
@@ -81,7 +81,7 @@ async def test_a_failed_or_timed_out_whole_turn_records_nothing() -> None:
 
 async def test_the_new_messages_are_named_by_their_index_in_the_request() -> None:
     service = service_with(ScriptedEngine())
-    session = service.sessions.create("scripted", "be brief")
+    session = await service.sessions.create("scripted", "be brief")
     await complete_chat(service, turn(session.id))
     with pytest.raises(InvalidParameter) as nul:
         await complete_chat(service, turn(session.id, [ChatMessage("user", "a\x00b")]))

@@ -5,17 +5,18 @@ from __future__ import annotations
 from litestar.types import Middleware
 
 from llm_inference.api.auth import api_key_middleware
-from llm_inference.api.rate_limit import RateLimiter, rate_limit_middleware
+from llm_inference.api.rate_limit import CallerPolicy, rate_limit_middleware
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.settings import Settings
+from llm_inference.state.limits import Limits
 
 
-def access_middleware(settings: Settings, keys: ApiKeys) -> list[Middleware]:
-    """In order: authentication first, so that the rate limit counts per key rather than per address."""
+def access_middleware(settings: Settings, keys: ApiKeys, limits: Limits) -> list[Middleware]:
+    """In order: authentication first, so that the limits count per key rather than per address."""
     middleware: list[Middleware] = []
     if keys.enabled:
         middleware.append(api_key_middleware(keys, settings.auth_exempt_paths))
-    if settings.rate_limit_per_minute:
-        limiter = RateLimiter(settings.rate_limit_per_minute)
-        middleware.append(rate_limit_middleware(limiter, settings.auth_exempt_paths))
+    if settings.rate_limit_per_minute or settings.tokens_per_minute or keys.has_own_limits:
+        policy = CallerPolicy(settings, keys)
+        middleware.append(rate_limit_middleware(limits, policy, settings.auth_exempt_paths))
     return middleware

@@ -1,81 +1,26 @@
-"""Per-caller rate limit (LLM_RATE_LIMIT_PER_MINUTE): a token bucket per API key, or per client IP if no keys.
+"""Per-caller limits on every guarded request: requests a minute (LLM_RATE_LIMIT_PER_MINUTE) and tokens a minute
+(LLM_TOKENS_PER_MINUTE), per API key (a key may have its own in the key file) or per client address if no keys.
 
-Litestar's own RateLimitMiddleware keeps a list of every request time per client and sends no Retry-After;
-a token bucket is two numbers per caller and knows exactly when the next request will be allowed.
+A request over either limit is refused with 429, Retry-After and the RateLimit headers. The tokens a request
+used are charged to its caller as each generation ends, before the response's next message leaves, so the
+caller's next request sees them. Where the buckets live (this process or the shared store) is state/limits.py's
+business.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_inference.api.auth import CALLER_KEY_ID, is_guarded
 from llm_inference.api.errors import refuse
-
-WINDOW_SECONDS = 60
-# Beyond this many callers, buckets that have refilled completely are forgotten (they hold no state).
-MAX_IDLE_BUCKETS = 10_000
-
-
-@dataclass
-class Decision:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_seconds: int  # until the bucket is full again
-    retry_after_seconds: int  # until one more request is allowed (0 when allowed)
-
-    def headers(self) -> dict[str, str]:
-        # draft-ietf-httpapi-ratelimit-headers, in the widely deployed RateLimit-Limit/-Remaining/-Reset form.
-        headers = {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(self.reset_seconds),
-            "RateLimit-Policy": f"{self.limit};w={WINDOW_SECONDS}",
-        }
-        if not self.allowed:
-            headers["Retry-After"] = str(self.retry_after_seconds)
-        return headers
-
-
-class RateLimiter:
-    """`per_minute` requests per caller: a burst of that many, refilled evenly over a minute."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = per_minute
-        self._rate = per_minute / WINDOW_SECONDS  # tokens per second
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, when)
-
-    def _tokens(self, caller: str, now: float) -> float:
-        tokens, when = self._buckets.get(caller, (float(self.limit), now))
-        return min(float(self.limit), tokens + (now - when) * self._rate)
-
-    def take(self, caller: str) -> Decision:
-        now = self._clock()
-        tokens = self._tokens(caller, now)
-        allowed = tokens >= 1
-        if allowed:
-            tokens -= 1
-        self._buckets[caller] = (tokens, now)
-        if len(self._buckets) > MAX_IDLE_BUCKETS:
-            self._forget_full(now)
-        return Decision(
-            allowed=allowed,
-            limit=self.limit,
-            remaining=int(tokens),
-            reset_seconds=math.ceil((self.limit - tokens) / self._rate),
-            retry_after_seconds=0 if allowed else max(1, math.ceil((1 - tokens) / self._rate)),
-        )
-
-    def _forget_full(self, now: float) -> None:
-        for caller in [c for c in self._buckets if self._tokens(c, now) >= self.limit]:
-            del self._buckets[caller]
+from llm_inference.auth_keys import ApiKeys
+from llm_inference.errors import StateUnavailable
+from llm_inference.service.usage import UsageMeter, current_usage
+from llm_inference.settings import Settings
+from llm_inference.state.limits import CallerLimits, Limits
 
 
 def caller_of(scope: Scope) -> str:
@@ -86,29 +31,66 @@ def caller_of(scope: Scope) -> str:
     return f"ip-{client[0]}" if client else "ip-unknown"
 
 
-def rate_limit_middleware(limiter: RateLimiter, exempt_paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
+class CallerPolicy:
+    """A caller's limits: its key's own where the key file gives them, else the settings'."""
+
+    def __init__(self, settings: Settings, keys: ApiKeys) -> None:
+        self.default = CallerLimits(settings.rate_limit_per_minute, settings.tokens_per_minute)
+        self.keys = keys
+
+    def limits(self, scope: Scope) -> CallerLimits:
+        key_id = scope.get("state", {}).get(CALLER_KEY_ID)
+        if not key_id:
+            return self.default
+        own = self.keys.limits(str(key_id))
+        requests, tokens = self.default.requests_per_minute, self.default.tokens_per_minute
+        requests_source, tokens_source = self.default.requests_source, self.default.tokens_source
+        if own.rate_limit_per_minute is not None:
+            requests, requests_source = own.rate_limit_per_minute, "this key's rate_limit_per_minute"
+        if own.tokens_per_minute is not None:
+            tokens, tokens_source = own.tokens_per_minute, "this key's tokens_per_minute"
+        return CallerLimits(requests, tokens, requests_source, tokens_source)
+
+
+def rate_limit_middleware(limits: Limits, policy: CallerPolicy, exempt_paths: tuple[str, ...]):  # type: ignore[no-untyped-def]
     def middleware(app: ASGIApp) -> ASGIApp:
         async def limit(scope: Scope, receive: Receive, send: Send) -> None:
-            if not is_guarded(scope, exempt_paths):
+            caller_limits = policy.limits(scope) if is_guarded(scope, exempt_paths) else CallerLimits()
+            if not caller_limits.any:
                 await app(scope, receive, send)
                 return
-            decision = limiter.take(caller_of(scope))
+            caller = caller_of(scope)
+            decision = await limits.admit(caller, caller_limits)
             if not decision.allowed:
-                message = (
-                    f"more than LLM_RATE_LIMIT_PER_MINUTE={limiter.limit} requests in a minute; "
-                    f"retry in {decision.retry_after_seconds}s"
-                )
-                await refuse(scope, receive, send, 429, "rate_limited", message, decision.headers())
+                if decision.refused_by == "store":
+                    status, error_type = StateUnavailable.status_code, StateUnavailable.type
+                else:
+                    status, error_type = 429, "rate_limited"
+                await refuse(scope, receive, send, status, error_type, decision.message(), decision.headers())
                 return
+            meter = UsageMeter() if caller_limits.tokens_per_minute else None
+
+            async def charge() -> None:
+                if meter is not None and meter.pending:
+                    await limits.charge(caller, caller_limits, meter.take())
 
             async def send_with_headers(message: Message) -> None:
+                await charge()
                 if message["type"] == "http.response.start":
                     headers = MutableScopeHeaders.from_message(message)
                     for name, value in decision.headers().items():
                         headers[name] = value
                 await send(message)
 
-            await app(scope, receive, send_with_headers)
+            token = current_usage.set(meter)
+            try:
+                await app(scope, receive, send_with_headers)
+            finally:
+                current_usage.reset(token)
+                if meter is not None and meter.pending:
+                    # Tokens of a generation that ended after the last message (a client that left): charged
+                    # even if this request is being cancelled.
+                    await asyncio.shield(charge())
 
         return limit
 

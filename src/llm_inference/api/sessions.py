@@ -60,7 +60,7 @@ class SessionController(Controller):
         if data is None and await request.body():  # `null` is no way of leaving the body out
             raise InvalidParameter("the body must be an object, or left out")
         body = data or CreateSessionRequest()
-        session = start_session(state.service, body.model, body.system)
+        session = await start_session(state.service, body.model, body.system)
         return session_view(session, state.service.sessions.ttl_seconds)
 
     @route("/{session_id:str}", http_method="OPTIONS", include_in_schema=False)
@@ -71,8 +71,8 @@ class SessionController(Controller):
 
     @get("/{session_id:str}", responses=NOT_FOUND, summary="A session's conversation and state")
     async def read(self, session_id: FromPath[str], state: State) -> SessionView:
-        return session_view(state.service.sessions.get(session_id), state.service.sessions.ttl_seconds)
+        return session_view(await state.service.sessions.get(session_id), state.service.sessions.ttl_seconds)
 
     @delete("/{session_id:str}", status_code=204, responses=NOT_FOUND, summary="Forget a session")
     async def remove(self, session_id: FromPath[str], state: State) -> None:
-        state.service.sessions.delete(session_id)
+        await state.service.sessions.delete(session_id)

@@ -21,7 +21,7 @@ from llm_inference.service.generation import (
     open_stream,
 )
 from llm_inference.service.prepare import Prepared, SamplingInput, Truncation, prepare, resolve_sampling
-from llm_inference.service.sessions import Session, SessionStore
+from llm_inference.service.sessions import LocalSessions, Session, Sessions
 from llm_inference.service.tokens import Detokenized, Tokenized, detokenize, tokenize
 
 __all__ = [
@@ -33,11 +33,12 @@ __all__ = [
     "Finished",
     "GenerationStream",
     "InferenceService",
+    "LocalSessions",
     "Outcome",
     "Prepared",
     "SamplingInput",
     "Session",
-    "SessionStore",
+    "Sessions",
     "Slot",
     "StreamItem",
     "Timings",

@@ -55,9 +55,11 @@ async def complete_chat(service: InferenceService, chat: ChatInput) -> tuple[Pre
         return await complete_rounds(service, conversation, prepared)
     try:
         prepared, outcome = await complete_rounds(service, conversation, prepared)
-        _record(service, session, prepared, ChatMessage("assistant", outcome.text, outcome.tool_calls), outcome.usage)
+        await _record(
+            service, session, prepared, ChatMessage("assistant", outcome.text, outcome.tool_calls), outcome.usage
+        )
     finally:
-        service.sessions.end_turn(session)
+        await service.sessions.end_turn(session)
     return prepared, outcome
 
 
@@ -68,7 +70,7 @@ async def open_chat_stream(service: InferenceService, chat: ChatInput) -> Genera
     try:
         stream = await open_rounds_stream(service, conversation, prepared)
     except BaseException:
-        service.sessions.end_turn(session)
+        await service.sessions.end_turn(session)
         raise
 
     turn = _Turn(service, session)
@@ -77,7 +79,7 @@ async def open_chat_stream(service: InferenceService, chat: ChatInput) -> Genera
         try:
             await stream.aclose()
         finally:
-            turn.end()
+            await turn.end()
 
     return GenerationStream(stream.prepared, _recording(service, turn, stream), release)
 
@@ -88,10 +90,10 @@ class _Turn:
     def __init__(self, service: InferenceService, session: Session) -> None:
         self.service, self.session, self._ended = service, session, False
 
-    def end(self) -> None:
+    async def end(self) -> None:
         if not self._ended:
             self._ended = True
-            self.service.sessions.end_turn(self.session)
+            await self.service.sessions.end_turn(self.session)
 
 
 async def _recording(
@@ -105,8 +107,8 @@ async def _recording(
             # Before the item is passed on: the generation is complete even if the client leaves now, and a
             # client that sends its next turn as soon as it reads this one's end must find the session free.
             text, calls = collect(events)
-            _record(service, turn.session, stream.prepared, ChatMessage("assistant", text, calls), item.usage)
-            turn.end()
+            await _record(service, turn.session, stream.prepared, ChatMessage("assistant", text, calls), item.usage)
+            await turn.end()
         yield item
 
 
@@ -116,7 +118,7 @@ async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Conversa
         return conversation, await _prepare_first(service, conversation), None
     for index, message in enumerate(chat.messages):  # named by their index in the request, not the session
         reject_nul_in_message(message, f"messages[{index}]")
-    session = service.sessions.begin_turn(chat.session_id)
+    session = await service.sessions.begin_turn(chat.session_id)
     try:
         sampling = chat.sampling
         if sampling.model is None:  # a turn may name another model; the session's own is its default
@@ -124,7 +126,7 @@ async def _prepare(service: InferenceService, chat: ChatInput) -> tuple[Conversa
         conversation = Conversation(sampling, [*session.messages, *chat.messages], chat.truncation, chat.tools)
         return conversation, await _prepare_first(service, conversation), session
     except BaseException:
-        service.sessions.end_turn(session)
+        await service.sessions.end_turn(session)
         raise
 
 
@@ -132,13 +134,15 @@ async def _prepare_first(service: InferenceService, chat: Conversation) -> Prepa
     return await prepare(service, chat.sampling, messages=chat.messages, truncation=chat.truncation, tools=chat.tools)
 
 
-def _record(service: InferenceService, session: Session, prepared: Prepared, answer: ChatMessage, usage: Usage) -> None:
+async def _record(
+    service: InferenceService, session: Session, prepared: Prepared, answer: ChatMessage, usage: Usage
+) -> None:
     assert prepared.messages is not None
-    service.sessions.record(session, prepared.messages, answer, usage.total_tokens, prepared.truncated_messages)
+    await service.sessions.record(session, prepared.messages, answer, usage.total_tokens, prepared.truncated_messages)
 
 
-def start_session(service: InferenceService, model: str | None, system: str | None) -> Session:
+async def start_session(service: InferenceService, model: str | None, system: str | None) -> Session:
     """A new session whose turns default to `model` (an allowed one; the default model if None)."""
     if system is not None:
         reject_nul(system, "system")
-    return service.sessions.create(service.registry.entry_for(model).spec.id, system)
+    return await service.sessions.create(service.registry.entry_for(model).spec.id, system)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncGenerator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Protocol
 
 from llm_inference.engines.base import Chunk, Engine
@@ -15,8 +15,9 @@ from llm_inference.errors import EngineDead, NotReady
 from llm_inference.models.registry import ModelRegistry, ModelState
 from llm_inference.service.admission import Admission
 from llm_inference.service.prepare import Prepared
-from llm_inference.service.sessions import SessionStore
+from llm_inference.service.sessions import LocalSessions, Sessions
 from llm_inference.service.tool_dispatch import ToolDispatcher
+from llm_inference.service.usage import current_usage, metered
 from llm_inference.settings import Settings
 
 
@@ -30,6 +31,12 @@ class EmbeddingRecord(Protocol):
     """Filled in by the service for its observer: the tokens an embeddings request embedded."""
 
     tokens: int
+
+
+class StateCheck(Protocol):
+    async def ping(self) -> str | None:
+        """None if the shared store answers, else why not."""
+        ...
 
 
 class GenerationObserver(Protocol):
@@ -50,25 +57,34 @@ class InferenceService:
     registry: ModelRegistry
     admission: Admission = field(init=False)
     stall_watch: StallWatch = field(init=False)
-    sessions: SessionStore = field(init=False)
     tool_dispatcher: ToolDispatcher | None = field(init=False)  # None: LLM_TOOL_DISPATCH_URL is not set
+    sessions: Sessions = field(init=False)
+    # A check readiness waits for beside the model: the shared store's, with LLM_STATE_REQUIRED_FOR_READINESS.
+    required_state: StateCheck | None = None
 
     draining: bool = False
     observer: GenerationObserver | None = None  # metrics, traces and the access log's inference fields
+    # Where sessions live: this process unless the app passes the shared store's (LLM_STATE_URL).
+    session_store: InitVar[Sessions | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, session_store: Sessions | None) -> None:
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queued_requests)
         self.stall_watch = StallWatch(self.settings.engine_stall_seconds)
-        self.sessions = SessionStore(self.settings.max_sessions, self.settings.session_ttl_seconds)
+        if session_store is None:
+            session_store = LocalSessions(self.settings.max_sessions, self.settings.session_ttl_seconds)
+        self.sessions = session_store
         self.tool_dispatcher = ToolDispatcher(self.settings) if self.settings.tool_dispatch_url else None
 
     async def aclose(self) -> None:
         """What the service holds beside the models (the app's lifespan closes the registry)."""
         if self.tool_dispatcher is not None:
             await self.tool_dispatcher.aclose()
+        await self.sessions.aclose()
 
     def generation(self, prepared: Prepared) -> AsyncGenerator[Chunk, None]:
         chunks = prepared.engine.generate(prepared.request)
+        if (meter := current_usage.get()) is not None:
+            chunks = metered(chunks, meter)
         return chunks if self.observer is None else self.observer.watch(prepared, chunks)
 
     def refuse_if_draining(self) -> None:
@@ -85,6 +101,10 @@ class InferenceService:
             stalled = self.stall_watch.stalled(engine)
             if stalled:
                 return False, stalled
+        if ready and self.required_state is not None:
+            problem = await self.required_state.ping()
+            if problem is not None:
+                return False, f"{problem} (LLM_STATE_REQUIRED_FOR_READINESS=true)"
         return ready, reason
 
     async def engine_health(self) -> dict[str, EngineHealth]:

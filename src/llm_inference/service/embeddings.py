@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llm_inference.errors import RequestTimeout
+from llm_inference.service.usage import add_usage
 
 if TYPE_CHECKING:
     from llm_inference.service.core import InferenceService
@@ -39,4 +40,5 @@ async def embed(service: InferenceService, model: str | None, texts: Sequence[st
                 limit = service.settings.request_timeout_seconds
                 raise RequestTimeout(f"embedding took longer than LLM_REQUEST_TIMEOUT_SECONDS={limit}") from None
             record.tokens = sum(item.tokens for item in embedded)
+            add_usage(record.tokens)
     return Embeddings(lease.model, [item.vector for item in embedded], record.tokens)

@@ -1,7 +1,8 @@
-"""Server-side conversations: a bounded in-memory store of sessions (least recently used evicted past
-LLM_MAX_SESSIONS, idle ones expired after LLM_SESSION_TTL_SECONDS), each answering one turn at a time.
+"""Server-side conversations behind one small protocol (Sessions): at most LLM_MAX_SESSIONS (the least recently
+used evicted), idle ones expired after LLM_SESSION_TTL_SECONDS, each answering one turn at a time.
 
-The state lives in this process only: another replica does not know a session (docs/api.md "Sessions").
+LocalSessions keeps them in this process: another replica does not know them (docs/api.md "Sessions");
+state/session_store.py keeps them in the shared store (LLM_STATE_URL), where every replica finds them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from llm_inference.engines.base import ChatMessage
 from llm_inference.errors import Overloaded, SessionBusy, SessionNotFound
@@ -27,13 +29,48 @@ class Session:
     truncated_messages: int = 0  # messages dropped over the session's life to fit the context
     busy: bool = False  # a turn is running
     last_used: float = 0.0  # the store's clock, for expiry
+    lease: str | None = None  # the shared store's: the turn's hold on the session, None outside a turn
 
 
-class SessionStore:
-    """Sessions by id, in order of last use (the first is the least recently used).
+def new_session_id() -> str:
+    return secrets.token_hex(16)  # 128 random bits: the id is all a client needs to read the conversation
 
-    Every method runs without awaiting, so on one event loop each is atomic: two requests cannot both find a
-    session idle and start a turn.
+
+class Sessions(Protocol):
+    """Where sessions live. begin_turn() marks a session busy (SessionBusy if it is); end_turn() must follow,
+    and never raises; record() keeps a finished turn."""
+
+    max_sessions: int
+    ttl_seconds: float
+
+    async def create(self, model: str, system: str | None = None) -> Session: ...
+
+    async def get(self, session_id: str) -> Session:
+        """The session, without counting as a use (reading a conversation does not keep it alive)."""
+        ...
+
+    async def delete(self, session_id: str) -> None:
+        """Forget a session. A turn it is running still answers its client, and is recorded nowhere."""
+        ...
+
+    async def begin_turn(self, session_id: str) -> Session: ...
+
+    async def end_turn(self, session: Session) -> None: ...
+
+    async def record(
+        self, session: Session, kept: Sequence[ChatMessage], answer: ChatMessage, tokens: int, truncated_messages: int
+    ) -> None:
+        """A finished turn: the conversation as the model saw it (after any pruning), then its answer."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalSessions:
+    """Sessions by id in this process, in order of last use (the first is the least recently used).
+
+    No method awaits anything, so on one event loop each is atomic: two requests cannot both find a session idle
+    and start a turn.
     """
 
     def __init__(
@@ -50,13 +87,13 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, model: str, system: str | None = None) -> Session:
+    async def create(self, model: str, system: str | None = None) -> Session:
         self._expire()
         while len(self._sessions) >= self.max_sessions:
             self._evict_least_recently_used()
         now = self._wall_clock()
         session = Session(
-            id=secrets.token_hex(16),  # 128 random bits: the id is all a client needs to read the conversation
+            id=new_session_id(),
             model=model,
             created_at=now,
             messages=[ChatMessage("system", system)] if system else [],
@@ -66,36 +103,35 @@ class SessionStore:
         self._sessions[session.id] = session
         return session
 
-    def get(self, session_id: str) -> Session:
-        """The session, without counting as a use (reading a conversation does not keep it alive)."""
+    async def get(self, session_id: str) -> Session:
+        return self._get(session_id)
+
+    def _get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None or self._expired(session):
             self._sessions.pop(session_id, None)
             raise SessionNotFound(session_id)
         return session
 
-    def delete(self, session_id: str) -> None:
-        """Forget a session. A turn it is running still answers its client, and is recorded nowhere."""
-        self.get(session_id)
+    async def delete(self, session_id: str) -> None:
+        self._get(session_id)
         del self._sessions[session_id]
 
-    def begin_turn(self, session_id: str) -> Session:
-        """Mark the session busy for one turn; SessionBusy if a turn is already running. end_turn() must follow."""
-        session = self.get(session_id)
+    async def begin_turn(self, session_id: str) -> Session:
+        session = self._get(session_id)
         if session.busy:
             raise SessionBusy(session_id)
         session.busy = True
         self._touch(session)
         return session
 
-    def end_turn(self, session: Session) -> None:
+    async def end_turn(self, session: Session) -> None:
         session.busy = False
         self._touch(session)
 
-    def record(
+    async def record(
         self, session: Session, kept: Sequence[ChatMessage], answer: ChatMessage, tokens: int, truncated_messages: int
     ) -> None:
-        """A finished turn: the conversation as the model saw it (after any pruning), then its answer."""
         session.messages = [*kept, answer]
         session.tokens = tokens
         session.truncated_messages += truncated_messages
@@ -125,3 +161,6 @@ class SessionStore:
                 f"all LLM_MAX_SESSIONS={self.max_sessions} sessions are answering a turn; retry when one ends"
             )
         del self._sessions[idle.id]
+
+    async def aclose(self) -> None:
+        pass

@@ -13,6 +13,7 @@ from llm_inference.settings import Settings
 from llm_inference.telemetry.http import observe_http
 from llm_inference.telemetry.inference import InferenceObserver
 from llm_inference.telemetry.metrics import Metrics
+from llm_inference.telemetry.state import StateMetrics
 from llm_inference.telemetry.tracing import tracer_provider
 
 # At shutdown, queued spans get this long to reach the collector: a collector that is gone must not hold up
@@ -28,6 +29,8 @@ class Telemetry:
         if self.tracer_provider is not None:
             tracer = self.tracer_provider.get_tracer("llm_inference", version("llm-inference"))
         self.tracer = tracer
+        # The shared store's metrics, only where there is one (LLM_STATE_URL).
+        self.state = StateMetrics(self.metrics.registry) if settings.state_url else None
         self.inference = InferenceObserver(
             self.metrics,
             tracer,
