@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -30,28 +31,33 @@ def server_binary() -> str:
     pytest.skip(reason)
 
 
-def _answers(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+def _answers(port: int, tls: bool) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as plain:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        sock = context.wrap_socket(plain) if tls else plain
         sock.sendall(b"PING\r\n")
         # With a password the server answers -NOAUTH: up all the same.
         return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
 
 
 class StateServer:
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(self, directory: Path, password: str | None = None, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (certificate, key) PEM files; the server then speaks TLS only."""
         self.binary = server_binary()
-        self.directory, self.password = directory, password
+        self.directory, self.password, self.tls = directory, password, tls
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self) -> StateServer:
+        port = ["--port", "0", "--tls-port", str(self.port)] if self.tls else ["--port", str(self.port)]
         command = [
             self.binary,
-            "--port", str(self.port),
+            *port,
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--save", "",
@@ -61,11 +67,14 @@ class StateServer:
         ]  # fmt: skip
         if self.password:
             command += ["--requirepass", self.password]
+        if self.tls:
+            cert, key = self.tls
+            command += ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-auth-clients", "no"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
         def answers() -> bool:
             assert self.process is not None and self.process.poll() is None, self.logs()
-            return _answers(self.port)
+            return _answers(self.port, self.tls is not None)
 
         wait_until(answers, timeout=30, what=f"{self.binary} to answer on :{self.port}", details=self.logs)
         return self

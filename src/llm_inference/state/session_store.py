@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 30.0  # a dead replica's turn holds its session this long at most
 EVICTION_SCAN = 100  # the least recently used sessions looked at for one to evict
 
+# The server's clock: `now` in ms for the session's times, `order` in µs for the index (uses in one ms differ).
 _NOW = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local order = tonumber(time[1]) * 1000000 + tonumber(time[2])
 """
 
 # KEYS: the index. ARGV: the session keys' prefix, the id, the TTL (ms), LLM_MAX_SESSIONS, model, messages.
@@ -65,7 +67,7 @@ local key = prefix .. id
 redis.call('HSET', key, 'model', ARGV[5], 'messages', ARGV[6], 'created_at', now, 'last_used_at', now,
   'tokens', 0, 'truncated_messages', 0)
 redis.call('PEXPIRE', key, ttl)
-redis.call('ZADD', index, now, id)
+redis.call('ZADD', index, order, id)
 return now
 """
 )
@@ -79,7 +81,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
 redis.call('HSET', KEYS[1], 'last_used_at', now)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[2]))
-redis.call('ZADD', KEYS[3], now, ARGV[4])
+redis.call('ZADD', KEYS[3], order, ARGV[4])
 return {2, redis.call('HGETALL', KEYS[1])}
 """
 )
@@ -111,7 +113,7 @@ redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], 'last_used_at', now)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('ZADD', KEYS[3], now, ARGV[3])
+  redis.call('ZADD', KEYS[3], order, ARGV[3])
 end
 return now
 """

@@ -121,10 +121,10 @@ def _client(config: StoreConfig) -> redis.Redis:
 
 
 def _error_kind(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
+    name = type(exc).__name__  # redis-py's TimeoutError and ConnectionError are not the built-in ones
+    if isinstance(exc, TimeoutError) or "Timeout" in name:
         return "timeout"
-    name = type(exc).__name__
-    if "Connection" in name or isinstance(exc, OSError):
+    if isinstance(exc, OSError) or "Connection" in name:
         return "connection"
     return "error"
 
