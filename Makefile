@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PREBUILT_STAMP := $(VENV)/.prebuilt-stamp
 
-.PHONY: install model run test check-config lint lock clean browser prometheus screenshots docs
+.PHONY: install model run test check-config lint lock clean browser prometheus state-server screenshots docs
 
 install: $(STAMP)
 
@@ -73,10 +73,10 @@ test:
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed"; exit 1; fi; \
 	echo "make test: both suites passed"
 
-# The browser tests (tests/ui) and the alert tests (tests/deploy) fail here instead of skipping when chromium,
-# prometheus or promtool is missing.
-test-core: install browser prometheus
-	LLM_TEST_REQUIRE_BROWSER=1 LLM_TEST_REQUIRE_PROMETHEUS=1 $(BIN)/python -m pytest --ignore=tests/vllm --junit-xml=$(TEST_RESULTS)/core.xml $(PYTEST_ARGS)
+# The browser tests (tests/ui), the alert tests (tests/deploy) and the shared-state tests (tests/state) fail here
+# instead of skipping when chromium, prometheus or promtool, or a Valkey/Redis server is missing.
+test-core: install browser prometheus state-server
+	LLM_TEST_REQUIRE_BROWSER=1 LLM_TEST_REQUIRE_PROMETHEUS=1 LLM_TEST_REQUIRE_STATE_SERVER=1 $(BIN)/python -m pytest --ignore=tests/vllm --junit-xml=$(TEST_RESULTS)/core.xml $(PYTEST_ARGS)
 
 # The CPU image itself (tests/deploy/test_image.py): Dockerfile built by podman as `docker build` builds it, on a
 # Debian stand-in for its base image made by debootstrap (no container registry is reachable), then run as the
@@ -101,6 +101,12 @@ browser:
 # package starts its own server on :9090; the tests run theirs on free ports and never touch it.
 prometheus:
 	test -x /usr/bin/promtool -a -x /usr/bin/prometheus || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+
+# Debian's Valkey server (or Redis, where the release has no Valkey) for the shared-state tests (tests/state): they
+# start their own on free ports, without persistence. On a machine with systemd the package starts its own server
+# on :6379; the tests never touch it.
+state-server:
+	test -x /usr/bin/valkey-server -o -x /usr/bin/redis-server || { $(SUDO) apt-get update && { $(SUDO) apt-get install -y --no-install-recommends valkey-server || $(SUDO) apt-get install -y --no-install-recommends redis-server; }; }
 
 # The docs' pictures of the playground (light, dark, phone width) and Swagger UI, into docs/images/.
 screenshots: model browser
@@ -135,7 +141,8 @@ clean:
 	@echo "  $$(pip cache dir 2>/dev/null || echo ~/.cache/pip): pip's cache, shared with other projects; it holds the"
 	@echo "    compiled llama-cpp-python wheel that spares the next install its compile ('pip cache remove llama_cpp_python')"
 	@echo "  $(dir $(VLLM_MODEL_DIR))isq: the service's quantized copies of models served with LLM_ENABLE_ISQ, if any"
-	@echo "  chromium, prometheus: Debian packages that 'make test' installed ('apt-get remove chromium prometheus')"
+	@echo "  chromium, prometheus, valkey-server or redis-server: Debian packages that 'make test' installed"
+	@echo "    ('apt-get remove chromium prometheus valkey-server redis-server')"
 	@echo "  podman's images and build cache from 'make image-test' ('podman system prune --all'), its Debian base in"
 	@echo "    $${XDG_CACHE_HOME:-$$HOME/.cache}/llm-inference/oci, and the packages podman buildah debootstrap crun runc"
 

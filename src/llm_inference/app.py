@@ -89,12 +89,13 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        service.registry.start()
         if store is not None:
-            # Said once at start-up; the service starts either way, and reconnects when the store comes.
+            # Said once at start-up (before the model's load, which silences the process's output while it
+            # runs); the service starts either way, and reconnects when the store comes.
             problem = await store.ping()
             level = logging.WARNING if problem else logging.INFO
             log.log(level, "shared store: %s", problem or "reachable", extra={"url": store.config.shown_url})
+        service.registry.start()
         try:
             yield
         finally:
