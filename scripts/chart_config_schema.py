@@ -29,6 +29,9 @@ CHART_MANAGED = {
     "LLM_TLS_KEY_PATH",
     "LLM_API_KEYS_FILE",  # apiKeysFile
     "LLM_TOOL_DISPATCH_KEY_FILE",  # toolDispatchKeyFile
+    "LLM_STATE_URL",  # state.url, state.existingSecret or state.valkey
+    "LLM_STATE_PASSWORD_FILE",  # state.passwordSecret
+    "LLM_STATE_TLS_CA_FILE",  # state.tlsCaSecret
 }
 
 

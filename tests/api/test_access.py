@@ -1,4 +1,5 @@
-"""Who gets in: API keys (Authorization: Bearer), exempt probes, per-key rate limits and exact CORS."""
+"""Who gets in: API keys (Authorization: Bearer), exempt probes, per-key rate limits, a token budget and exact
+CORS."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from llm_inference.app import create_app
+from tests.api.sse import parse_events
 from tests.conftest import make_settings, wait_ready
 
 KEY_A, KEY_B, KEY_C = "a" * 20 + "-key-A", "b" * 20 + "-key-B", "c" * 20 + "-key-C"
@@ -168,3 +170,26 @@ async def test_an_allowed_origin_can_read_the_retry_headers(keyed) -> None:
     refused = await keyed.get("/api/llms", headers={"Origin": ORIGIN})
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == ORIGIN
     assert "retry-after" in refused.headers["access-control-expose-headers"]
+
+
+async def test_a_token_budget_in_this_process_counts_whole_streamed_and_embedding_requests() -> None:
+    # No keys: the budget is per client address (the test client's). No store: counted in this process.
+    settings = make_settings(LLM_TOKENS_PER_MINUTE="40")
+    async with AsyncTestClient(create_app(settings), timeout=120) as client:
+        await wait_ready(client)
+        streamed = await client.post("/api/generate/stream", json={"prompt": "Hi", "max_tokens": 8})
+        assert streamed.status_code == 200 and streamed.headers["X-RateLimit-Remaining-Tokens"] == "40"
+        used = parse_events(streamed.text)[-1]["usage"]["total_tokens"]
+        embedded = await client.post("/api/embeddings", json={"input": "Hello there"})
+        assert embedded.status_code == 200
+        used += embedded.json()["usage"]["prompt_tokens"]
+        whole = await client.post("/api/generate", json={"prompt": "Count to ten: one, two,", "max_tokens": 24})
+        assert whole.status_code == 200
+        assert int(whole.headers["X-RateLimit-Remaining-Tokens"]) == 40 - used, "each request counted as it ended"
+        used += whole.json()["usage"]["total_tokens"]
+        assert used > 40
+        refused = await client.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 2})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+        assert "LLM_TOKENS_PER_MINUTE=40 tokens" in refused.json()["error"]["message"]
+        assert int(refused.headers["Retry-After"]) >= 1 and refused.headers["X-RateLimit-Remaining-Tokens"] == "0"
+        assert "RateLimit-Limit" not in refused.headers, "no request limit is set"

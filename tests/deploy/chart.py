@@ -84,7 +84,8 @@ def container_env(manifests: dict[str, dict[str, Any]], container: dict[str, Any
         elif f"Secret/{source['secretRef']['name']}" in manifests:
             env.update(manifests[f"Secret/{source['secretRef']['name']}"]["stringData"])
     for variable in container.get("env", []):
-        env[variable["name"]] = variable["value"]
+        if "value" in variable:  # not one read from a Secret at run time (valueFrom)
+            env[variable["name"]] = variable["value"]
     return env
 
 

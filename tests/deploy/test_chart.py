@@ -304,3 +304,85 @@ def test_init_container_mounts_the_files_its_settings_check_reads() -> None:
     mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
     assert Path(env["LLM_TLS_CERT_PATH"]).parent == Path(mounts["tls"])
     assert Path(env["LLM_API_KEYS_FILE"]).parent == Path(mounts["api-keys"])
+
+
+def test_shared_state_from_a_url_an_existing_secret_or_the_charts_valkey() -> None:
+    # Off by default: no store, nothing deployed for one, each pod on its own.
+    assert "LLM_STATE_URL" not in container_env(render(), server_container(render()))
+    assert "StatefulSet" not in kinds(render())
+    assert "Each pod keeps its own rate limits and sessions" in notes({"replicaCount": 2})
+
+    # A server you run, its password and CA certificates from Secrets, mounted where the settings point.
+    values = {
+        "state": {
+            "url": "rediss://valkey.shared:6380/2",
+            "passwordSecret": {"name": "valkey-auth", "key": "password"},
+            "tlsCaSecret": {"name": "valkey-ca", "key": "ca.crt"},
+        }
+    }
+    manifests = render(values)
+    validate_all(manifests)
+    lint(values)
+    server = server_container(manifests)
+    env = container_env(manifests, server)
+    mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    assert env["LLM_STATE_URL"] == "rediss://valkey.shared:6380/2"
+    assert Path(env["LLM_STATE_PASSWORD_FILE"]) == Path(mounts["state-password"]) / "password"
+    assert Path(env["LLM_STATE_TLS_CA_FILE"]) == Path(mounts["state-ca"]) / "ca.crt"
+    volumes = {v["name"]: v for v in one(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state-password"]["secret"]["secretName"] == "valkey-auth"
+    assert "rediss://valkey.shared:6380/2, shared by every pod" in notes(values)
+
+    # A URL carrying its password, from a Secret you manage: read from it at run time, never in the ConfigMap.
+    production = load_values(PRODUCTION_VALUES)
+    manifests = render(production)
+    for container in (
+        server_container(manifests),
+        *one(manifests, "Deployment")["spec"]["template"]["spec"]["initContainers"],
+    ):
+        [from_secret] = [e for e in container["env"] if e["name"] == "LLM_STATE_URL"]
+        assert from_secret["valueFrom"]["secretKeyRef"] == {"name": "llm-inference-state", "key": "url"}
+    assert "LLM_STATE_URL" not in manifests["ConfigMap/demo-llm-inference"]["data"]
+
+    # The quick start: a Valkey the release deploys, reached by name, selected by none of the server's selectors.
+    quick = {"state": {"valkey": {"enabled": True}}, "networkPolicy": {"enabled": True, "restrictEgress": True}}
+    manifests = render(quick)
+    validate_all(manifests)
+    lint(quick)
+    valkey = one(manifests, "StatefulSet")
+    service = manifests["Service/demo-llm-inference-valkey"]
+    env = container_env(manifests, server_container(manifests))
+    assert env["LLM_STATE_URL"] == f"redis://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/0"
+    assert load_settings(env)[1] == []
+    pod_labels = valkey["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    server_selector = manifests["Service/demo-llm-inference"]["spec"]["selector"]
+    assert not server_selector.items() <= pod_labels.items(), "the API Service must not send requests to Valkey"
+    pdb = one(manifests, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
+    assert not pdb.items() <= pod_labels.items()
+    spec = valkey["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "--save" in spec["containers"][0]["args"], "in memory only"
+    guard = manifests["NetworkPolicy/demo-llm-inference-valkey"]["spec"]
+    assert guard["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == server_selector
+    egress = manifests["NetworkPolicy/demo-llm-inference"]["spec"]["egress"]
+    assert any(to["podSelector"]["matchLabels"] == pod_labels for rule in egress for to in rule.get("to", []))
+    assert "Valkey StatefulSet demo-llm-inference-valkey" in notes(quick)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"url": "redis://a:6379", "valkey": {"enabled": True}}, "set one of state.url, state.existingSecret"),
+        ({"passwordSecret": {"name": "auth"}}, "need a store"),
+        ({"url": "redis://a:6379", "tlsCaSecret": {"name": "ca"}}, "must start with rediss://"),
+    ],
+)
+def test_state_values_that_cannot_work_fail_the_render(state: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render({"state": state})
+
+
+def test_a_state_url_that_is_not_redis_is_refused_by_the_schema() -> None:
+    assert "/state/url" in schema_errors({"state": {"url": "http://valkey:6379"}})

@@ -165,7 +165,8 @@ scaleDown:
 {{- end }}
 {{- end }}
 
-{{/* The Secrets the settings name as files: the TLS pair, the API-key file and the tool-dispatch token. */}}
+{{/* The Secrets the settings name as files: the TLS pair, the API-key file, the tool-dispatch token, and the
+shared store's password and CA certificates. */}}
 {{- define "llm-inference.secretMounts" -}}
 {{- if .Values.tls.enabled }}
 - name: tls
@@ -180,6 +181,16 @@ scaleDown:
 {{- if .Values.toolDispatchKeyFile.secretName }}
 - name: tool-dispatch
   mountPath: /etc/llm-inference/tool-dispatch
+  readOnly: true
+{{- end }}
+{{- if .Values.state.passwordSecret.name }}
+- name: state-password
+  mountPath: /etc/llm-inference/state-password
+  readOnly: true
+{{- end }}
+{{- if .Values.state.tlsCaSecret.name }}
+- name: state-ca
+  mountPath: /etc/llm-inference/state-ca
   readOnly: true
 {{- end }}
 {{- end }}
@@ -210,4 +221,52 @@ Multi-node needs GPUs, vLLM, Ray, and parallel sizes that use every GPU of a gro
 {{- if ne (mul $tensor $pipeline) $gpus }}
 {{- fail (printf "multiNode: config.LLM_TENSOR_PARALLEL_SIZE (%d) x config.LLM_PIPELINE_PARALLEL_SIZE (%d) = %d must equal multiNode.size (%v) x gpu.count (%v) = %d, the GPUs of one group (usually tensor = gpu.count, pipeline = multiNode.size)" $tensor $pipeline (mul $tensor $pipeline) .Values.multiNode.size .Values.gpu.count $gpus) }}
 {{- end }}
+{{- end }}
+
+{{/*
+The shared store (state): its URL when the chart knows it (state.url, or the Valkey it deploys), else empty (none,
+or a URL from state.existingSecret). At most one source; a password or CA file needs a store to go with it.
+*/}}
+{{- define "llm-inference.stateUrl" -}}
+{{- $state := .Values.state }}
+{{- $sources := 0 }}
+{{- range (list $state.url $state.existingSecret $state.valkey.enabled) }}{{ if . }}{{ $sources = add1 $sources }}{{ end }}{{ end }}
+{{- if gt $sources 1 }}
+{{- fail "state: set one of state.url, state.existingSecret and state.valkey.enabled, not several" }}
+{{- end }}
+{{- if and (eq $sources 0) (or $state.passwordSecret.name $state.tlsCaSecret.name) }}
+{{- fail "state.passwordSecret and state.tlsCaSecret need a store: state.url or state.existingSecret" }}
+{{- end }}
+{{- if and $state.tlsCaSecret.name $state.url (not (hasPrefix "rediss://" $state.url)) }}
+{{- fail (printf "state.tlsCaSecret is for a TLS store: state.url must start with rediss:// (it is %s)" $state.url) }}
+{{- end }}
+{{- if $state.valkey.enabled }}
+{{- printf "redis://%s-valkey:6379/0" (include "llm-inference.fullname" .) }}
+{{- else }}
+{{- $state.url }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-inference.hasState" -}}
+{{- if or .Values.state.url .Values.state.existingSecret .Values.state.valkey.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The server's and the init container's env beside envFrom: the store's URL from a Secret you manage. */}}
+{{- define "llm-inference.stateEnv" -}}
+{{- if .Values.state.existingSecret }}
+env:
+  - name: LLM_STATE_URL
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.state.existingSecret }}
+        key: {{ .Values.state.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* The Valkey that state.valkey deploys: labels apart from the service's, so no selector of the chart's
+Service, PodDisruptionBudget or NetworkPolicy for the server picks its pod. */}}
+{{- define "llm-inference.valkeySelectorLabels" -}}
+app.kubernetes.io/name: valkey
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: state
 {{- end }}

@@ -54,6 +54,7 @@ initContainers:
     imagePullPolicy: {{ $.Values.image.pullPolicy }}
     command: ["llm-inference", "fetch-model"]
     {{- include "llm-inference.envFrom" $ | nindent 4 }}
+    {{- include "llm-inference.stateEnv" $ | nindent 4 }}
     resources:
       {{- toYaml $.Values.resources | nindent 6 }}
     securityContext:
@@ -99,6 +100,7 @@ containers:
         protocol: TCP
       {{- end }}
     {{- include "llm-inference.envFrom" $ | nindent 4 }}
+    {{- include "llm-inference.stateEnv" $ | nindent 4 }}
     # Sized for the model's download and load: the kubelet waits this long before liveness counts.
     startupProbe:
       httpGet:
@@ -172,6 +174,18 @@ volumes:
   - name: tool-dispatch
     secret:
       secretName: {{ $.Values.toolDispatchKeyFile.secretName }}
+      defaultMode: 0440
+  {{- end }}
+  {{- if $.Values.state.passwordSecret.name }}
+  - name: state-password
+    secret:
+      secretName: {{ $.Values.state.passwordSecret.name }}
+      defaultMode: 0440
+  {{- end }}
+  {{- if $.Values.state.tlsCaSecret.name }}
+  - name: state-ca
+    secret:
+      secretName: {{ $.Values.state.tlsCaSecret.name }}
       defaultMode: 0440
   {{- end }}
   {{- if $.Values.gpu.enabled }}
