@@ -11,9 +11,12 @@ import pytest
 
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.errors import Overloaded, SessionBusy, SessionNotFound, StateUnavailable
+from llm_inference.service import ChatInput, Delta, Failed, Finished, InferenceService, SamplingInput, open_chat_stream
 from llm_inference.state.session_store import SharedSessions
 from llm_inference.state.store import StateStore
+from tests.conftest import make_settings
 from tests.polling import wait_until_async
+from tests.service.test_core import OneModel, ScriptedEngine
 from tests.state.conftest import make_store
 from tests.state_server import StateServer
 
@@ -155,6 +158,30 @@ async def test_without_the_store_sessions_answer_503_and_a_turn_still_ends(tmp_p
                 await shared.record(turn, [HI], HELLO, tokens=3, truncated_messages=0)
             await shared.end_turn(turn)  # never raises: the lease expires on its own
         assert not turn.busy
+    finally:
+        await shared.aclose()
+        await store.aclose()
+        server.stop()
+
+
+async def test_a_streamed_turn_the_store_cannot_record_ends_with_a_failure_not_an_answer(tmp_path: Path) -> None:
+    server = StateServer(tmp_path).start()
+    store = make_store(server.url, LLM_STATE_TIMEOUT_SECONDS="0.2")
+    shared = sessions(store)
+    service = InferenceService(
+        settings=make_settings(), registry=OneModel(ScriptedEngine(step_seconds=0.05)), session_store=shared
+    )  # type: ignore[arg-type]
+    try:
+        session = await shared.create("scripted")
+        stream = await open_chat_stream(service, ChatInput(SamplingInput(), [HI], session_id=session.id))
+        assert isinstance(await anext(aiter(stream)), Delta)
+        server.stop()
+        async with asyncio.timeout(10):
+            items = [item async for item in stream]
+            await stream.aclose()
+        assert isinstance(items[-1], Failed) and items[-1].type == "state_unavailable"
+        assert not any(isinstance(item, Finished) for item in items), "no `done`: the turn was not recorded"
+        assert service.admission.in_flight == 0
     finally:
         await shared.aclose()
         await store.aclose()

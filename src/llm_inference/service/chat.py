@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from llm_inference.engines.base import ChatMessage
+from llm_inference.errors import StateUnavailable
 from llm_inference.service.generation import (
     Delta,
+    Failed,
     Finished,
     GenerationStream,
     Outcome,
@@ -107,7 +109,13 @@ async def _recording(
             # Before the item is passed on: the generation is complete even if the client leaves now, and a
             # client that sends its next turn as soon as it reads this one's end must find the session free.
             text, calls = collect(events)
-            await _record(service, turn.session, stream.prepared, ChatMessage("assistant", text, calls), item.usage)
+            try:
+                answer = ChatMessage("assistant", text, calls)
+                await _record(service, turn.session, stream.prepared, answer, item.usage)
+            except StateUnavailable as exc:  # the shared store: the turn is not recorded, and the client told so
+                await turn.end()
+                yield Failed(exc.type, exc.message)
+                return
             await turn.end()
         yield item
 
