@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from llm_inference.api.access import access_middleware
+from llm_inference.api.access import access_middleware, is_limited
 from llm_inference.api.batch import batch_generate
 from llm_inference.api.chat import ChatController
 from llm_inference.api.chat_socket import chat_socket
@@ -138,5 +138,5 @@ def create_app(settings: Settings) -> Litestar:
     )
     app.asgi_handler = cors(with_content_security_policy(app.asgi_handler), settings.cors_allowed_origins)
     telemetry.instrument(app, service.registry)
-    correct_openapi(app, settings, auth=keys.enabled)
+    correct_openapi(app, settings, auth=keys.enabled, limited=is_limited(settings, keys))
     return app

@@ -168,3 +168,12 @@ def test_the_logs_name_the_store_without_its_secrets(replicas: tuple[ServerProce
         assert "shared store: reachable" in logs and store.url in logs
         assert "shared store unreachable; retrying with backoff" in logs
         assert not any(key in logs for key in (KEY_LIMITED, KEY_QUOTA, KEY_FREE))
+
+
+def test_the_api_document_says_what_the_store_may_answer(replicas: tuple[ServerProcess, ...]) -> None:
+    open_, closed = (httpx.get(p.url + "/openapi.json", timeout=30).json()["paths"] for p in replicas)
+    for paths in (open_, closed):
+        assert "503" in paths["/api/sessions"]["post"]["responses"]
+        assert "token budget" in paths["/api/llms"]["get"]["responses"]["429"]["description"]
+    assert "503" not in open_["/api/llms"]["get"]["responses"], "fail open: no 503 for a store that is gone"
+    assert "503" in closed["/api/llms"]["get"]["responses"]

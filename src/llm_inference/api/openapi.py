@@ -23,6 +23,7 @@ SECURITY_SCHEME = "apiKey"
 STREAMABLE_PATHS = frozenset({"/api/generate", "/api/chat"})
 NO_NUL = "^[^\\x00]*$"
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+_STATE_UNAVAILABLE = "The shared store (LLM_STATE_URL) does not answer; see Retry-After"
 # One Server-Sent Event as OpenAPI 3.1 tools read a text/event-stream schema (3.2 calls it itemSchema): its
 # data is a JSON object (a delta, done or error event) or the terminator [DONE]; `: ping` comments are no
 # event.
@@ -174,7 +175,7 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
     ]
 
 
-def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None:
+def _responses(document: dict[str, Any], settings: Settings, auth: bool, limited: bool) -> None:
     for path, method, operation in _operations(document):
         responses = operation.setdefault("responses", {})
         if method == "post":
@@ -193,10 +194,19 @@ def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None
         if auth:
             operation["security"] = [{SECURITY_SCHEME: []}]
             responses.setdefault("401", {"description": "Missing or invalid API key; see WWW-Authenticate", **_ERROR})
-        if settings.rate_limit_per_minute:
+        if limited:
             responses.setdefault(
-                "429", {"description": "Rate limit (LLM_RATE_LIMIT_PER_MINUTE) or overload; see Retry-After", **_ERROR}
+                "429",
+                {
+                    "description": "Rate limit (LLM_RATE_LIMIT_PER_MINUTE), token budget (LLM_TOKENS_PER_MINUTE) or "
+                    "overload; see Retry-After",
+                    **_ERROR,
+                },
             )
+            if settings.state_url and settings.rate_limit_on_state_failure == "closed":
+                responses.setdefault("503", {"description": _STATE_UNAVAILABLE, **_ERROR})
+        if settings.state_url and path.startswith("/api/sessions"):
+            responses.setdefault("503", {"description": _STATE_UNAVAILABLE, **_ERROR})
 
 
 def _optional_bodies(document: dict[str, Any]) -> None:
@@ -208,7 +218,7 @@ def _optional_bodies(document: dict[str, Any]) -> None:
     body["content"]["application/json"]["schema"] = next(s for s in schema["oneOf"] if s.get("type") != "null")
 
 
-def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:
+def correct_openapi(app: Litestar, settings: Settings, auth: bool, limited: bool = False) -> None:
     """Correct the document before it is first served; /openapi.json and the Swagger UI both read it.
 
     The corrected parts are put back as plain dicts, which Litestar's serializer passes through as they are.
@@ -223,7 +233,7 @@ def correct_openapi(app: Litestar, settings: Settings, auth: bool) -> None:
     _optional_bodies(document)
     if auth:
         components["securitySchemes"] = {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
-    _responses(document, settings, auth)
+    _responses(document, settings, auth, limited)
     openapi.paths, openapi.components = document["paths"], components
     _bound_token_ids_once_loaded(app, schemas_in_use["DetokenizeRequest"]["properties"]["tokens"]["items"])
 
