@@ -49,17 +49,26 @@ class Decision:
     retry_after_seconds: int = 0  # until the request would be allowed (0 when allowed)
 
     @classmethod
-    def from_levels(cls, limits: CallerLimits, requests_level: float | None, tokens_level: float | None) -> Decision:
-        """The decision that the levels before this request imply, the request taken from its bucket if allowed."""
+    def from_levels(
+        cls,
+        limits: CallerLimits,
+        requests_level: float | None,
+        tokens_level: float | None,
+        allowed: bool | None = None,
+    ) -> Decision:
+        """The decision that the levels before this request imply (or `allowed`, where the shared store's script
+        has decided: levels come back from it as text, rounded), the request taken from its bucket if allowed."""
         waits: dict[Literal["requests", "tokens"], int] = {}
         if tokens_level is not None and tokens_level < 1:
             waits["tokens"] = _seconds_until(tokens_level, 1, limits.tokens_per_minute)
         if requests_level is not None and requests_level < 1:
             waits["requests"] = _seconds_until(requests_level, 1, limits.requests_per_minute)
-        if not waits:
+        if allowed if allowed is not None else not waits:
             if requests_level is not None:
-                requests_level -= 1
+                requests_level = max(0.0, requests_level - 1)
             return cls(True, limits, requests_level, tokens_level)
+        if not waits:  # refused at a level that rounds to 1: the next token is moments away
+            waits["requests" if requests_level is not None else "tokens"] = 1
         refused_by = max(waits, key=lambda kind: waits[kind])
         return cls(False, limits, requests_level, tokens_level, refused_by, max(1, waits[refused_by]))
 

@@ -96,9 +96,7 @@ class SharedLimits:
         except StoreUnavailable as exc:
             return self._without_store(limits, exc)
         self._warned = False
-        decision = Decision.from_levels(limits, _level(requests), _level(tokens))
-        assert decision.allowed == bool(allowed), "the script and Decision.from_levels decide alike"
-        return decision
+        return Decision.from_levels(limits, _level(requests), _level(tokens), allowed=bool(allowed))
 
     def _without_store(self, limits: CallerLimits, exc: StoreUnavailable) -> Decision:
         outcome = "allowed" if self.fail_open else "refused"
