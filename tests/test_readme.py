@@ -67,6 +67,13 @@ NOT_RUN = {
     ("docs/kubernetes.md", "--pool-name="): (
         "the endpoint picker's flags; tests/deploy/test_chart_scaling.py checks /metrics has every gauge they name"
     ),
+    ("docs/many-replicas.md", "LLM_STATE_URL=redis://"): (
+        "settings for a server elsewhere; tests/state/test_store.py loads each kind (URL, password file, CA file) "
+        "against a real server, and tests/state/test_replicas.py serves with them"
+    ),
+    ("docs/many-replicas.md", "helm install llm helm/llm-inference --set state.valkey"): (
+        "needs a cluster; tests/deploy/test_chart.py renders the chart with each kind of `state` values"
+    ),
     ("docs/observability.md", "--total-queued-requests-metric="): (
         "the endpoint picker's flags; tests/deploy/test_chart_scaling.py checks /metrics has every gauge they name"
     ),
