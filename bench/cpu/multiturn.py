@@ -39,6 +39,7 @@ ANSWER_WORDS = 230  # about 300 tokens of the embedded model's vocabulary
 ANSWER_TOKENS = 16
 SERVERS = ("llm-inference", "llama-server")
 CONTEXT_PER_SLOT = 2048
+MODEL = "smollm2-135m-instruct"
 
 
 def conversation(seed: int) -> list[dict[str, str]]:
@@ -58,7 +59,8 @@ def conversation(seed: int) -> list[dict[str, str]]:
 
 
 async def first_token_seconds(client: httpx.AsyncClient, url: str, messages: list[dict[str, str]]) -> float:
-    body = {"messages": messages, "max_tokens": ANSWER_TOKENS, "temperature": 0, "stream": True}
+    # `model`: ours requires it on /v1 (as OpenAI does); llama-server serves its one model whatever it says.
+    body = {"model": MODEL, "messages": messages, "max_tokens": ANSWER_TOKENS, "temperature": 0, "stream": True}
     started = time.perf_counter()
     first: float | None = None
     async with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
@@ -76,7 +78,9 @@ async def first_token_seconds(client: httpx.AsyncClient, url: str, messages: lis
 
 async def run_conversations(url: str, seeds: list[int]) -> list[list[float]]:
     """Each conversation's five turns in order, the conversations side by side: TTFT per turn, per conversation."""
-    limits = httpx.Limits(max_connections=len(seeds), max_keepalive_connections=len(seeds))
+    # A new connection per request: llama-server sometimes closes a kept-alive connection after a stream, which
+    # the next request would then find dead (and a local connection costs both servers alike, well under 1 ms).
+    limits = httpx.Limits(max_connections=len(seeds), max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600), limits=limits) as client:
 
         async def one(seed: int) -> list[float]:
