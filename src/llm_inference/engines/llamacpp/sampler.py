@@ -121,11 +121,17 @@ class ConstrainedSampler:
     """
 
     def __init__(
-        self, free: llama_cpp.llama_sampler_p, masked: llama_cpp.llama_sampler_p, candidates: Candidates | None = None
+        self,
+        free: llama_cpp.llama_sampler_p,
+        masked: llama_cpp.llama_sampler_p,
+        n_vocab: int,
+        candidates: Candidates | None = None,
     ) -> None:
         self.free, self.masked = free, masked
         self.grammar = llama_cpp.llama_sampler_chain_get(masked, 0)
         self._candidates = candidates
+        # The whole vocabulary as candidates, for draws that must not accept their token yet.
+        self._everything = candidates if candidates is not None else Candidates(n_vocab)
         self._cell: Any = llama_cpp.llama_token_data()
         self._one = llama_cpp.llama_token_data_array(data=ctypes.pointer(self._cell), size=1, selected=-1, sorted=False)
         self._one_ref = ctypes.byref(self._one)
@@ -136,19 +142,34 @@ class ConstrainedSampler:
         if candidates is None:
             token = llama_cpp.llama_sampler_sample(self.free, ctx, row)
         else:
-            token = candidates.draw(self.free, ctx, row)
-        self._cell.id, self._cell.logit, self._one.size, self._one.selected = token, 0.0, 1, -1
-        llama_cpp.llama_sampler_apply(self.grammar, self._one_ref)
-        if self._cell.logit != -math.inf:
+            token = self._everything.draw(self.free, ctx, row)
+        if self._allows(token):
             if candidates is None:
                 llama_cpp.llama_sampler_accept(self.grammar, token)
             else:
                 llama_cpp.llama_sampler_accept(self.masked, token)  # the grammar and the masked chain's penalties
                 llama_cpp.llama_sampler_accept(self.free, token)
             return token
-        token = llama_cpp.llama_sampler_sample(self.masked, ctx, row)  # accepts it into the grammar too
+        token = self._masked_draw(ctx, row)
         if candidates is not None:
             llama_cpp.llama_sampler_accept(self.free, token)
+        return token
+
+    def _allows(self, token: int) -> bool:
+        """Whether the grammar takes `token` next: the grammar applied to that one candidate (microseconds)."""
+        self._cell.id, self._cell.logit, self._one.size, self._one.selected = token, 0.0, 1, -1
+        llama_cpp.llama_sampler_apply(self.grammar, self._one_ref)
+        return bool(self._cell.logit != -math.inf)
+
+    def _masked_draw(self, ctx: Any, row: int) -> int:
+        """A token drawn from the masked chain, accepted into it only once the grammar is seen to take it: a
+        token the grammar rejects reaching llama.cpp's grammar kills the process (a C++ exception), so no token
+        goes there unchecked. Should what follows the grammar in the chain leave none of the tokens it allows
+        drawable, the most likely one it allows is taken."""
+        token = self._everything.draw(self.masked, ctx, row)
+        if not self._allows(token):
+            token = self._everything.best_allowed(self.grammar, ctx, row)
+        llama_cpp.llama_sampler_accept(self.masked, token)
         return token
 
     def free_chains(self) -> None:
@@ -167,18 +188,34 @@ class Candidates:
         self._data = (llama_cpp.llama_token_data * n_vocab)()
         self._cells = np.frombuffer(memoryview(self._data).cast("B"), dtype=self._DTYPE)
         self._ids = np.arange(n_vocab, dtype=np.int32)
-        pointer = ctypes.cast(self._data, ctypes.POINTER(llama_cpp.llama_token_data))
-        self._array = llama_cpp.llama_token_data_array(data=pointer, size=n_vocab, selected=-1, sorted=False)
+        self._pointer = ctypes.cast(self._data, ctypes.POINTER(llama_cpp.llama_token_data))
+        self._array = llama_cpp.llama_token_data_array(data=self._pointer, size=n_vocab, selected=-1, sorted=False)
         self._ref = ctypes.byref(self._array)
 
-    def draw(self, chain: llama_cpp.llama_sampler_p, ctx: Any, row: int) -> int:
-        # Refilled whole each time: the samplers reorder, shrink and rewrite the array in place.
+    def _refill(self, ctx: Any, row: int) -> None:
+        # Refilled whole each time: the samplers reorder, shrink and rewrite the array in place (and some point
+        # it at a buffer of their own, so the result is read through the array, not this buffer).
         self._cells["id"] = self._ids
         self._cells["logit"] = logits_row(ctx, row, self._n_vocab)
         self._cells["p"] = 0.0
-        self._array.size, self._array.selected, self._array.sorted = self._n_vocab, -1, False
+        array = self._array
+        array.data = self._pointer  # type: ignore[assignment]  # the binding types the pointer field as an array
+        array.size, array.selected, array.sorted = self._n_vocab, -1, False
+
+    def draw(self, chain: llama_cpp.llama_sampler_p, ctx: Any, row: int) -> int:
+        self._refill(ctx, row)
         llama_cpp.llama_sampler_apply(chain, self._ref)
-        return int(self._data[self._array.selected].id)
+        return int(self._array.data[self._array.selected].id)
+
+    def best_allowed(self, grammar: llama_cpp.llama_sampler_p, ctx: Any, row: int) -> int:
+        """The most likely token `grammar` allows here; RuntimeError (this sequence fails) if it allows none."""
+        self._refill(ctx, row)
+        llama_cpp.llama_sampler_apply(grammar, self._ref)  # sets what it rejects to -inf, in place
+        logits = self._cells["logit"]
+        best = int(np.argmax(logits))
+        if logits[best] == -math.inf:
+            raise RuntimeError("the output's grammar allows no token here")
+        return int(self._cells["id"][best])
 
 
 Sampler = Any  # a llama_sampler_p chain, or a ConstrainedSampler
@@ -202,7 +239,7 @@ def build_constrained_sampler(
         llama_cpp.llama_sampler_free(masked)
         llama_cpp.llama_sampler_free(free)
         raise
-    return ConstrainedSampler(free, masked, Candidates(n_vocab) if has_penalties(params) else None)
+    return ConstrainedSampler(free, masked, n_vocab, Candidates(n_vocab) if has_penalties(params) else None)
 
 
 def sample(sampler: Sampler, ctx: Any, row: int) -> int:
