@@ -130,8 +130,10 @@ class ConstrainedSampler:
         self.free, self.masked = free, masked
         self.grammar = llama_cpp.llama_sampler_chain_get(masked, 0)
         self._candidates = candidates
-        # The whole vocabulary as candidates, for draws that must not accept their token yet.
-        self._everything = candidates if candidates is not None else Candidates(n_vocab)
+        # The whole vocabulary as candidates, for draws that must not accept their token yet: the penalties' array,
+        # or one made at the first rejection (most constrained sequences never have one, and it is n_vocab cells).
+        self._n_vocab = n_vocab
+        self._all: Candidates | None = candidates
         self._cell: Any = llama_cpp.llama_token_data()
         self._one = llama_cpp.llama_token_data_array(data=ctypes.pointer(self._cell), size=1, selected=-1, sorted=False)
         self._one_ref = ctypes.byref(self._one)
@@ -142,7 +144,7 @@ class ConstrainedSampler:
         if candidates is None:
             token = llama_cpp.llama_sampler_sample(self.free, ctx, row)
         else:
-            token = self._everything.draw(self.free, ctx, row)
+            token = candidates.draw(self.free, ctx, row)
         if self._allows(token):
             if candidates is None:
                 llama_cpp.llama_sampler_accept(self.grammar, token)
@@ -166,9 +168,11 @@ class ConstrainedSampler:
         token the grammar rejects reaching llama.cpp's grammar kills the process (a C++ exception), so no token
         goes there unchecked. Should what follows the grammar in the chain leave none of the tokens it allows
         drawable, the most likely one it allows is taken."""
-        token = self._everything.draw(self.masked, ctx, row)
+        if self._all is None:
+            self._all = Candidates(self._n_vocab)
+        token = self._all.draw(self.masked, ctx, row)
         if not self._allows(token):
-            token = self._everything.best_allowed(self.grammar, ctx, row)
+            token = self._all.best_allowed(self.grammar, ctx, row)
         llama_cpp.llama_sampler_accept(self.masked, token)
         return token
 
