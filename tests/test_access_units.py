@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from llm_inference import auth_keys
-from llm_inference.api.auth import is_exempt
-from llm_inference.api.rate_limit import MAX_IDLE_BUCKETS, RateLimiter
+from llm_inference.api.http.auth import is_exempt
+from llm_inference.api.http.rate_limit import MAX_IDLE_BUCKETS, RateLimiter
 from llm_inference.auth_keys import ApiKeys, key_id, parse_keys
 from llm_inference.settings import SettingsError, load_settings
 

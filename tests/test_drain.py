@@ -1,4 +1,4 @@
-"""Graceful drain on SIGTERM, on a real Granian process with streams in flight (src/llm_inference/drain.py)."""
+"""Graceful drain on SIGTERM, on a real Granian process with streams in flight (src/llm_inference/api/http/drain.py)."""
 
 from __future__ import annotations
 

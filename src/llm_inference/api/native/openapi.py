@@ -14,8 +14,10 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 
-from llm_inference.api import schemas
-from llm_inference.api.auth import is_exempt
+from llm_inference.api import health
+from llm_inference.api.http import errors
+from llm_inference.api.http.auth import is_exempt
+from llm_inference.api.native import schemas
 from llm_inference.models.registry import ModelEntry
 from llm_inference.settings import Settings
 
@@ -51,10 +53,12 @@ SSE_EVENT = {
 
 
 def _structs() -> list[type[msgspec.Struct]]:
+    """The documented Structs: the /api schemas, the error body and the probes' (those they name come along)."""
     return [
         t
-        for _, t in inspect.getmembers(schemas, inspect.isclass)
-        if issubclass(t, msgspec.Struct) and t.__module__ == schemas.__name__
+        for module in (schemas, errors, health)
+        for _, t in inspect.getmembers(module, inspect.isclass)
+        if issubclass(t, msgspec.Struct) and t.__module__ == module.__name__
     ]
 
 
@@ -201,7 +205,7 @@ def _responses(document: dict[str, Any], settings: Settings, auth: bool) -> None
 
 def _optional_bodies(document: dict[str, Any]) -> None:
     # A handler's `data: T | None = None` reads as a required body of T or null; what it means is a body
-    # that may be left out (json_body.py lets such a route through without one).
+    # that may be left out (api/http/json_body.py lets such a route through without one).
     body = document["paths"]["/api/sessions"]["post"]["requestBody"]
     body["required"] = False
     schema = body["content"]["application/json"]["schema"]

@@ -11,7 +11,8 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
-from llm_inference.api.schemas import DownloadProgress, ErrorResponse, ModelCard, ModelList
+from llm_inference.api.http.errors import ErrorResponse
+from llm_inference.api.native.schemas import DownloadProgress, ModelCard, ModelList
 from llm_inference.models.registry import ModelEntry, ModelRegistry, ModelState
 
 _ACTIONS = ("load", "unload")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_inference.api.auth import CALLER_KEY_ID, is_guarded
-from llm_inference.api.errors import refuse
+from llm_inference.api.http.auth import CALLER_KEY_ID, is_guarded
+from llm_inference.api.http.errors import refuse
 
 WINDOW_SECONDS = 60
 # Beyond this many callers, buckets that have refilled completely are forgotten (they hold no state).
