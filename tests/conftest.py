@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 
 import llm_inference.engines.llamacpp.engine  # noqa: F401  # routes llama.cpp's own log (quantize prints a line per tensor)
 from llm_inference.app import create_app
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.settings import Settings, load_settings
 from tests.polling import wait_until_async
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from llm_inference.engines.llamacpp.quantize import cached_file_name, file_sha256
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 from tests.fake_hub import FakeHub
 from tests.server import run_cli
 

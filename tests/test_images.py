@@ -22,7 +22,7 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 
-from llm_inference.models.spec import parse_spec
+from llm_inference.model_spec import parse_spec
 from llm_inference.settings import DEFAULTS, load_settings
 from tests.deploy.chart import CHART, load_values
 from tests.server import ServerProcess, free_port

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from llm_inference.models.spec import EMBEDDED_MODEL
+from llm_inference.model_spec import EMBEDDED_MODEL
 from tests.server import ServerProcess
 from tests.telemetry.scrape import Scrape
 

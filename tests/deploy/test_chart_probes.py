@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 from tests.api.sse import parse_events
 from tests.deploy.chart import container_env, helm_test_pod, one, port_number, render, server_container
 from tests.fake_hub import FakeHub

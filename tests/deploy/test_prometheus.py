@@ -34,7 +34,7 @@ import promql_parser
 import pytest
 import yaml
 
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 from tests.api.sse import parse_events
 from tests.deploy.chart import RELEASE
 from tests.deploy.prometheus import PROMETHEUS, alerting_rules, require, write_rules_file

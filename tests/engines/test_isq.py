@@ -13,7 +13,7 @@ from llm_inference.engines.base import ChatMessage, GenerationRequest, SamplingP
 from llm_inference.engines.config import LlamaCppConfig
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.engines.llamacpp.quantize import cached_file_name, file_sha256, gguf_file_type, quantized_model
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 
 # With this system message the 135M model answers "The capital of France is Paris." at temperature 0.
 QUESTION = [

@@ -14,8 +14,8 @@ from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, Generat
 from llm_inference.engines.llamacpp import scheduler
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
 from llm_inference.engines.llamacpp.scheduler import first_half_of_prompts
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import llamacpp_config
-from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 from tests.polling import wait_until_async
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import llama_cpp
 
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, offloaded_layers
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import llamacpp_config
-from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 
 

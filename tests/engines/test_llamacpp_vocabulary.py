@@ -15,8 +15,8 @@ from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, Generat
 from llm_inference.engines.constraints import json_schema_constraint
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.errors import EngineFailure, InvalidParameter
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import llamacpp_config
-from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 from tests.polling import wait_until_async
 

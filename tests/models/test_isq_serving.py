@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import vllm_config
-from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 from tests.server import ServerProcess, run_cli
 

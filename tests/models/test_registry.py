@@ -17,8 +17,8 @@ from litestar.testing import AsyncTestClient
 
 from llm_inference.app import create_app
 from llm_inference.errors import NotReady
+from llm_inference.model_spec import EMBEDDED_MODEL, embedded_model_path
 from llm_inference.models.registry import ModelRegistry, ModelState
-from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
 from llm_inference.service import GenerationStream, SamplingInput, open_stream, prepare
 from tests.api.test_errors import assert_error
 from tests.conftest import make_settings, wait_ready

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from llm_inference.engines.chat_template import read_tokenizer_dir
-from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
+from llm_inference.model_spec import EMBEDDED_MODEL, embedded_model_path
 from tests.fake_hub import FakeHub
 from tests.polling import wait_until
 from tests.server import ServerProcess

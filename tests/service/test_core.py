@@ -19,8 +19,8 @@ from llm_inference.engines.base import (
     GenerationRequest,
 )
 from llm_inference.errors import ContextOverflow, EngineFailure, InvalidParameter, Overloaded, RequestTimeout
+from llm_inference.model_spec import ModelSpec
 from llm_inference.models.registry import ModelEntry, ModelLease, ModelState
-from llm_inference.models.spec import ModelSpec
 from llm_inference.service import (
     Delta,
     Failed,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 from tests.fake_hub import FakeHub
 from tests.otlp_receiver import GrpcReceiver
 from tests.server import ServerProcess

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from llm_inference.engines.base import Engine, GenerationRequest, SamplingParams
 from llm_inference.engines.selection import choose_backend, load_engine
 from llm_inference.errors import EngineDead, ModelBusy, ModelNotFound, NotReady
+from llm_inference.model_spec import ModelSpec, parse_spec
 from llm_inference.models.engine_config import engine_config
 from llm_inference.models.fetch import fetch
-from llm_inference.models.spec import ModelSpec, parse_spec
 from llm_inference.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
+from llm_inference.model_spec import EMBEDDED_MODEL, embedded_model_path
 from tests.api.openai.conftest import sdk
 from tests.fake_hub import FakeHub
 from tests.server import ServerProcess
