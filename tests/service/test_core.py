@@ -44,6 +44,7 @@ class ScriptedEngine:
     context_length: int = 64
     started: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
+    decode_steps: int = 0  # one per piece yielded
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         self.started.append(request.request_id)
@@ -53,12 +54,11 @@ class ScriptedEngine:
                 if self.fail_after is not None and index == self.fail_after:
                     raise EngineFailure("the scripted engine failed")
                 await asyncio.sleep(self.step_seconds)
+                self.decode_steps += 1
                 last = index == len(self.pieces) - 1
                 yield Chunk(piece, prompt_tokens, index + 1, FinishReason.STOP if last else None)
         finally:
             self.closed.append(request.request_id)
-
-    async def abort(self, request_id: str) -> None: ...
 
     async def check_health(self) -> None: ...
 
@@ -83,6 +83,8 @@ class ScriptedEngine:
 class OneModel:
     """The registry's part the core uses: one model, always loaded, whose entry counts the leases held on it."""
 
+    default_model = "scripted"
+
     def __init__(self, engine: ScriptedEngine) -> None:
         self.entry = ModelEntry(ModelSpec(id="scripted", source="local"), state=ModelState.LOADED, engine=engine)
 
@@ -93,7 +95,10 @@ class OneModel:
     def loaded_engine(self, model: str | None) -> ScriptedEngine:
         return self.entry.engine  # type: ignore[return-value]
 
-    async def readiness(self) -> tuple[bool, str]:
+    async def check_engines(self) -> dict[str, str | None]:
+        return {"scripted": None}
+
+    def readiness(self, checked: object) -> tuple[bool, str]:
         return True, "ready"
 
 

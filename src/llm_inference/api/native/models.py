@@ -19,7 +19,7 @@ _ACTIONS = ("load", "unload")
 
 
 def model_card(entry: ModelEntry, registry: ModelRegistry) -> ModelCard:
-    info = entry.engine.info() if entry.engine else None
+    info = entry.engine_info()
     downloading = entry.state is ModelState.DOWNLOADING
     return ModelCard(
         id=entry.spec.id,

@@ -238,9 +238,10 @@ def _bound_token_ids_once_loaded(app: Litestar, token_id: dict[str, Any]) -> Non
     registry = app.state.service.registry
 
     def on_loaded(entry: ModelEntry) -> None:
-        if entry.spec.id != registry.default_model or entry.engine is None:
+        vocab_size = entry.vocab_size()
+        if entry.spec.id != registry.default_model or vocab_size is None:
             return
-        token_id["maximum"] = entry.engine.vocab_size() - 1
+        token_id["maximum"] = vocab_size - 1
         # Litestar renders the document on its first request and keeps that; render it anew with the bound.
         plugin: object = app.plugins.get("OpenAPIPlugin")
         if hasattr(plugin, "_openapi_schema"):
