@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from llm_inference.cli import WORKER_KILL_MARGIN_SECONDS
 from tests.api.sse import parse_events
 from tests.server import ServerProcess
+
+pytestmark = pytest.mark.model
 
 # SmolLM2 keeps counting past any max_tokens used here, so every request runs exactly max_tokens tokens.
 COUNTING = "Count from 1 to 200: 1, 2,"

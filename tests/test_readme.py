@@ -115,6 +115,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield process
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
 def test_the_readme_example_works_as_written(server: ServerProcess, example: Example) -> None:
     # Every curl fails on an HTTP error status; the output of each command ends with a separator line.

@@ -20,6 +20,8 @@ from llm_inference.models.engine_config import llamacpp_config
 from tests.conftest import make_settings
 from tests.polling import wait_until_async
 
+pytestmark = pytest.mark.model
+
 CONTEXT = 1024  # tests/conftest.py TEST_ENV: every engine here and the reference hold as much per sequence
 # Long enough to be worth sharing (scheduler.MIN_SHARED_TOKENS) and to be read over several steps while a
 # neighbour decodes (the engine's prompt budget is 32 tokens then).

@@ -37,6 +37,7 @@ def serve_once(env: dict[str, str], log_path: Path) -> tuple[list[dict[str, Any]
         return log_records(server), answer.json(), metrics
 
 
+@pytest.mark.model
 def test_the_model_is_quantized_once_served_and_then_found_in_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "isq"
     env = {"LLM_ENABLE_ISQ": "true", "LLM_ISQ_TYPE": "q8_0", "LLM_ISQ_CACHE_DIR": str(cache)}

@@ -21,6 +21,8 @@ from llm_inference.models.engine_config import vllm_config
 from llm_inference.settings import Settings
 from tests.conftest import make_settings
 
+pytestmark = pytest.mark.model
+
 
 def test_engine_args_follow_the_settings(tmp_path) -> None:
     settings = make_settings(
