@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PREBUILT_STAMP := $(VENV)/.prebuilt-stamp
 
-.PHONY: install model run test check-config lint lock clean browser prometheus state-server screenshots docs
+.PHONY: install model run test test-fast check-config lint lock clean browser prometheus state-server screenshots docs
 
 install: $(STAMP)
 
@@ -72,6 +72,11 @@ test:
 	$(PYTHON) scripts/test_summary.py $(TEST_RESULTS)/core.xml $(TEST_RESULTS)/vllm.xml; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed"; exit 1; fi; \
 	echo "make test: both suites passed"
+
+# The fast lane: every test that needs neither the model nor a server (markers in pyproject.toml), in about a
+# minute on two cores: the service core on fakes, schemas, settings, the chart, the CLI's refusals.
+test-fast: install
+	$(BIN)/python -m pytest -m "not model and not slow" --ignore=tests/vllm -q $(PYTEST_ARGS)
 
 # The browser tests (tests/ui), the alert tests (tests/deploy) and the shared-state tests (tests/state) fail here
 # instead of skipping when chromium, prometheus or promtool, or a Valkey/Redis server is missing.

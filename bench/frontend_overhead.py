@@ -38,6 +38,7 @@ class IdleEngine:
 
     def __init__(self) -> None:
         self.running = 0
+        self.decode_steps = 0
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         prompt = len(request.prompt_token_ids or ())
@@ -46,12 +47,10 @@ class IdleEngine:
         try:
             for i in range(1, n + 1):
                 await asyncio.sleep(0)
+                self.decode_steps += 1
                 yield Chunk(" tok", prompt, i, FinishReason.LENGTH if i == n else None)
         finally:
             self.running -= 1
-
-    async def abort(self, request_id: str) -> None:
-        pass
 
     async def check_health(self) -> None:
         pass

@@ -22,7 +22,7 @@ from llm_inference.engines.base import ChatMessage, GenerationRequest, SamplingP
 from llm_inference.engines.config import LlamaCppConfig
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.engines.llamacpp.quantize import quantized_model
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 
 RESULTS = Path(__file__).parent / "results"
 TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q3_K_S", "Q2_K"]

@@ -18,7 +18,7 @@ import llama_cpp
 import llm_inference.engines.llamacpp.engine  # noqa: F401  # routes llama.cpp's own log lines
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.engines.llamacpp import grammar
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 
 PERSON = {
     "type": "object",

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 
 
 def convert(gguf: Path, output: Path) -> None:

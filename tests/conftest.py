@@ -1,20 +1,24 @@
-"""Shared fixtures: the real app on the real embedded model, in-process and as a real Granian process."""
+"""Shared fixtures: the real app on the real embedded model, in-process and as a real Granian process; a fake
+hub; and the rule of the fast lane (make test-fast): a test that needs the model or a server says so."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import llama_cpp
 import pytest
 from litestar.testing import AsyncTestClient
 
-import llm_inference.engines.llamacpp.engine  # noqa: F401  # routes llama.cpp's own log (quantize prints a line per tensor)
 from llm_inference.app import create_app
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.engines.llamacpp.engine import LlamaCppEngine  # importing it routes llama.cpp's log too
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.settings import Settings, load_settings
+from tests.fake_hub import FakeHub
 from tests.polling import wait_until_async
+from tests.server import ServerProcess
 
 # Small limits keep the suite fast on two cores; everything else is the service's defaults.
 TEST_ENV = {
@@ -23,6 +27,35 @@ TEST_ENV = {
     "LLM_LOG_FORMAT": "pretty",
     "LLM_MAX_REQUEST_BYTES": "65536",
 }
+
+
+# The fast lane (make test-fast) runs every test not marked `model` (nor `slow`, model-free but long). A test that
+# loads the real model or starts a server is marked, by `pytestmark = pytest.mark.model` for a whole module or
+# `@pytest.mark.model`; one that is not marked may do neither: it fails at once, naming the mark it lacks, instead
+# of quietly making the fast lane slow.
+_MODEL_FREE = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("model") is not None:
+        return
+
+    def refuse(*_: object, **__: object) -> NoReturn:
+        raise RuntimeError(f"{item.nodeid} loads the model or starts a server: mark it @pytest.mark.model")
+
+    # Before the test's fixtures are set up, so that a fixture of a wider scope (the session's `client`) is
+    # refused as well when this test is the first to ask for it.
+    patch = item.stash[_MODEL_FREE] = pytest.MonkeyPatch()
+    patch.setattr(LlamaCppEngine, "load", refuse)
+    patch.setattr(llama_cpp, "llama_model_quantize", refuse)
+    patch.setattr(ServerProcess, "start", refuse)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if (patch := item.stash.get(_MODEL_FREE, None)) is not None:
+        patch.undo()
 
 
 def make_settings(**overrides: str) -> Settings:
@@ -74,3 +107,11 @@ def quantize(source: Path, target: Path, file_type: int) -> None:
     params.ftype = file_type
     params.allow_requantize = True  # the source is itself quantized (Q4_1)
     assert llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params) == 0
+
+
+@pytest.fixture
+def fake_hub() -> Iterator[FakeHub]:
+    """A local hub serving the embedded model (tests/fake_hub.py), its download held back until the test sets
+    `release`; `fake_hub.spec` names the model, `fake_hub.environment(hf_home)` points the service at the hub."""
+    with FakeHub() as hub:
+        yield hub

@@ -1,7 +1,8 @@
 """A local stand-in for the Hugging Face hub (HF_ENDPOINT), so the real huggingface-hub download path runs
 without network. It serves one real model file, which it can hold back (keeping a model "loading" for as long
 as a test needs), and any number of small repos (a tokenizer repo) for snapshot_download: their info, their
-file tree and their files."""
+file tree and their files. `environment()` is what points the service at it; the `fake_hub` fixture
+(tests/conftest.py) serves the embedded model on one for a test."""
 
 from __future__ import annotations
 
@@ -12,17 +13,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from llm_inference.model_spec import embedded_model_path
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    def __init__(self, repo: str, file_path: Path, small_repos: dict[str, dict[str, bytes]] | None = None) -> None:
-        self.repo, self.file_path = repo, file_path
+    def __init__(
+        self,
+        repo: str = "test-org/smollm2-gguf",
+        *,
+        small_repos: dict[str, dict[str, bytes]] | None = None,
+        file_path: Path | None = None,  # the embedded model's GGUF if left out
+    ) -> None:
+        self.repo, self.file_path = repo, file_path or embedded_model_path()
         self.small_repos = small_repos or {}
         self.release = threading.Event()
         self.requests: list[str] = []
-        size = file_path.stat().st_size
-        etag = hashlib.sha256(str(file_path).encode()).hexdigest()
+        size = self.file_path.stat().st_size
+        etag = hashlib.sha256(str(self.file_path).encode()).hexdigest()
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -102,6 +111,17 @@ class FakeHub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def spec(self) -> str:
+        """The served model as LLM_ALLOWED_MODELS names it: org/repo:file.gguf."""
+        return f"{self.repo}:{self.file_path.name}"
+
+    def environment(self, hf_home: Path | None = None) -> dict[str, str]:
+        """What points huggingface-hub at this hub: its endpoint, Xet off (this hub speaks plain HTTP only) and,
+        given one, a cache of the test's own (HF_HOME)."""
+        home = {"HF_HOME": str(hf_home)} if hf_home is not None else {}
+        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1", **home}
 
     def __enter__(self) -> FakeHub:
         self.thread.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_inference import auth_keys
-from llm_inference.api.auth import is_exempt
+from llm_inference.api.http.auth import is_exempt
 from llm_inference.auth_keys import ApiKeys, KeyLimits, key_id, parse_key_entries, parse_keys
 from llm_inference.settings import SettingsError, load_settings
 from llm_inference.state.limits import MAX_IDLE_BUCKETS, CallerLimits, LocalLimits

@@ -1,4 +1,4 @@
-"""Graceful drain on SIGTERM, on a real Granian process with streams in flight (src/llm_inference/drain.py)."""
+"""Graceful drain on SIGTERM, on a real Granian process with streams in flight (src/llm_inference/api/http/drain.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from llm_inference.cli import WORKER_KILL_MARGIN_SECONDS
 from tests.api.sse import parse_events
 from tests.server import ServerProcess
+
+pytestmark = pytest.mark.model
 
 # SmolLM2 keeps counting past any max_tokens used here, so every request runs exactly max_tokens tokens.
 COUNTING = "Count from 1 to 200: 1, 2,"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_inference.drain import GracefulDrain
+from llm_inference.api.http.drain import GracefulDrain
 
 
 class _Service:

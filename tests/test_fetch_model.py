@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from llm_inference.engines.llamacpp.quantize import cached_file_name, file_sha256
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 from tests.fake_hub import FakeHub
 from tests.server import run_cli
 
@@ -21,22 +21,13 @@ def test_embedded_model_needs_no_download() -> None:
     assert result.stdout.strip() == f"smollm2-135m-instruct\t{embedded_model_path()}"
 
 
-def test_hub_model_is_downloaded_into_hf_home(tmp_path: Path) -> None:
-    gguf = embedded_model_path()
-    with FakeHub("org/smol", gguf) as hub:
-        hub.release.set()
-        result = fetch_model(
-            {
-                "LLM_ALLOWED_MODELS": f"org/smol:{gguf.name}",
-                "HF_ENDPOINT": hub.url,
-                "HF_HOME": str(tmp_path),
-                "HF_HUB_DISABLE_XET": "1",
-            }
-        )
+def test_hub_model_is_downloaded_into_hf_home(fake_hub: FakeHub, tmp_path: Path) -> None:
+    fake_hub.release.set()
+    result = fetch_model({"LLM_ALLOWED_MODELS": fake_hub.spec, **fake_hub.environment(tmp_path)})
     assert result.returncode == 0, result.stderr
     model_id, path = result.stdout.strip().split("\t")
-    assert model_id == f"org/smol:{gguf.name}"
-    assert Path(path).is_relative_to(tmp_path) and Path(path).stat().st_size == gguf.stat().st_size
+    assert model_id == fake_hub.spec
+    assert Path(path).is_relative_to(tmp_path) and Path(path).stat().st_size == fake_hub.file_path.stat().st_size
     assert '"message": "model ready on disk"' in result.stderr.replace('":"', '": "')
 
 

@@ -15,9 +15,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.polling import wait_until
 from tests.server import ServerProcess
+
+pytestmark = pytest.mark.model
 
 KEY = "f" * 24 + "-fuzzing-key"
 MIN_CASES = 1000

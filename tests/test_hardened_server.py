@@ -20,6 +20,7 @@ PROMPT = "Quokka marmalade recipe number seventeen:"
 SECRET_MESSAGE = "my locker code is 90210-zebra"
 
 
+@pytest.mark.model
 def test_no_key_token_prompt_or_completion_in_logs_or_error_bodies(tmp_path: Path) -> None:
     env = {"LLM_API_KEYS": KEY, "LLM_LOG_LEVEL": "DEBUG", "LLM_DEFAULT_MAX_TOKENS": "24"}
     auth = {"Authorization": f"Bearer {KEY}"}
@@ -62,6 +63,7 @@ def test_no_key_token_prompt_or_completion_in_logs_or_error_bodies(tmp_path: Pat
             assert secret not in error.text, f"{secret!r} appears in an error body: {error.text}"
 
 
+@pytest.mark.model
 def test_rate_limit_without_keys_is_per_client_address(tmp_path: Path) -> None:
     env = {"LLM_RATE_LIMIT_PER_MINUTE": "2", "LLM_ALLOWED_MODELS": str(tmp_path / "none.gguf")}
     with ServerProcess(env, log_path=tmp_path / "server.log") as server:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 
-from llm_inference.models.spec import parse_spec
+from llm_inference.model_spec import parse_spec
 from llm_inference.settings import DEFAULTS, load_settings
 from tests.deploy.chart import CHART, load_values
 from tests.server import ServerProcess, free_port
@@ -103,6 +103,7 @@ def test_cuda_image_installs_the_locked_vllm_that_runs_on_the_lent_gpu() -> None
     assert gpu_vllm.specifier.contains("0.26.0"), "the gpu extra must allow the image's vLLM"
 
 
+@pytest.mark.model
 def test_cpu_image_build_step_in_a_clean_virtual_environment(tmp_path: Path) -> None:
     """Run the Dockerfile's build step, then serve from its result with the image's environment."""
     venv = tmp_path / "opt-llm-inference"
@@ -162,6 +163,7 @@ extern "C" int probe(void) { cublasHandle_t handle; return (int)cublasCreate(&ha
 """
 
 
+@pytest.mark.slow
 def test_cuda_image_toolchain_builds_a_cuda_library_with_cmake(tmp_path: Path) -> None:
     # What Dockerfile.cuda's build stage does before llama-cpp-python compiles llama.cpp with CUDA: the
     # toolkit from NVIDIA's wheels, then CMake's CUDA language and FindCUDAToolkit over it (no GPU needed).

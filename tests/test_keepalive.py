@@ -18,6 +18,8 @@ import pytest
 from tests.server import ServerProcess
 from tests.test_server import _self_signed
 
+pytestmark = pytest.mark.model
+
 ROUNDS = 20
 # Generous for a two-token generation; short enough that an upload stuck on a reset stream fails soon.
 CLIENT_TIMEOUT_SECONDS = 20

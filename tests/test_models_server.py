@@ -9,10 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
-from llm_inference.models.spec import EMBEDDED_MODEL
+from llm_inference.model_spec import EMBEDDED_MODEL
 from tests.server import ServerProcess
 from tests.telemetry.scrape import Scrape
+
+pytestmark = pytest.mark.model
 
 MIB = 1 << 20
 

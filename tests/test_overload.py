@@ -9,10 +9,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.api.sse import parse_events
 from tests.polling import wait_until_async
 from tests.server import ServerProcess
+
+pytestmark = pytest.mark.model
 
 STREAM = {"prompt": "Count: 1, 2, 3,", "max_tokens": 12, "ignore_eos": True, "temperature": 0}
 

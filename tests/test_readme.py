@@ -248,6 +248,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield process
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
 def test_the_shell_example_works_as_written(server: ServerProcess, example: Example) -> None:
     # Every curl fails on an HTTP error status; the output of each command ends with a separator line.
@@ -274,6 +275,7 @@ def test_the_shell_example_works_as_written(server: ServerProcess, example: Exam
             assert difference is None, f"{example.name}: `{command.text}`: {difference}"
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=[str(p.relative_to(ROOT)) for p in PYTHON_PAGES])
 def test_the_python_examples_work_as_written(server: ServerProcess, page: Path) -> None:
     blocks = [b for b in read_blocks(page) if b.language == "python"]
@@ -288,6 +290,7 @@ def test_the_python_examples_work_as_written(server: ServerProcess, page: Path) 
         assert printed.strip(), f"{block.name} printed nothing"
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("block", SOCKET_EXCHANGES, ids=[b.name for b in SOCKET_EXCHANGES])
 def test_the_websocket_exchange_goes_as_shown(server: ServerProcess, block: Block) -> None:
     exchanges: list[tuple[str, list[Any]]] = []

@@ -9,61 +9,53 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from llm_inference.models.spec import embedded_model_path
 from tests.fake_hub import FakeHub
 from tests.polling import wait_until
 from tests.server import ServerProcess
 
-HUB_REPO = "test-org/smollm2-gguf"
+pytestmark = pytest.mark.model
 
 
-def test_live_during_a_slow_download_ready_only_after_load(tmp_path: Path) -> None:
-    gguf = embedded_model_path()
-    spec = f"{HUB_REPO}:{gguf.name}"
-    with FakeHub(HUB_REPO, gguf) as hub:
-        env = {
-            "LLM_ALLOWED_MODELS": spec,
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp_path / "hf"),
-            "HF_HUB_DISABLE_XET": "1",
-        }
-        with ServerProcess(env, log_path=tmp_path / "server.log") as server:
-            server.wait_for("/health/live", 200)
-            # The registry starts the load in the background: downloading once the hub has been asked.
-            model = wait_until(
-                lambda: httpx.get(server.url + "/api/llms").json()["models"][0],
-                until=lambda model: model["state"] == "downloading",
-                timeout=60,
-                what="the model to be downloading",
-            )
-            assert model["state"] == "downloading" and model["download"]["bytes_done"] == 0, model
-            not_ready = httpx.get(server.url + "/health/ready")
-            assert not_ready.status_code == 503
-            assert not_ready.json() == {"status": "not_ready", "reason": f"downloading ({spec})"}
-            # A request meanwhile waits for the load (up to LLM_REQUEST_TIMEOUT_SECONDS) and is answered.
-            with ThreadPoolExecutor(1) as pool:
-                body = {"prompt": "Hi", "max_tokens": 4}
-                waiting = pool.submit(httpx.post, server.url + "/api/generate", json=body, timeout=120)
-                time.sleep(0.5)
-                assert not waiting.done()
-                hub.release.set()
-                server.wait_for("/health/ready", 200)
-                answer = waiting.result()
-            assert answer.status_code == 200 and answer.json()["model"] == spec
-            assert (tmp_path / "hf" / "hub").is_dir(), "the download must land in HF_HOME"
+def test_live_during_a_slow_download_ready_only_after_load(fake_hub: FakeHub, tmp_path: Path) -> None:
+    env = {"LLM_ALLOWED_MODELS": fake_hub.spec, **fake_hub.environment(tmp_path / "hf")}
+    with ServerProcess(env, log_path=tmp_path / "server.log") as server:
+        server.wait_for("/health/live", 200)
+        # The registry starts the load in the background: downloading once the hub has been asked.
+        model = wait_until(
+            lambda: httpx.get(server.url + "/api/llms").json()["models"][0],
+            until=lambda model: model["state"] == "downloading",
+            timeout=60,
+            what="the model to be downloading",
+        )
+        assert model["state"] == "downloading" and model["download"]["bytes_done"] == 0, model
+        not_ready = httpx.get(server.url + "/health/ready")
+        assert not_ready.status_code == 503
+        assert not_ready.json() == {"status": "not_ready", "reason": f"downloading ({fake_hub.spec})"}
+        # A request meanwhile waits for the load (up to LLM_REQUEST_TIMEOUT_SECONDS) and is answered.
+        with ThreadPoolExecutor(1) as pool:
+            body = {"prompt": "Hi", "max_tokens": 4}
+            waiting = pool.submit(httpx.post, server.url + "/api/generate", json=body, timeout=120)
+            time.sleep(0.5)
+            assert not waiting.done()
+            fake_hub.release.set()
+            server.wait_for("/health/ready", 200)
+            answer = waiting.result()
+        assert answer.status_code == 200 and answer.json()["model"] == fake_hub.spec
+        assert (tmp_path / "hf" / "hub").is_dir(), "the download must land in HF_HOME"
 
-            # A model outside the allow-list is refused without the hub being asked for anything.
-            asked_before = list(hub.requests)
-            unknown = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "model": "evil/model:x.gguf"})
-            assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "model_not_found"
-            assert hub.requests == asked_before
-            assert not any("evil" in request for request in hub.requests), hub.requests
-            assert server.stop() == 0
+        # A model outside the allow-list is refused without the hub being asked for anything.
+        asked_before = list(fake_hub.requests)
+        unknown = httpx.post(server.url + "/api/generate", json={"prompt": "Hi", "model": "evil/model:x.gguf"})
+        assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "model_not_found"
+        assert fake_hub.requests == asked_before
+        assert not any("evil" in request for request in fake_hub.requests), fake_hub.requests
+        assert server.stop() == 0
 
 
 def test_a_model_that_fails_to_load_turns_readiness_503_with_the_reason(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_inference.models.engine_config import vllm_config
+from llm_inference.models.engine_config import gpu_memory_share, vllm_config
 from llm_inference.settings import SettingsError, load_settings, masked, setting_names
 from tests.server import run_cli
 
@@ -191,12 +191,12 @@ def test_vllm_models_split_the_gpu_and_shares_that_overflow_it_stop_start_up() -
     assert (
         vllm_config(settings, "org/a").gpu_memory_utilization == vllm_config(settings, "org/b").gpu_memory_utilization
     )
-    assert settings.gpu_memory_share("org/a") == 0.4
+    assert gpu_memory_share(settings, "org/a") == 0.4
     settings, _ = load_settings({**two, "LLM_GPU_MEMORY_SHARES": "org/a=0.6,org/b=0.2"})
-    assert (vllm_config(settings, "org/a").gpu_memory_utilization, settings.gpu_memory_share("org/b")) == (0.6, 0.2)
+    assert (vllm_config(settings, "org/a").gpu_memory_utilization, gpu_memory_share(settings, "org/b")) == (0.6, 0.2)
     # One vLLM model at a time (LLM_MAX_LOADED_MODELS=1): each may have the whole 0.8.
     settings, _ = load_settings({**two, "LLM_MAX_LOADED_MODELS": "1", "LLM_GPU_MEMORY_SHARES": "org/a=0.8,org/b=0.8"})
-    assert settings.gpu_memory_share("org/b") == 0.8
+    assert gpu_memory_share(settings, "org/b") == 0.8
 
     with pytest.raises(SettingsError) as raised:
         load_settings({**two, "LLM_GPU_MEMORY_SHARES": "org/a=0.6,org/b=0.5"})

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.servers import RunningServer, ServerSpec, free_port
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 
 SHORT = "The capital of France is"
 LONG = "Count to one thousand: 1, 2, 3,"

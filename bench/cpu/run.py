@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.loadgen import OPENAI, OURS, Dialect, make_prompts, run_level
 from bench.servers import RunningServer, ServerSpec, free_port
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 DEFAULT_SERVERS = ("llm-inference", "llama-server", "llama_cpp.server")

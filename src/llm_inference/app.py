@@ -14,23 +14,23 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from llm_inference.api.access import access_middleware, is_limited
-from llm_inference.api.batch import batch_generate
-from llm_inference.api.chat import ChatController
-from llm_inference.api.chat_socket import chat_socket
-from llm_inference.api.cors import cors
-from llm_inference.api.embeddings import embeddings
-from llm_inference.api.errors import exception_handlers
-from llm_inference.api.generate import GenerateController
 from llm_inference.api.health import live, ready
-from llm_inference.api.json_body import JsonBodyRequest, require_json_body
-from llm_inference.api.models import list_models, load_or_unload
+from llm_inference.api.http.access import access_middleware, is_limited
+from llm_inference.api.http.cors import cors
+from llm_inference.api.http.errors import exception_handlers
+from llm_inference.api.http.json_body import JsonBodyRequest, require_json_body
+from llm_inference.api.native.batch import batch_generate
+from llm_inference.api.native.chat import ChatController
+from llm_inference.api.native.chat_socket import chat_socket
+from llm_inference.api.native.embeddings import embeddings
+from llm_inference.api.native.generate import GenerateController
+from llm_inference.api.native.models import list_models, load_or_unload
+from llm_inference.api.native.openapi import correct_openapi
+from llm_inference.api.native.sessions import SessionController
+from llm_inference.api.native.tokens import TokensController
 from llm_inference.api.openai.errors import path_aware
 from llm_inference.api.openai.router import openai_router
-from llm_inference.api.openapi import correct_openapi
 from llm_inference.api.playground import PlaygroundPage, ui_router, with_content_security_policy
-from llm_inference.api.sessions import SessionController
-from llm_inference.api.tokens import TokensController
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.models.registry import ModelRegistry
 from llm_inference.service import InferenceService, Sessions

@@ -1,9 +1,9 @@
 """The ASGI entry point Granian imports in its worker process: settings from the environment, then the app."""
 
+from llm_inference.api.http.drain import GracefulDrain
+from llm_inference.api.http.unread_body import CloseAfterUnreadBody
 from llm_inference.app import create_app
 from llm_inference.cli import settings_or_exit
-from llm_inference.drain import GracefulDrain
-from llm_inference.unread_body import CloseAfterUnreadBody
 
 settings = settings_or_exit()
 litestar_app = create_app(settings)

@@ -45,7 +45,7 @@ def exit_if_no_backend(settings: Settings) -> None:
     """A model no backend can run here (LLM_BACKEND=vllm without vLLM or a GPU), or one whose backend cannot
     quantize it to LLM_ISQ_TYPE, stops start-up at once."""
     from llm_inference.engines.selection import gpu_offload_problem, unavailable_backends
-    from llm_inference.models.spec import parse_spec
+    from llm_inference.model_spec import parse_spec
 
     problems = unavailable_backends(
         settings.backend,
@@ -91,8 +91,8 @@ def check_config(settings: Settings) -> None:
 
 
 def fetch_models(settings: Settings) -> None:
+    from llm_inference.model_spec import parse_spec
     from llm_inference.models.fetch import fetch, prepare_isq
-    from llm_inference.models.spec import parse_spec
 
     failed = False
     for text in settings.allowed_models:

@@ -1,4 +1,4 @@
-"""Domain errors raised by the service's layers; api/errors.py maps each to a status code and JSON body."""
+"""Domain errors raised by the service's layers; api/http/errors.py maps each to a status code and JSON body."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import msgspec
 
 from llm_inference.auth_keys import key_problems, parse_key_entries
 from llm_inference.engines.config import ISQ_TYPES, LLAMACPP_ISQ_ALIASES, canonical_isq_type
-from llm_inference.models.spec import EMBEDDED_MODEL, InvalidModelSpec, parse_spec
+from llm_inference.model_spec import EMBEDDED_MODEL, InvalidModelSpec, InvalidShares, gpu_memory_shares, parse_spec
 
 ENV_PREFIX = "LLM_"
 
@@ -157,16 +157,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def effective_max_loaded_models(self) -> int:
         return self.max_loaded_models or len(self.allowed_models)
 
-    def gpu_memory_share(self, model: str) -> float:
-        """The fraction of the GPU that `model`'s vLLM engine may take (vLLM's gpu_memory_utilization)."""
-        return gpu_memory_shares(
-            self.allowed_models,
-            self.model_path,
-            self.effective_max_loaded_models,
-            self.gpu_memory_utilization,
-            self.gpu_memory_shares,
-        )[model]
-
 
 def default_isq_cache_dir() -> Path:
     """Beside the downloaded models when HF_HOME says where they go (the images and the chart set it, on the model
@@ -182,47 +172,6 @@ ISQ_TYPE_RULE = (
 
 
 DEFAULTS = Settings()
-
-
-class InvalidShares(ValueError):
-    pass
-
-
-def gpu_memory_shares(
-    allowed: tuple[str, ...], model_path: str | None, max_loaded: int, utilization: float, shares: tuple[str, ...]
-) -> dict[str, float]:
-    """Each allowed model's share of the GPU (vLLM's gpu_memory_utilization: a fraction of the whole card per
-    engine). Only non-GGUF models run on vLLM; at most LLM_MAX_LOADED_MODELS of them are resident at once, so
-    the largest shares that can be resident together must fit in LLM_GPU_MEMORY_UTILIZATION. A model that
-    LLM_GPU_MEMORY_SHARES does not name gets an equal part: LLM_GPU_MEMORY_UTILIZATION / resident models."""
-    gpu_models = [text for text in allowed if not _is_gguf(text, model_path)]
-    resident = max(1, min(max_loaded, len(gpu_models)))
-    result = dict.fromkeys(allowed, utilization / resident)
-    for pair in shares:
-        model, sep, fraction = pair.rpartition("=")
-        if not sep or model not in allowed:
-            raise InvalidShares(f"model=fraction pairs naming models of LLM_ALLOWED_MODELS ({pair!r} is not)")
-        if model not in gpu_models:
-            raise InvalidShares(f"shares of vLLM models only ({model!r} is a GGUF file, served by llama.cpp)")
-        try:
-            result[model] = float(fraction)
-        except ValueError:
-            result[model] = -1.0
-        if not 0 < result[model] <= 1:
-            raise InvalidShares(f"fractions > 0 and <= 1 ({pair!r})")
-    worst = sum(sorted((result[m] for m in gpu_models), reverse=True)[:resident])
-    if worst > utilization + 1e-9:
-        raise InvalidShares(
-            f"shares whose {resident} largest (the vLLM models that can be loaded together, "
-            f"LLM_MAX_LOADED_MODELS={max_loaded}) sum to at most LLM_GPU_MEMORY_UTILIZATION={utilization:g}, "
-            f"the part of the card this service may use (they sum to {worst:g})"
-        )
-    return result
-
-
-def _is_gguf(text: str, model_path: str | None) -> bool:
-    spec = parse_spec(text, model_path)
-    return spec.source == "embedded" or spec.is_gguf
 
 
 # Constraints that msgspec.Meta cannot express, as (field, check, rule) triples checked after types.

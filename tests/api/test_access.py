@@ -57,6 +57,7 @@ def assert_unauthorized(response, token: str | None) -> None:  # type: ignore[no
         assert token not in response.text and token not in challenge
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("path", ["/api/generate", "/api/chat/stream"])
 async def test_no_key_or_a_wrong_key_gets_401_with_a_challenge(keyed, path: str) -> None:
     body = {"prompt": "Hi"} if "generate" in path else {"messages": [{"role": "user", "content": "Hi"}]}
@@ -66,11 +67,13 @@ async def test_no_key_or_a_wrong_key_gets_401_with_a_challenge(keyed, path: str)
     assert_unauthorized(await keyed.post(path, json=body, headers=bearer(KEY_A[:-1])), KEY_A[:-1])
 
 
+@pytest.mark.model
 async def test_auth_comes_before_looking_at_the_body(keyed) -> None:
     response = await keyed.post("/api/generate", content=b"not json", headers={"content-type": "text/plain"})
     assert_unauthorized(response, None)
 
 
+@pytest.mark.model
 async def test_keys_from_the_variable_and_the_file_both_work(keyed) -> None:
     answer = await keyed.post("/api/generate", json={"prompt": "Hi", "max_tokens": 2}, headers=bearer(KEY_A))
     assert answer.status_code == 200, answer.text
@@ -78,6 +81,7 @@ async def test_keys_from_the_variable_and_the_file_both_work(keyed) -> None:
     assert_unauthorized(await keyed.get("/api/llms"), None)
 
 
+@pytest.mark.model
 async def test_probes_metrics_and_docs_stay_open(keyed) -> None:
     for path in (
         "/health/live",
@@ -90,6 +94,7 @@ async def test_probes_metrics_and_docs_stay_open(keyed) -> None:
         assert (await keyed.get(path)).status_code == 200, path
 
 
+@pytest.mark.model
 async def test_the_document_declares_the_bearer_scheme(keyed) -> None:
     spec = (await keyed.get("/openapi.json")).json()
     assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "http", "scheme": "bearer"}
@@ -98,6 +103,7 @@ async def test_the_document_declares_the_bearer_scheme(keyed) -> None:
     assert "security" not in spec["paths"]["/health/ready"]["get"]
 
 
+@pytest.mark.model
 async def test_a_rotated_key_file_takes_effect_without_a_restart(keyed, key_file: Path) -> None:
     assert (await keyed.get("/api/llms", headers=bearer(KEY_B))).status_code == 200
     fresh = key_file.with_suffix(".new")
@@ -138,6 +144,7 @@ async def test_rate_limit_is_per_key_with_retry_after_and_ratelimit_headers(limi
     assert_unauthorized(await limited.get("/api/llms"), None)
 
 
+@pytest.mark.model
 async def test_cors_allows_exactly_the_configured_origin(keyed) -> None:
     allowed = await keyed.get("/health/live", headers={"Origin": ORIGIN})
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
@@ -154,6 +161,7 @@ async def test_cors_allows_exactly_the_configured_origin(keyed) -> None:
         assert leaked == [], (origin, leaked)
 
 
+@pytest.mark.model
 async def test_cors_preflight_needs_no_key_and_refuses_other_origins(keyed) -> None:
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
     ok = await keyed.options("/api/generate", headers={"Origin": ORIGIN, **preflight})
@@ -166,12 +174,14 @@ async def test_cors_preflight_needs_no_key_and_refuses_other_origins(keyed) -> N
     assert not [h for h in refused.headers if h.lower().startswith("access-control-")], refused.headers
 
 
+@pytest.mark.model
 async def test_an_allowed_origin_can_read_the_retry_headers(keyed) -> None:
     refused = await keyed.get("/api/llms", headers={"Origin": ORIGIN})
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == ORIGIN
     assert "retry-after" in refused.headers["access-control-expose-headers"]
 
 
+@pytest.mark.model
 async def test_a_token_budget_in_this_process_counts_whole_streamed_and_embedding_requests() -> None:
     # No keys: the budget is per client address (the test client's). No store: counted in this process.
     settings = make_settings(LLM_TOKENS_PER_MINUTE="40")

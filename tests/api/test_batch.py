@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.test_errors import LONG_PROMPT, assert_error
+
+pytestmark = pytest.mark.model
 
 PROMPTS = ["The capital of France is", "Count from one to ten: one, two, three,", "Once upon a time"]
 SAMPLING = {"max_tokens": 8, "temperature": 0}

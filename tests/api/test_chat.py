@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llm_inference.engines.base import ChatMessage
 from tests.api.sse import joined_text, parse_events
+
+pytestmark = pytest.mark.model
 
 # Without a system message SmolLM2's template adds its own, and the 135M model then rambles; with this one
 # it answers "The capital of France is Paris." at temperature 0.

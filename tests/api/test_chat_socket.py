@@ -17,6 +17,8 @@ from tests.api.test_errors import BAD_INPUTS
 from tests.polling import wait_until
 from tests.server import ServerProcess
 
+pytestmark = pytest.mark.model
+
 KEY = "k" * 20 + "-socket-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 REQUEST = {"messages": QUESTION, "max_tokens": 16, "temperature": 0}

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.api.sse import parse_events
+
+pytestmark = pytest.mark.model
 
 CONTEXT = 1024
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from tests.api.test_errors import LONG_PROMPT, assert_error
+
+pytestmark = pytest.mark.model
 
 SIMILAR = [
     ("The cat sat on the mat.", "A cat was sitting on the rug."),

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.model
+
 LONG_PROMPT = "hello " * 3000  # ~3000 tokens against the tests' 1024-token context
 
 

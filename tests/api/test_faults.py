@@ -26,6 +26,8 @@ from tests.conftest import make_settings, wait_ready
 from tests.polling import wait_until_async
 from tests.telemetry.scrape import Scrape
 
+pytestmark = pytest.mark.model
+
 TIMEOUT_SECONDS = 10
 STALL_SECONDS = 1
 PING_SECONDS = 0.1

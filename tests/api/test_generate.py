@@ -6,6 +6,8 @@ import pytest
 
 from tests.api.sse import joined_text, parse_events
 
+pytestmark = pytest.mark.model
+
 PROMPT = "The capital of France is"
 
 

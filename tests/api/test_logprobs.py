@@ -9,6 +9,8 @@ import pytest
 
 from tests.api.sse import joined_text, parse_events
 
+pytestmark = pytest.mark.model
+
 PROMPT = "The capital of France is"
 GREEDY = {"prompt": PROMPT, "max_tokens": 6, "temperature": 0}
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.model
+
 
 async def test_llms_lists_the_embedded_model(client) -> None:
     body = (await client.get("/api/llms")).json()

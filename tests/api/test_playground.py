@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from llm_inference.api.playground import UI_DIR
@@ -14,6 +15,7 @@ from tests.conftest import make_settings
 NO_MODEL = {"LLM_ALLOWED_MODELS": "/nonexistent/model.gguf"}
 
 
+@pytest.mark.model
 async def test_page_and_files_carry_a_csp_without_inline_script_or_other_origins(client) -> None:
     page = await client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -15,6 +15,8 @@ from tests.api.sse import joined_text, parse_events
 from tests.polling import wait_until
 from tests.server import ServerProcess
 
+pytestmark = pytest.mark.model
+
 CONTEXT = 512
 MAX_SESSIONS = 3
 SYSTEM = "You are a helpful assistant."

@@ -8,10 +8,13 @@ import json
 from typing import Any
 
 import jsonschema
+import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.api.sse import joined_text, parse_events
 from tests.telemetry.scrape import Scrape
+
+pytestmark = pytest.mark.model
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 

@@ -7,6 +7,8 @@ import pytest
 from tests.api.test_chat import QUESTION
 from tests.api.test_errors import assert_error
 
+pytestmark = pytest.mark.model
+
 TEXT = "The capital of France is"
 
 

@@ -101,6 +101,7 @@ def check_rounds(rounds: list[dict[str, Any]], tools: ToolServer) -> None:
             assert result["content"].startswith("get_weather says: 18 degrees Celsius"), result
 
 
+@pytest.mark.model
 def test_a_round_runs_and_the_model_answers_with_its_result(client: openai.OpenAI, tools: ToolServer) -> None:
     completion = client.chat.completions.create(
         model=MODEL,
@@ -119,6 +120,7 @@ def test_a_round_runs_and_the_model_answers_with_its_result(client: openai.OpenA
     check_rounds(completion.model_extra["tool_rounds"], tools)
 
 
+@pytest.mark.model
 def test_streamed_the_rounds_ride_on_the_finishing_chunk(client: openai.OpenAI, tools: ToolServer) -> None:
     chunks = list(
         client.chat.completions.create(
@@ -140,6 +142,7 @@ def test_streamed_the_rounds_ride_on_the_finishing_chunk(client: openai.OpenAI, 
     assert all("tool_rounds" not in (chunk.model_extra or {}) for chunk in chunks[:-1])
 
 
+@pytest.mark.model
 def test_api_chat_reports_its_rounds_whole_and_streamed(http: httpx.Client, tools: ToolServer) -> None:
     body = {
         "messages": ASK,
@@ -163,6 +166,7 @@ def test_api_chat_reports_its_rounds_whole_and_streamed(http: httpx.Client, tool
     check_rounds(done["tool_rounds"], tools)
 
 
+@pytest.mark.model
 def test_no_round_no_field(http: httpx.Client, tools: ToolServer) -> None:
     body = {"messages": ASK, "tools": WEATHER, "tool_choice": "none", "max_tokens": 8}
     assert "tool_rounds" not in http.post("/api/chat", json=body).json()
@@ -170,6 +174,7 @@ def test_no_round_no_field(http: httpx.Client, tools: ToolServer) -> None:
     assert "tool_rounds" not in completion and tools.calls == []
 
 
+@pytest.mark.model
 def test_a_client_tool_call_goes_to_the_client_and_nothing_is_run(client: openai.OpenAI, tools: ToolServer) -> None:
     choice = client.chat.completions.create(
         model=MODEL,
@@ -184,6 +189,7 @@ def test_a_client_tool_call_goes_to_the_client_and_nothing_is_run(client: openai
     assert tools.calls == []
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     ("name", "status", "code", "cause"),
     [
@@ -218,6 +224,7 @@ def test_a_failing_or_slow_tool_is_a_clear_error_and_the_server_goes_on(
     assert http.post("/api/chat", json={"messages": ASK, "max_tokens": 4}).status_code == 200
 
 
+@pytest.mark.model
 def test_dispatches_are_counted_by_outcome(http: httpx.Client, server: ServerProcess) -> None:
     def count(outcome: str) -> float:
         line = f'llm_tool_dispatch_total{{outcome="{outcome}"}} '
@@ -230,6 +237,7 @@ def test_dispatches_are_counted_by_outcome(http: httpx.Client, server: ServerPro
     wait_until(lambda: count("error_status"), until=lambda seen: seen == before + 1, timeout=30, what="the count")
 
 
+@pytest.mark.model
 def test_server_tools_are_refused_where_no_dispatch_url_is_set(tmp_path: Path) -> None:
     with ServerProcess({"LLM_DEFAULT_MAX_TOKENS": "8"}, log_path=tmp_path / "server.log") as process:
         process.wait_for("/health/ready", 200)

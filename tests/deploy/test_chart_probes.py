@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from llm_inference.models.spec import embedded_model_path
 from tests.api.sse import parse_events
 from tests.deploy.chart import container_env, helm_test_pod, one, port_number, render, server_container
 from tests.fake_hub import FakeHub
@@ -25,7 +25,7 @@ from tests.polling import wait_until
 from tests.server import ServerProcess, free_port
 from tests.test_server import _self_signed
 
-HUB_REPO = "test-org/smollm2-gguf"
+pytestmark = pytest.mark.model
 
 
 class Kubelet:
@@ -79,75 +79,73 @@ def run_helm_test(manifests: dict[str, Any], base_url: str) -> subprocess.Comple
     )
 
 
-def test_probes_through_loading_serving_and_draining(tmp_path: Path) -> None:
-    gguf = embedded_model_path()
-    with FakeHub(HUB_REPO, gguf) as hub:
-        values = {
-            "containerPort": free_port(),
-            # A long drain, so the stream below finishes even on a loaded machine.
-            "config": {
-                "LLM_ALLOWED_MODELS": f"{HUB_REPO}:{gguf.name}",
-                "LLM_CONTEXT_LENGTH": 1024,
-                "LLM_SHUTDOWN_GRACE_SECONDS": 300,
-            },
-            "env": {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"},
-        }
-        manifests = render(values)
-        container = server_container(manifests)
-        pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
-        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-        env = pod_environment(manifests, container, {mounts["model-cache"]: tmp_path / "model-cache"})
-        port = port_number(container, "http")
-        assert env["LLM_INFERENCE_PORT"] == str(port) and container["command"] == ["llm-inference", "serve"]
-        kubelet = Kubelet(container)
+def test_probes_through_loading_serving_and_draining(fake_hub: FakeHub, tmp_path: Path) -> None:
+    values = {
+        "containerPort": free_port(),
+        # A long drain, so the stream below finishes even on a loaded machine.
+        "config": {
+            "LLM_ALLOWED_MODELS": fake_hub.spec,
+            "LLM_CONTEXT_LENGTH": 1024,
+            "LLM_SHUTDOWN_GRACE_SECONDS": 300,
+        },
+        "env": fake_hub.environment(),  # HF_HOME: the chart's model cache
+    }
+    manifests = render(values)
+    container = server_container(manifests)
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    env = pod_environment(manifests, container, {mounts["model-cache"]: tmp_path / "model-cache"})
+    port = port_number(container, "http")
+    assert env["LLM_INFERENCE_PORT"] == str(port) and container["command"] == ["llm-inference", "serve"]
+    kubelet = Kubelet(container)
 
-        with ServerProcess(env, log_path=tmp_path / "server.log", port=port) as server:
-            # Loading (the download is held back): alive, not started, not ready, so no traffic and no restart.
-            kubelet.wait_until("livenessProbe", True, timeout=60)
-            assert not kubelet.probe("startupProbe")
-            assert not kubelet.probe("readinessProbe")
+    with ServerProcess(env, log_path=tmp_path / "server.log", port=port) as server:
+        # Loading (the download is held back): alive, not started, not ready, so no traffic and no restart.
+        kubelet.wait_until("livenessProbe", True, timeout=60)
+        assert not kubelet.probe("startupProbe")
+        assert not kubelet.probe("readinessProbe")
 
-            hub.release.set()
-            took = kubelet.wait_until("startupProbe", True, timeout=120)
-            assert took < kubelet.budget_seconds("startupProbe")
-            assert kubelet.probe("readinessProbe") and kubelet.probe("livenessProbe")
+        fake_hub.release.set()
+        took = kubelet.wait_until("startupProbe", True, timeout=120)
+        assert took < kubelet.budget_seconds("startupProbe")
+        assert kubelet.probe("readinessProbe") and kubelet.probe("livenessProbe")
 
-            helm_test = run_helm_test(manifests, server.url)
-            assert helm_test.returncode == 0, helm_test.stdout + helm_test.stderr
-            assert "generated" in helm_test.stdout
+        helm_test = run_helm_test(manifests, server.url)
+        assert helm_test.returncode == 0, helm_test.stdout + helm_test.stderr
+        assert "generated" in helm_test.stdout
 
-            # Pod deletion: after preStop, SIGTERM. Readiness fails at once, liveness holds (no restart)
-            # while a stream in flight finishes, and the process exits 0 within the pod's grace period.
-            stream: dict[str, Any] = {}
-            first_delta = threading.Event()
+        # Pod deletion: after preStop, SIGTERM. Readiness fails at once, liveness holds (no restart)
+        # while a stream in flight finishes, and the process exits 0 within the pod's grace period.
+        stream: dict[str, Any] = {}
+        first_delta = threading.Event()
 
-            def read_stream() -> None:
-                body = ""
-                with httpx.stream(
-                    "POST",
-                    server.url + "/api/generate/stream",
-                    timeout=120,
-                    json={"prompt": "Count from 1 to 200: 1, 2,", "max_tokens": 200, "temperature": 0},
-                ) as response:
-                    for text in response.iter_text():
-                        body += text
-                        first_delta.set()
-                stream["body"] = body
+        def read_stream() -> None:
+            body = ""
+            with httpx.stream(
+                "POST",
+                server.url + "/api/generate/stream",
+                timeout=120,
+                json={"prompt": "Count from 1 to 200: 1, 2,", "max_tokens": 200, "temperature": 0},
+            ) as response:
+                for text in response.iter_text():
+                    body += text
+                    first_delta.set()
+            stream["body"] = body
 
-            reader = threading.Thread(target=read_stream)
-            reader.start()
-            assert first_delta.wait(60)
-            server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-            signalled = time.monotonic()
-            kubelet.wait_until("readinessProbe", False, timeout=2)
-            assert reader.is_alive(), "the stream should still be running"
-            assert kubelet.probe("livenessProbe")
-            reader.join(300)
-            events = parse_events(stream["body"])
-            assert events[-1]["type"] == "done" and events[-1]["usage"]["completion_tokens"] == 200
-            pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
-            assert server.process.wait(pod["terminationGracePeriodSeconds"] - pre_stop) == 0  # type: ignore[union-attr]
-            assert time.monotonic() - signalled < pod["terminationGracePeriodSeconds"] - pre_stop
+        reader = threading.Thread(target=read_stream)
+        reader.start()
+        assert first_delta.wait(60)
+        server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        signalled = time.monotonic()
+        kubelet.wait_until("readinessProbe", False, timeout=2)
+        assert reader.is_alive(), "the stream should still be running"
+        assert kubelet.probe("livenessProbe")
+        reader.join(300)
+        events = parse_events(stream["body"])
+        assert events[-1]["type"] == "done" and events[-1]["usage"]["completion_tokens"] == 200
+        pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+        assert server.process.wait(pod["terminationGracePeriodSeconds"] - pre_stop) == 0  # type: ignore[union-attr]
+        assert time.monotonic() - signalled < pod["terminationGracePeriodSeconds"] - pre_stop
 
 
 def test_tls_probes_and_helm_test_over_https(tmp_path: Path) -> None:

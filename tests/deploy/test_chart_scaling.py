@@ -210,6 +210,7 @@ def test_keda_scaled_object_sums_the_release_queue_against_a_per_pod_threshold()
     assert trigger == {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "80"}}
 
 
+@pytest.mark.model
 async def test_autoscaling_and_gateway_name_gauges_the_service_exports(client) -> None:
     """Every metric the autoscalers and the endpoint picker are told to read, read from the real service's
     /metrics (the embedded model loaded): present, with a sample per model."""

@@ -37,10 +37,13 @@ from tests.test_images import IMAGES, final_stage, image_env, instructions
 from tests.ui.conftest import browser  # noqa: F401  # the Chromium fixture, shared with tests/ui
 from tests.ui.test_playground import Page, ask
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("LLM_TEST_IMAGE") != "1",
-    reason="builds and runs the image (minutes): `make image-test` runs it (LLM_TEST_IMAGE=1)",
-)
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.skipif(
+        os.environ.get("LLM_TEST_IMAGE") != "1",
+        reason="builds and runs the image (minutes): `make image-test` runs it (LLM_TEST_IMAGE=1)",
+    ),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "image-test"  # build logs, container logs, report.json

@@ -34,7 +34,7 @@ import promql_parser
 import pytest
 import yaml
 
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 from tests.api.sse import parse_events
 from tests.deploy.chart import RELEASE
 from tests.deploy.prometheus import PROMETHEUS, alerting_rules, require, write_rules_file
@@ -42,6 +42,8 @@ from tests.fake_hub import FakeHub
 from tests.polling import wait_until
 from tests.server import ServerProcess, free_port
 from tests.telemetry.dashboards import DASHBOARDS, queries, substitute
+
+pytestmark = pytest.mark.model
 
 JOB = f"{RELEASE}-llm-inference"  # the Service's name, which a ServiceMonitor's scrape uses as the job
 TARGET_LABELS = {"namespace": "llm", "pod": f"{JOB}-0"}
@@ -165,13 +167,10 @@ def _load(url: str, model: str) -> None:
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     require(PROMETHEUS)
     tmp = tmp_path_factory.mktemp("prometheus")
-    gguf = embedded_model_path()
-    with FakeHub(HUB_REPO, gguf) as hub:
+    with FakeHub(HUB_REPO) as hub:
         env = {
             "LLM_ALLOWED_MODELS": MODEL,
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp / "hf"),
-            "HF_HUB_DISABLE_XET": "1",
+            **hub.environment(tmp / "hf"),
             "LLM_MAX_CONCURRENT_REQUESTS": "1",
             # One thread: a decode step then never waits on a descheduled sibling thread on a busy test machine.
             "LLM_THREADS": "1",

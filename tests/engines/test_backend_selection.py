@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 
 from llm_inference.engines.selection import BackendUnavailable, choose_backend
-from llm_inference.models.spec import parse_spec
+from llm_inference.model_spec import parse_spec
 from tests.conftest import make_settings
 from tests.server import run_cli
 

@@ -13,7 +13,7 @@ from llm_inference.engines.base import ChatMessage, GenerationRequest, SamplingP
 from llm_inference.engines.config import LlamaCppConfig
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.engines.llamacpp.quantize import cached_file_name, file_sha256, gguf_file_type, quantized_model
-from llm_inference.models.spec import embedded_model_path
+from llm_inference.model_spec import embedded_model_path
 
 # With this system message the 135M model answers "The capital of France is Paris." at temperature 0.
 QUESTION = [
@@ -50,6 +50,7 @@ async def greedy_answer(model_path: Path) -> tuple[str, str | None]:
         await engine.aclose()
 
 
+@pytest.mark.model
 def test_the_quantized_files_have_the_asked_types_and_sizes(quantized: dict[str, Path], cache_dir: Path) -> None:
     source = embedded_model_path()
     assert gguf_file_type(source) == "Q4_1"
@@ -62,6 +63,7 @@ def test_the_quantized_files_have_the_asked_types_and_sizes(quantized: dict[str,
     assert quantized["Q3_K_S"].stat().st_size < 0.95 * source.stat().st_size
 
 
+@pytest.mark.model
 async def test_the_quantized_models_still_answer_as_the_source_does(quantized: dict[str, Path]) -> None:
     source_answer, source_type = await greedy_answer(embedded_model_path())
     assert (source_type, source_answer.startswith("The capital of France is Paris")) == ("Q4_1", True)
@@ -72,6 +74,7 @@ async def test_the_quantized_models_still_answer_as_the_source_does(quantized: d
     assert isq_type == "Q3_K_S" and answer.startswith("The capital of France is Paris"), answer
 
 
+@pytest.mark.model
 def test_a_second_load_is_served_from_the_cache(
     quantized: dict[str, Path], cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -88,6 +91,7 @@ def test_asking_for_the_sources_own_type_serves_the_source(cache_dir: Path) -> N
     assert quantized_model(embedded_model_path(), "Q4_1", cache_dir, THREADS) == embedded_model_path()
 
 
+@pytest.mark.model
 def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     # The final name is taken by a folder, so the rename after quantizing fails: the temporary file must go too.
     blocked = tmp_path / cached_file_name(file_sha256(embedded_model_path()), "Q8_0")

@@ -14,8 +14,8 @@ from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, Generat
 from llm_inference.engines.llamacpp import scheduler
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
 from llm_inference.engines.llamacpp.scheduler import first_half_of_prompts
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import llamacpp_config
-from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 from tests.polling import wait_until_async
 
@@ -51,6 +51,7 @@ async def run(engine: LlamaCppEngine, req: GenerationRequest) -> tuple[str, Chun
     return "".join(c.text for c in chunks), chunks[-1]
 
 
+@pytest.mark.model
 async def test_concurrent_greedy_outputs_equal_each_prompt_alone(engine) -> None:
     # Alone: one after another, so each is the only sequence in its batches; distinct prompts defeat the
     # prefix cache differently, which is part of what is being checked.
@@ -66,6 +67,7 @@ async def test_concurrent_greedy_outputs_equal_each_prompt_alone(engine) -> None
     assert steps < generated / 3, (steps, generated)
 
 
+@pytest.mark.model
 async def test_a_prompt_read_while_others_decode_goes_in_chunks_alone_in_one_batch(engine, monkeypatch) -> None:
     steps: list[int] = []  # tokens per llama_decode
     real_decode = llama_cpp.llama_decode
@@ -92,6 +94,7 @@ async def test_a_prompt_read_while_others_decode_goes_in_chunks_alone_in_one_bat
     assert steps.count(1 + chunk) == second_tokens // chunk, steps
 
 
+@pytest.mark.model
 async def test_seeded_sampling_is_unaffected_by_batch_neighbours(engine) -> None:
     seeded = request("My favourite animal is", max_tokens=24, temperature=1.2, seed=77)
     alone, _ = await run(engine, seeded)
@@ -100,6 +103,7 @@ async def test_seeded_sampling_is_unaffected_by_batch_neighbours(engine) -> None
     assert results[0][0] == alone
 
 
+@pytest.mark.model
 async def test_cancelled_sequence_leaves_within_one_step_and_frees_its_cells(engine) -> None:
     neighbour_alone, _ = await run(engine, request(PROMPTS[0], max_tokens=40))
     neighbour = asyncio.create_task(run(engine, request(PROMPTS[0], max_tokens=40)))
@@ -128,6 +132,7 @@ async def test_cancelled_sequence_leaves_within_one_step_and_frees_its_cells(eng
     assert engine.stats().running == 0 and engine.stats().waiting == 0
 
 
+@pytest.mark.model
 async def test_requests_beyond_the_slots_wait_then_run(engine) -> None:
     requests = [request(p, max_tokens=16) for p in PROMPTS + PROMPTS[:4]]  # 12 requests, 8 slots
     tasks = [asyncio.create_task(run(engine, r)) for r in requests]
@@ -141,6 +146,7 @@ async def test_requests_beyond_the_slots_wait_then_run(engine) -> None:
     assert all(t.result()[1].finish_reason is not None for t in tasks)
 
 
+@pytest.mark.model
 async def test_prefix_cache_reuses_a_finished_prompt(engine) -> None:
     shared = "You are a careful assistant. Answer in one sentence. Question: " * 4
     first, _ = await run(engine, request(shared + "What colour is the sky?"))
@@ -150,6 +156,7 @@ async def test_prefix_cache_reuses_a_finished_prompt(engine) -> None:
     assert second == first
 
 
+@pytest.mark.model
 async def test_generation_stops_at_the_context_end(engine) -> None:
     # Settings give each sequence 1024 tokens; a prompt of ~1000 leaves room for a few tokens only.
     prompt = "word " * 1015
@@ -170,6 +177,7 @@ def test_default_threads_follow_a_cgroup_cpu_limit(tmp_path, cpu_max: str, expec
     assert usable_cpus(tmp_path / "missing") == affinity
 
 
+@pytest.mark.model
 async def test_ignore_eos_never_draws_an_end_token_so_every_step_streams_text(engine) -> None:
     # As llama-server does: a model made to go on past its answer does not draw the end token and then the next
     # turn's role header (steps that stream nothing, then text nobody asked for).
@@ -199,6 +207,7 @@ def test_a_step_with_nobody_decoding_reads_the_first_half_of_the_pending_prompts
     assert first_half_of_prompts(pending, 2048) == taken
 
 
+@pytest.mark.model
 async def test_requests_arriving_together_at_an_idle_engine_start_in_one_step(engine, monkeypatch) -> None:
     # The second request comes a moment after the first. The decode thread, woken by the first, waits until
     # requests stop arriving (here a pause of 50 ms, so that a loaded machine cannot split the pair) and reads
@@ -222,6 +231,7 @@ async def test_requests_arriving_together_at_an_idle_engine_start_in_one_step(en
     assert engine.decode_steps - before == 1
 
 
+@pytest.mark.model
 async def test_a_burst_is_served_first_come_first_served(engine, monkeypatch) -> None:
     """Twice as many requests as slots, arriving in one burst: slots go to waiting requests in arrival order
     (the waiting queue is FIFO), prompts are read in admission order, so no request gets its first token in an

@@ -15,10 +15,12 @@ from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, Generat
 from llm_inference.engines.constraints import json_schema_constraint
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.errors import EngineFailure, InvalidParameter
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import llamacpp_config
-from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 from tests.polling import wait_until_async
+
+pytestmark = pytest.mark.model
 
 CONTEXT = 1024  # tests/conftest.py TEST_ENV: every engine here and the reference hold as much per sequence
 # Long enough to be worth sharing (scheduler.MIN_SHARED_TOKENS) and to be read over several steps while a

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import vllm_config
-from llm_inference.models.spec import embedded_model_path
 from tests.conftest import make_settings
 from tests.server import ServerProcess, run_cli
 
@@ -37,6 +37,7 @@ def serve_once(env: dict[str, str], log_path: Path) -> tuple[list[dict[str, Any]
         return log_records(server), answer.json(), metrics
 
 
+@pytest.mark.model
 def test_the_model_is_quantized_once_served_and_then_found_in_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "isq"
     env = {"LLM_ENABLE_ISQ": "true", "LLM_ISQ_TYPE": "q8_0", "LLM_ISQ_CACHE_DIR": str(cache)}

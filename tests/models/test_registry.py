@@ -17,8 +17,8 @@ from litestar.testing import AsyncTestClient
 
 from llm_inference.app import create_app
 from llm_inference.errors import NotReady
+from llm_inference.model_spec import EMBEDDED_MODEL, embedded_model_path
 from llm_inference.models.registry import ModelRegistry, ModelState
-from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
 from llm_inference.service import GenerationStream, SamplingInput, open_stream, prepare
 from tests.api.test_errors import assert_error
 from tests.conftest import make_settings, wait_ready
@@ -51,6 +51,7 @@ async def scrape(client: AsyncTestClient) -> Scrape:  # type: ignore[type-arg]
     return Scrape((await client.get("/metrics")).text)
 
 
+@pytest.mark.model
 async def test_a_lazy_model_loads_on_its_first_request(second_model: str) -> None:
     async with serving(LLM_ALLOWED_MODELS=f"{EMBEDDED_MODEL},{second_model}") as client:
         before = (await cards(client))[second_model]
@@ -72,6 +73,7 @@ async def test_a_lazy_model_loads_on_its_first_request(second_model: str) -> Non
         assert scraped.value("llm_model_info", model=EMBEDDED_MODEL, quantization="Q4_1") == 1
 
 
+@pytest.mark.model
 async def test_waiting_for_a_load_is_bounded_by_the_request_timeout(second_model: str) -> None:
     env = {"LLM_ALLOWED_MODELS": f"{EMBEDDED_MODEL},{second_model}", "LLM_REQUEST_TIMEOUT_SECONDS": "0.01"}
     registry = ModelRegistry(make_settings(**env))
@@ -93,6 +95,7 @@ async def test_waiting_for_a_load_is_bounded_by_the_request_timeout(second_model
         await registry.aclose()
 
 
+@pytest.mark.model
 async def test_the_least_recently_used_idle_model_makes_room(second_model: str, tmp_path: Path) -> None:
     third = tmp_path / "copy-of-the-embedded-model.gguf"
     os.symlink(embedded_model_path(), third)
@@ -124,6 +127,7 @@ async def test_the_least_recently_used_idle_model_makes_room(second_model: str, 
         assert scraped.value("llm_model_state", model=str(third), state="not_loaded") == 1
 
 
+@pytest.mark.model
 async def test_a_busy_model_is_never_unloaded(second_model: str) -> None:
     allowed = f"{EMBEDDED_MODEL},{second_model}"
     async with serving(LLM_ALLOWED_MODELS=allowed, LLM_MAX_LOADED_MODELS="1") as client:
@@ -152,6 +156,7 @@ async def test_a_busy_model_is_never_unloaded(second_model: str) -> None:
         assert models[EMBEDDED_MODEL]["state"] == "not_loaded" and models[EMBEDDED_MODEL]["in_flight"] == 0
 
 
+@pytest.mark.model
 async def test_a_corrupt_model_fails_alone_and_is_retried_after_the_delay(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(os.urandom(1 << 20))
@@ -178,6 +183,7 @@ async def test_a_corrupt_model_fails_alone_and_is_retried_after_the_delay(tmp_pa
         assert (await cards(client))[str(broken)]["state"] == "loaded"
 
 
+@pytest.mark.model
 async def test_readiness_waits_for_the_preloaded_models_only(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(os.urandom(1 << 20))
@@ -196,6 +202,7 @@ async def test_readiness_waits_for_the_preloaded_models_only(tmp_path: Path) -> 
         assert (await client.get("/health/ready")).status_code == 503
 
 
+@pytest.mark.model
 async def test_operators_load_and_unload_behind_the_api_keys(second_model: str) -> None:
     env = {"LLM_ALLOWED_MODELS": f"{EMBEDDED_MODEL},{second_model}", "LLM_API_KEYS": KEY}
     auth = {"Authorization": f"Bearer {KEY}"}

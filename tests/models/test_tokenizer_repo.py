@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from llm_inference.engines.chat_template import read_tokenizer_dir
-from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
+from llm_inference.model_spec import EMBEDDED_MODEL
 from tests.fake_hub import FakeHub
 from tests.polling import wait_until
 from tests.server import ServerProcess
@@ -39,22 +39,19 @@ BOS = 1  # <|im_start|> in SmolLM2's vocabulary
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
-    gguf = embedded_model_path()
-    spec = f"{GGUF_REPO}:{gguf.name}@{TOKENIZER_REPO}"
     files = {
         "tokenizer_config.json": json.dumps(TOKENIZER_CONFIG).encode(),
         "model.safetensors": b"weights a tokenizer download must skip",
     }
     tmp = tmp_path_factory.mktemp("tokenizer-repo")
-    with FakeHub(GGUF_REPO, gguf, small_repos={TOKENIZER_REPO: files}) as hub:
+    with FakeHub(GGUF_REPO, small_repos={TOKENIZER_REPO: files}) as hub:
         hub.release.set()
+        spec = f"{hub.spec}@{TOKENIZER_REPO}"
         env = {
             "LLM_ALLOWED_MODELS": f"{EMBEDDED_MODEL},{spec}",
             "LLM_PRELOAD_MODELS": f"{EMBEDDED_MODEL},{spec}",  # both, so the tests compare loaded models
             "LLM_MAX_CONCURRENT_REQUESTS": "2",
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp / "hf"),
-            "HF_HUB_DISABLE_XET": "1",
+            **hub.environment(tmp / "hf"),
         }
         with ServerProcess(env, log_path=tmp / "server.log") as process:
             process.wait_for("/health/ready", 200)
@@ -82,6 +79,7 @@ def rendered(server: ServerProcess, model: str) -> tuple[list[int], str]:
     return tokens, post(server, "/api/detokenize", model=model, tokens=tokens)["text"]
 
 
+@pytest.mark.model
 def test_the_chat_template_and_bos_come_from_the_tokenizer_repo(server: tuple[ServerProcess, str]) -> None:
     process, spec = server
     tokens, text = rendered(process, spec)
@@ -96,6 +94,7 @@ def test_the_chat_template_and_bos_come_from_the_tokenizer_repo(server: tuple[Se
     assert post(process, "/api/tokenize", model=EMBEDDED_MODEL, text="Hi")["tokens"][0] != BOS
 
 
+@pytest.mark.model
 def test_the_tokenizer_repos_eos_ends_the_generation(server: tuple[ServerProcess, str]) -> None:
     process, spec = server
     ask = {"messages": QUESTION, "max_tokens": 12, "temperature": 0}

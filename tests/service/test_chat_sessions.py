@@ -8,7 +8,7 @@ import pytest
 from llm_inference.engines.base import ChatMessage
 from llm_inference.errors import EngineFailure, InvalidParameter, RequestTimeout
 from llm_inference.service import ChatInput, Delta, Failed, Finished, SamplingInput, complete_chat, open_chat_stream
-from tests.service.test_core import ScriptedEngine, service_with
+from tests.fakes import ScriptedEngine, service_with
 
 HI = [ChatMessage("user", "hi")]
 

@@ -26,7 +26,7 @@ from llm_inference.service import (
 )
 from llm_inference.service.tools import ToolsInput, ToolSpec
 from tests.conftest import make_settings
-from tests.service.test_core import OneModel, ScriptedEngine, idle
+from tests.fakes import OneModel, ScriptedEngine, idle
 from tests.tool_server import ToolServer, tool_server
 
 PARAMETERS: dict[str, Any] = {

@@ -15,6 +15,8 @@ from tests.polling import wait_until
 from tests.server import ServerProcess
 from tests.state_server import StateServer
 
+pytestmark = pytest.mark.model
+
 KEY_LIMITED = "r" * 20 + "-five-requests"  # 5 requests a minute
 KEY_QUOTA = "t" * 20 + "-fifty-tokens"  # 50 tokens a minute
 KEY_FREE = "f" * 20 + "-no-limits"

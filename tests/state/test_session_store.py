@@ -15,8 +15,8 @@ from llm_inference.service import ChatInput, Delta, Failed, Finished, InferenceS
 from llm_inference.state.session_store import SharedSessions
 from llm_inference.state.store import StateStore
 from tests.conftest import make_settings
+from tests.fakes import OneModel, ScriptedEngine
 from tests.polling import wait_until_async
-from tests.service.test_core import OneModel, ScriptedEngine
 from tests.state.conftest import make_store
 from tests.state_server import StateServer
 

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_inference.models.spec import embedded_model_path
 from tests.fake_hub import FakeHub
 from tests.otlp_receiver import GrpcReceiver
 from tests.server import ServerProcess
@@ -64,14 +63,11 @@ def _json_line(line: str) -> dict[str, Any]:
 @pytest.fixture(scope="package")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     tmp = tmp_path_factory.mktemp("observed")
-    gguf = embedded_model_path()
-    with GrpcReceiver() as receiver, FakeHub(HUB_REPO, gguf) as hub:
+    with GrpcReceiver() as receiver, FakeHub(HUB_REPO) as hub:
         hub.release.set()
         env = {
-            "LLM_ALLOWED_MODELS": f"{HUB_REPO}:{gguf.name}",
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp / "hf"),
-            "HF_HUB_DISABLE_XET": "1",
+            "LLM_ALLOWED_MODELS": hub.spec,
+            **hub.environment(tmp / "hf"),
             "HF_TOKEN": HF_TOKEN,
             "LLM_LOG_FORMAT": "json",
             "LLM_LOG_LEVEL": "DEBUG",
@@ -86,4 +82,4 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         }
         with ServerProcess(env, log_path=tmp / "server.log") as server:
             server.wait_for("/health/ready", 200, timeout=300)
-            yield Observed(server, receiver, model=f"{HUB_REPO}:{gguf.name}")
+            yield Observed(server, receiver, model=hub.spec)

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import promql_parser
+import pytest
 
 from tests.api.sse import parse_events
 from tests.telemetry.conftest import Observed
@@ -46,6 +47,7 @@ def _exercise(observed: Observed) -> None:
     assert httpx.post(observed.url + "/api/generate", json={"prompt": "x", "model": "no/such"}).status_code == 404
 
 
+@pytest.mark.model
 def test_every_dashboard_query_names_exported_metrics_and_labels(observed: Observed) -> None:
     assert DASHBOARDS, "no dashboard under helm/llm-inference/dashboards"
     _exercise(observed)

@@ -9,6 +9,7 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from llm_inference.telemetry.logging import JsonFormatter, PrettyFormatter
@@ -43,6 +44,7 @@ def _wait_for_request_line(observed: Observed, path: str, request_id: str) -> di
     return line
 
 
+@pytest.mark.model
 def test_every_line_is_one_json_object_with_the_required_fields(observed: Observed) -> None:
     # Fails on any line that is not JSON, Granian's own included. The access line of the fixture's readiness
     # probe is written after its answer: waited for.
@@ -59,6 +61,7 @@ def test_every_line_is_one_json_object_with_the_required_fields(observed: Observ
     assert "_granian" in loggers and "llm_inference.access" in loggers
 
 
+@pytest.mark.model
 def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Observed) -> None:
     traceparent_trace = secrets.token_hex(16)
     answer = httpx.post(
@@ -88,6 +91,7 @@ def test_an_access_line_per_request_with_model_tokens_and_the_trace(observed: Ob
     assert line["trace_id"] == traceparent_trace and line["span_id"] == server_span.span_id
 
 
+@pytest.mark.model
 def test_errors_and_probes_are_logged_too(observed: Observed) -> None:
     missing = httpx.get(observed.url + "/no/such/route", timeout=30)
     assert missing.status_code == 404
@@ -97,6 +101,7 @@ def test_errors_and_probes_are_logged_too(observed: Observed) -> None:
     assert probes and all(e["level"] == "DEBUG" for e in probes)  # probes every few seconds: debug only
 
 
+@pytest.mark.model
 def test_no_prompt_completion_or_secret_in_any_log_line(observed: Observed) -> None:
     prompt = "Violet-narwhal-cipher 4417 asks about the weather"
     api_key = "sk-observability-" + secrets.token_hex(12)
@@ -152,6 +157,7 @@ def test_formatters_add_the_current_trace_and_span_ids() -> None:
     assert f"trace_id={context.trace_id:032x}" in pretty
 
 
+@pytest.mark.model
 def test_every_response_carries_a_request_id_also_in_its_access_line_and_span(observed: Observed) -> None:
     caller_id = "gw-7f3a9c1e-0b2d-4e5f"
     answered = httpx.post(

@@ -8,6 +8,7 @@ import asyncio
 from importlib.metadata import version
 
 import httpx
+import pytest
 from litestar.testing import AsyncTestClient
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -17,6 +18,8 @@ from tests.conftest import make_settings, wait_ready
 from tests.polling import wait_until
 from tests.telemetry.conftest import Observed
 from tests.telemetry.scrape import Scrape
+
+pytestmark = pytest.mark.model
 
 MODEL = {"model": "smollm2-135m-instruct", "backend": "llamacpp"}
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.telemetry.scrape import Scrape
+
+pytestmark = pytest.mark.model
 
 LABELS = {"model": "smollm2-135m-instruct", "backend": "llamacpp"}
 HISTORY = [

@@ -30,6 +30,7 @@ def _trace(spans: list[Span], trace_id: str) -> dict[str, Span]:
     return {span.name: span for span in spans if span.trace_id == trace_id}
 
 
+@pytest.mark.model
 def test_a_request_continues_the_callers_trace_with_a_genai_child_span(observed: Observed) -> None:
     traceparent, trace_id, caller_span = _traceparent()
     response = httpx.post(
@@ -72,6 +73,7 @@ def test_a_request_continues_the_callers_trace_with_a_genai_child_span(observed:
     assert all(h.get("x-collector-tenant") == "team-a" for h in observed.receiver.headers)
 
 
+@pytest.mark.model
 def test_a_stream_without_traceparent_starts_a_trace(observed: Observed) -> None:
     earlier = {span.span_id for span in observed.receiver.spans}
     response = httpx.post(
@@ -98,6 +100,7 @@ def test_a_stream_without_traceparent_starts_a_trace(observed: Observed) -> None
     assert inference.attributes["gen_ai.usage.input_tokens"] == done["usage"]["prompt_tokens"]
 
 
+@pytest.mark.model
 def test_a_failed_request_marks_its_span_and_probes_are_not_traced(observed: Observed) -> None:
     traceparent, trace_id, _ = _traceparent()
     refused = httpx.post(
@@ -116,6 +119,7 @@ def test_a_failed_request_marks_its_span_and_probes_are_not_traced(observed: Obs
     assert set(_trace(observed.receiver.spans, trace_id)) == {"POST /api/generate"}
 
 
+@pytest.mark.model
 def test_http_protobuf_export_with_content_recorded(tmp_path: Path) -> None:
     """OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, OTEL_SERVICE_NAME and LLM_TRACE_CONTENT=true."""
     with HttpReceiver() as receiver:
@@ -154,6 +158,7 @@ def test_http_protobuf_export_with_content_recorded(tmp_path: Path) -> None:
     assert text.strip() == "" or text not in logs
 
 
+@pytest.mark.model
 def test_an_unreachable_collector_neither_fails_nor_slows_requests(tmp_path: Path) -> None:
     # A collector that accepts connections and never answers: the worst case for an exporter.
     with socket.socket() as blackhole:

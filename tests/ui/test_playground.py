@@ -13,6 +13,8 @@ from tests.polling import wait_until
 from tests.server import ServerProcess
 from tests.ui.conftest import API_KEY
 
+pytestmark = pytest.mark.model
+
 # Recorded in the page before any of its scripts run; init scripts are not subject to the page's CSP.
 WATCH_CSP = (
     "window.__cspViolations = [];"

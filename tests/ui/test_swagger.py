@@ -6,9 +6,12 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.server import ServerProcess
 from tests.ui.test_playground import Page
+
+pytestmark = pytest.mark.model
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 

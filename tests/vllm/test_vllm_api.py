@@ -20,6 +20,8 @@ from tests.api.sse import joined_text, parse_events
 from tests.polling import wait_until
 from tests.server import ServerProcess
 
+pytestmark = pytest.mark.model
+
 PROMPT = "The capital of France is"
 COUNT = "Count from one to ten: one, two, three,"
 QUESTION = [

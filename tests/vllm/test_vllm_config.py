@@ -16,10 +16,12 @@ from llm_inference.engines.config import ISQ_TYPES
 from llm_inference.engines.config import VLLM_ISQ_METHODS as ISQ_METHODS
 from llm_inference.engines.selection import BackendUnavailable, choose_backend, unavailable_backends
 from llm_inference.engines.vllm import engine_args, vllm_sampling
+from llm_inference.model_spec import parse_spec
 from llm_inference.models.engine_config import vllm_config
-from llm_inference.models.spec import parse_spec
 from llm_inference.settings import Settings
 from tests.conftest import make_settings
+
+pytestmark = pytest.mark.model
 
 
 def test_engine_args_follow_the_settings(tmp_path) -> None:

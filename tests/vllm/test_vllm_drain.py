@@ -9,11 +9,14 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.api.sse import parse_events
 from tests.polling import wait_until
 from tests.server import ServerProcess
 from tests.vllm.conftest import START_TIMEOUT, VLLM_CPU_ENV
+
+pytestmark = pytest.mark.model
 
 
 def test_sigterm_drains_vllm_streams_and_stops_the_engine_core(model_dir: Path, tmp_path: Path) -> None:

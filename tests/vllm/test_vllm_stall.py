@@ -8,10 +8,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.api.sse import parse_events
 from tests.server import ServerProcess
 from tests.vllm.conftest import START_TIMEOUT, VLLM_CPU_ENV
+
+pytestmark = pytest.mark.model
 
 
 def test_a_frozen_engine_core_turns_readiness_503_until_it_moves(model_dir: Path, tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ from llm_inference.models.engine_config import vllm_config
 from tests.conftest import make_settings
 from tests.vllm.conftest import VLLM_CPU_ENV
 
+pytestmark = pytest.mark.model
+
 PROMPT = "The capital of France is"
 PARIS, LONDON = 7042, 4528  # " Paris", greedy's first token after PROMPT, and " London", its third choice
 _ids = itertools.count()

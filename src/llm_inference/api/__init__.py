@@ -1,1 +1,3 @@
-"""The HTTP surface: knows HTTP and JSON, knows no engine internals (only engines.base and the registry)."""
+"""The HTTP surfaces, each a thin translation to and from service/: native/ (/api, our own schemas), openai/
+(/v1, OpenAI's), shared/ (what both translate alike), http/ (the plumbing under both: keys, rate limit, CORS,
+body decoding, errors, SSE, drain); health.py (/health) and playground.py (/) stand beside them."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import get
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 
-from llm_inference.api.schemas import HealthStatus
+
+class HealthStatus(msgspec.Struct):
+    status: str
+    reason: str | None = None
 
 
 @get(

@@ -143,10 +143,9 @@ class Engine(Protocol):
     """One loaded model. Implementations never block the event loop."""
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
-        """Yield chunks until one carries a finish_reason. Closing the iterator aborts the request."""
+        """Yield chunks until one carries a finish_reason. Closing the iterator (or cancelling its task) aborts
+        the request: the engine frees its resources within one decode step."""
         ...
-
-    async def abort(self, request_id: str) -> None: ...
 
     async def check_health(self) -> None:
         """Raise EngineDead if the engine can no longer serve."""
@@ -179,5 +178,10 @@ class Engine(Protocol):
     def info(self) -> EngineInfo: ...
 
     def stats(self) -> EngineStats: ...
+
+    @property
+    def decode_steps(self) -> int:
+        """Decode steps run since the engine started: the progress the stall watch (engines/watchdog.py) reads."""
+        ...
 
     async def aclose(self) -> None: ...

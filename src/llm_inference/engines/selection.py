@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llm_inference.engines.base import Engine
 from llm_inference.engines.config import BACKEND_NAMES, EngineConfig, LlamaCppConfig, VllmConfig, isq_type_problem
-from llm_inference.models.spec import ModelSpec
+from llm_inference.model_spec import ModelSpec
 
 INSTALL_HINT = "pip install 'llm-inference[gpu]' on a machine with an NVIDIA GPU"
 
@@ -36,10 +36,6 @@ def _cuda_devices() -> int:
     return int(torch.cuda.device_count())
 
 
-def _is_gguf(spec: ModelSpec) -> bool:
-    return spec.source == "embedded" or spec.is_gguf
-
-
 def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
     """Return (backend, reason) for LLM_BACKEND=`requested`. Raises BackendUnavailable when no backend can
     serve the model here."""
@@ -49,7 +45,7 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
     if requested == "vllm":
         if build is None:
             raise BackendUnavailable(f"LLM_BACKEND=vllm but vLLM is not installed ({INSTALL_HINT})")
-        if _is_gguf(spec):
+        if spec.is_gguf:
             raise BackendUnavailable(
                 f"LLM_BACKEND=vllm cannot serve {spec.id!r}: it is a GGUF file, and this vLLM ({build}) has no "
                 "GGUF loader; use LLM_BACKEND=auto or llamacpp: llama.cpp serves GGUF files, on the GPU when it "
@@ -61,7 +57,7 @@ def choose_backend(requested: str, spec: ModelSpec) -> tuple[str, str]:
         if devices == 0:
             raise BackendUnavailable(f"LLM_BACKEND=vllm but no CUDA device is visible ({build} needs one)")
         return "vllm", f"LLM_BACKEND=vllm: {build}, {devices} CUDA device(s) visible"
-    if _is_gguf(spec):
+    if spec.is_gguf:
         return "llamacpp", "LLM_BACKEND=auto and the model is a GGUF file (llama.cpp; on the GPU if built with CUDA)"
     if build is None:
         why = f"vLLM is not installed ({INSTALL_HINT})"

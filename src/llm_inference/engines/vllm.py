@@ -260,7 +260,7 @@ class VllmEngine:
     ) -> str:
         return self._template.render(messages, tools)
 
-    async def abort(self, request_id: str) -> None:
+    async def _abort(self, request_id: str) -> None:
         if not self._llm.errored:
             await self._llm.abort(request_id)
 
@@ -334,7 +334,7 @@ class VllmEngine:
             # started (closed before its first output).
             await outputs.aclose()
             if not finished:
-                await self.abort(request.request_id)
+                await self._abort(request.request_id)
 
     def _token_logprob(self, token: int, position: Mapping[int, Logprob], top: int) -> TokenLogprob:
         """One position of vLLM's log probabilities: {token id: Logprob} holding the chosen token and the `top`

@@ -23,10 +23,8 @@ class StallWatch:
         self._since = 0.0  # when the counter was last seen to move, or the engine to be idle
 
     def stalled(self, engine: Engine) -> str | None:
-        """Why the engine counts as wedged, or None. Engines without a `decode_steps` counter are trusted."""
-        steps = getattr(engine, "decode_steps", None)
-        if steps is None:
-            return None
+        """Why the engine counts as wedged, or None."""
+        steps = engine.decode_steps
         stats = engine.stats()
         busy = stats.running + stats.waiting
         now = self._clock()

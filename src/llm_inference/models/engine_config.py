@@ -10,6 +10,7 @@ from llm_inference.engines.config import (
     VllmConfig,
     isq_type_problem,
 )
+from llm_inference.model_spec import gpu_memory_shares
 from llm_inference.settings import Settings
 
 
@@ -38,13 +39,25 @@ def llamacpp_config(settings: Settings) -> LlamaCppConfig:
     )
 
 
+def gpu_memory_share(settings: Settings, model: str) -> float:
+    """The fraction of the GPU that `model`'s vLLM engine may take (vLLM's gpu_memory_utilization): its
+    LLM_GPU_MEMORY_SHARES entry, else an equal part of what the resident vLLM models may use together."""
+    return gpu_memory_shares(
+        settings.allowed_models,
+        settings.model_path,
+        settings.effective_max_loaded_models,
+        settings.gpu_memory_utilization,
+        settings.gpu_memory_shares,
+    )[model]
+
+
 def vllm_config(settings: Settings, model: str | None = None) -> VllmConfig:
     quantize_to = isq_type("vllm", settings)
     return VllmConfig(
         dtype=settings.dtype,
         max_model_len=settings.max_model_len or settings.context_length,
         # Several vLLM models share the card: each engine gets its own part (LLM_GPU_MEMORY_SHARES).
-        gpu_memory_utilization=settings.gpu_memory_share(model or settings.effective_default_model),
+        gpu_memory_utilization=gpu_memory_share(settings, model or settings.effective_default_model),
         tensor_parallel_size=settings.tensor_parallel_size,
         pipeline_parallel_size=settings.pipeline_parallel_size,
         distributed_executor_backend=None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llm_inference.models.spec import ModelSpec, embedded_model_path
+from llm_inference.model_spec import ModelSpec, embedded_model_path
 from llm_inference.settings import Settings
 
 log = logging.getLogger(__name__)

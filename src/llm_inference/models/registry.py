@@ -9,15 +9,15 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from llm_inference.engines.base import Engine, GenerationRequest, SamplingParams
+from llm_inference.engines.base import Engine, EngineInfo, EngineStats, GenerationRequest, SamplingParams
 from llm_inference.engines.selection import choose_backend, load_engine
 from llm_inference.errors import EngineDead, ModelBusy, ModelNotFound, NotReady
+from llm_inference.model_spec import ModelSpec, parse_spec
 from llm_inference.models.engine_config import engine_config
 from llm_inference.models.fetch import fetch
-from llm_inference.models.spec import ModelSpec, parse_spec
 from llm_inference.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,20 @@ class ModelEntry:
     def recency(self) -> float:
         """What the LRU orders by: the last use, or the load for a model no request has used yet."""
         return max(self.last_used or 0.0, self.loaded_at or 0.0)
+
+    # What the surfaces and telemetry may know of a loaded model's engine: they read it here, and reach the
+    # engine itself only through a lease (the service's requests) or the registry's health walk.
+    def engine_info(self) -> EngineInfo | None:
+        """What serves the model (backend, format, context length...), while it is loaded."""
+        return self.engine.info() if self.engine is not None else None
+
+    def engine_stats(self) -> EngineStats | None:
+        """The engine's running and waiting requests and KV-cache use, while the model is loaded."""
+        return self.engine.stats() if self.engine is not None else None
+
+    def vocab_size(self) -> int | None:
+        """The size of the model's vocabulary (valid token ids are below it), while it is loaded."""
+        return self.engine.vocab_size() if self.engine is not None else None
 
 
 class ModelLease:
@@ -299,19 +313,31 @@ class ModelRegistry:
         entry = self.entry_for(model)
         return entry.engine if entry.state is ModelState.LOADED else None
 
-    async def readiness(self) -> tuple[bool, str]:
+    async def check_engines(self) -> dict[str, str | None]:
+        """Each loaded model's engine checked once (check_health()): None while it serves, else why it died. The
+        one walk over the engines that liveness, readiness and the llm_engine_state gauge all read."""
+        checked: dict[str, str | None] = {}
+        for model, entry in self._entries.items():
+            if entry.state is ModelState.LOADED and entry.engine is not None:
+                try:
+                    await entry.engine.check_health()
+                    checked[model] = None
+                except EngineDead as exc:
+                    checked[model] = exc.message
+        return checked
+
+    def readiness(self, checked: Mapping[str, str | None]) -> tuple[bool, str]:
         """Ready once every preloaded model has loaded (and answered its warm-up) and the loaded ones' engines
-        live. Models loaded on demand do not count: one that fails only fails its own requests. A preloaded
-        model unloaded later (LRU, operator) loads again on its next request, so that keeps the pod ready."""
+        live (`checked`: check_engines()). Models loaded on demand do not count: one that fails only fails its
+        own requests. A preloaded model unloaded later (LRU, operator) loads again on its next request, so that
+        keeps the pod ready."""
         for entry in self._entries.values():
             if not entry.preload:
                 continue
             model = entry.spec.id
             if entry.state is ModelState.LOADED and entry.engine is not None:
-                try:
-                    await entry.engine.check_health()
-                except EngineDead as exc:
-                    return False, f"engine dead: {exc.message}"  # liveness names the model
+                if (died := checked.get(model)) is not None:
+                    return False, f"engine dead: {died}"  # liveness names the model
             elif entry.state is ModelState.FAILED:
                 # Nothing routes requests to an unready pod, so the probe is what retries a preloaded model.
                 if self._retry_in(entry) <= 0:
@@ -324,12 +350,9 @@ class ModelRegistry:
     async def dead_engine(self) -> str | None:
         """Why this process can no longer serve, if it cannot: a loaded model's engine died. Unlike a load in
         progress or a stall, that never heals, so liveness reports it and the orchestrator restarts the pod."""
-        for model, entry in self._entries.items():
-            if entry.state is ModelState.LOADED and entry.engine is not None:
-                try:
-                    await entry.engine.check_health()
-                except EngineDead as exc:
-                    return f"engine dead ({model}): {exc.message}"
+        for model, died in (await self.check_engines()).items():
+            if died is not None:
+                return f"engine dead ({model}): {died}"
         return None
 
     async def aclose(self) -> None:

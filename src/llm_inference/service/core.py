@@ -11,8 +11,8 @@ from typing import Protocol
 
 from llm_inference.engines.base import Chunk, Engine
 from llm_inference.engines.watchdog import StallWatch
-from llm_inference.errors import EngineDead, NotReady
-from llm_inference.models.registry import ModelRegistry, ModelState
+from llm_inference.errors import NotReady
+from llm_inference.models.registry import ModelRegistry
 from llm_inference.service.admission import Admission
 from llm_inference.service.prepare import Prepared
 from llm_inference.service.sessions import LocalSessions, Sessions
@@ -25,6 +25,16 @@ class EngineHealth(enum.StrEnum):
     HEALTHY = "healthy"
     STALLED = "stalled"  # requests wait and the decode counter stands still: readiness 503, no restart
     DEAD = "dead"  # only a restart brings it back: liveness 503
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The service's health as the probes judge it, from one walk over the engines: what /health/ready answers
+    (ready, reason) and each loaded model's engine (the llm_engine_state gauge)."""
+
+    ready: bool
+    reason: str
+    engines: dict[str, EngineHealth]
 
 
 class EmbeddingRecord(Protocol):
@@ -93,32 +103,31 @@ class InferenceService:
             raise NotReady("the service is shutting down; retry on another replica")
 
     async def readiness(self) -> tuple[bool, str]:
-        if self.draining:
-            return False, "draining: the service is shutting down"
-        ready, reason = await self.registry.readiness()
-        engine = self.registry.loaded_engine(None) if ready else None
-        if engine is not None:  # the default model may be unloaded (LRU) and still ready: it loads on demand
-            stalled = self.stall_watch.stalled(engine)
-            if stalled:
-                return False, stalled
+        health = await self.health()
+        ready, reason = health.ready, health.reason
         if ready and self.required_state is not None:
             problem = await self.required_state.ping()
             if problem is not None:
                 return False, f"{problem} (LLM_STATE_REQUIRED_FOR_READINESS=true)"
         return ready, reason
 
-    async def engine_health(self) -> dict[str, EngineHealth]:
-        """Each loaded model's engine, judged as the probes judge it: dead when check_health() fails; stalled
-        by the stall watch, which (as readiness) watches the default model's engine only."""
-        health = {}
-        for entry in self.registry.entries():
-            if entry.state is not ModelState.LOADED or entry.engine is None:
-                continue
-            try:
-                await entry.engine.check_health()
-            except EngineDead:
-                health[entry.spec.id] = EngineHealth.DEAD
-                continue
-            stalled = entry.spec.id == self.registry.default_model and self.stall_watch.stalled(entry.engine)
-            health[entry.spec.id] = EngineHealth.STALLED if stalled else EngineHealth.HEALTHY
-        return health
+    async def health(self) -> Health:
+        """Each loaded engine checked once (dead when check_health() fails) and the stall watch asked once, about
+        the default model's engine (the model readiness answers for); readiness and the gauge read both."""
+        checked = await self.registry.check_engines()
+        default = self.registry.default_model
+        engine = self.registry.loaded_engine(None)  # the default model may be unloaded (LRU): it loads on demand
+        stalled = None
+        if engine is not None and checked.get(default) is None:  # a dead engine is dead, not stalled
+            stalled = self.stall_watch.stalled(engine)
+        if self.draining:
+            ready, reason = False, "draining: the service is shutting down"
+        else:
+            ready, reason = self.registry.readiness(checked)
+            if ready and stalled:
+                ready, reason = False, stalled
+        engines = dict.fromkeys(checked, EngineHealth.HEALTHY)
+        if stalled:
+            engines[default] = EngineHealth.STALLED
+        engines.update((model, EngineHealth.DEAD) for model, died in checked.items() if died is not None)
+        return Health(ready, reason, engines)

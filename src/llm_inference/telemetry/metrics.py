@@ -189,12 +189,12 @@ class Metrics:
 
     async def observe_health(self, service: InferenceService) -> None:
         """Judge readiness and each engine's health now, at scrape time, as the probes would."""
-        ready, _ = await service.readiness()
-        self.ready.set(1.0 if ready else 0.0)
-        for model, health in (await service.engine_health()).items():
+        health = await service.health()
+        self.ready.set(1.0 if health.ready else 0.0)
+        for model, engine in health.engines.items():
             backend = service.registry.entry_for(model).backend or "unknown"
             for state in EngineHealth:
-                self.engine_state.labels(model, backend, state.value).set(1.0 if state is health else 0.0)
+                self.engine_state.labels(model, backend, state.value).set(1.0 if state is engine else 0.0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -290,16 +290,15 @@ class _ModelCollector(Collector):
                 families["download"].add_metric([model, "done"], entry.bytes_done or 0)
                 if entry.bytes_total is not None:
                     families["download"].add_metric([model, "total"], entry.bytes_total)
-            if entry.engine is None or entry.state is not ModelState.LOADED:
+            info, stats = entry.engine_info(), entry.engine_stats()
+            if info is None or stats is None:  # not loaded
                 continue
             backend = entry.backend or "unknown"
-            info = entry.engine.info()
             families["info"].add_metric(
                 [model, backend, info.model_format, str(info.context_length), info.quantization or ""], 1.0
             )
             if entry.load_seconds is not None:
                 families["load"].add_metric([model, backend], entry.load_seconds)
-            stats = entry.engine.stats()
             families["running"].add_metric([model, backend], stats.running)
             families["waiting"].add_metric([model, backend], stats.waiting)
             if stats.kv_cache_usage is not None:

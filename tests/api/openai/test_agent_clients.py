@@ -32,6 +32,8 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from tests.api.openai.conftest import MODEL
 from tests.server import ServerProcess
 
+pytestmark = pytest.mark.model
+
 ASK_WEATHER = "What is the weather like in Paris today?"
 ASK_PERSON = "Describe a person with a name and an age."
 WEATHER_REPORT = "18 degrees Celsius and sunny"

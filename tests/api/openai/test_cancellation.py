@@ -14,6 +14,8 @@ from tests.polling import wait_until
 from tests.server import ServerProcess
 from tests.test_overload import engine_load
 
+pytestmark = pytest.mark.model
+
 # About 1,500 tokens: tens of seconds of decoding on two cores, far longer than freeing should take.
 LONG = {"max_tokens": 1500, "temperature": 0, "extra_body": {"ignore_eos": True}}
 FREED_WITHIN_SECONDS = 5

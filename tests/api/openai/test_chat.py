@@ -9,6 +9,8 @@ import pytest
 
 from tests.api.openai.conftest import MODEL, QUESTION
 
+pytestmark = pytest.mark.model
+
 
 def test_chat_completion_has_openais_shape_and_answers(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=16, temperature=0)

@@ -56,6 +56,7 @@ def test_text_chunks_and_a_failure_mid_stream() -> None:
 def test_the_templated_delta_frame_is_byte_for_byte_the_encoded_chunk() -> None:
     """The per-token fast path (a frame template around the text) must write exactly what encoding the chunk
     struct writes, whatever the text holds."""
+    from llm_inference.api.http.streaming import data_frame
     from llm_inference.api.openai.responses import (
         ChatChunkChoice,
         ChatCompletionChunk,
@@ -63,7 +64,6 @@ def test_the_templated_delta_frame_is_byte_for_byte_the_encoded_chunk() -> None:
         Completion,
         TextChoice,
     )
-    from llm_inference.api.streaming import data_frame
 
     texts = ['a "quoted" word', "line\nbreak \\ back", "émoji 🚀 \u0000 \x1f", "</s>", "x" * 300]
     for include_usage in (False, True):

@@ -8,6 +8,8 @@ import pytest
 
 from tests.api.openai.conftest import MODEL
 
+pytestmark = pytest.mark.model
+
 PROMPT = "The capital of France is"
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests.api.openai.conftest import MODEL
 
+pytestmark = pytest.mark.model
+
 
 def test_the_sdk_gets_the_same_normalized_vectors_as_the_native_api(client, async_client, http) -> None:
     texts = ["The cat sat on the mat.", "Shares dropped steeply."]

@@ -16,6 +16,8 @@ import pytest
 from tests.api.openai.conftest import MODEL, SERVER_ENV, sdk
 from tests.server import ServerProcess
 
+pytestmark = pytest.mark.model
+
 HI = [{"role": "user", "content": "Hi"}]
 KEY = "k" * 20 + "-openai-key"
 

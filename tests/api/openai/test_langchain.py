@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
 from tests.api.openai.conftest import MODEL
+
+pytestmark = pytest.mark.model
 
 
 def test_langchain_chat_openai_streams_the_same_answer_as_the_native_api(server, http) -> None:

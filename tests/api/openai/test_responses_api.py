@@ -18,6 +18,8 @@ from pydantic import BaseModel, Field
 from tests.api.openai.conftest import MODEL, QUESTION
 from tests.weather_tool import WEATHER_PARAMETERS
 
+pytestmark = pytest.mark.model
+
 INSTRUCTIONS = QUESTION[0]["content"]
 ASK = QUESTION[1]["content"]
 ASK_WEATHER: Any = [{"role": "user", "content": "What is the weather like in Paris today?"}]

@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field
 from tests.api.openai.conftest import MODEL
 from tests.server import ServerProcess
 
+pytestmark = pytest.mark.model
+
 RUNS = 20
 ASK = [{"role": "user", "content": "Describe a person as JSON with a name and an age."}]
 PERSON: dict[str, Any] = {

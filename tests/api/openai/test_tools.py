@@ -17,6 +17,8 @@ import pytest
 from tests.api.openai.conftest import MODEL
 from tests.weather_tool import WEATHER_PARAMETERS
 
+pytestmark = pytest.mark.model
+
 RUNS = 12
 TIME_PARAMETERS: dict[str, Any] = {
     "type": "object",

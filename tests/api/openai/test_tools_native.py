@@ -13,10 +13,12 @@ from typing import Any
 import openai
 import pytest
 
-from llm_inference.models.spec import EMBEDDED_MODEL, embedded_model_path
+from llm_inference.model_spec import EMBEDDED_MODEL
 from tests.api.openai.conftest import sdk
 from tests.fake_hub import FakeHub
 from tests.server import ServerProcess
+
+pytestmark = pytest.mark.model
 
 GGUF_REPO = "test-org/smollm2-gguf"
 TOKENIZER_REPO = "test-org/qwen-template"
@@ -62,19 +64,16 @@ FEW_SHOT = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
-    gguf = embedded_model_path()
-    spec = f"{GGUF_REPO}:{gguf.name}@{TOKENIZER_REPO}"
     files = {"tokenizer_config.json": json.dumps({"chat_template": TEMPLATE, "eos_token": "<|im_end|>"}).encode()}
     tmp = tmp_path_factory.mktemp("native-tools")
-    with FakeHub(GGUF_REPO, gguf, small_repos={TOKENIZER_REPO: files}) as hub:
+    with FakeHub(GGUF_REPO, small_repos={TOKENIZER_REPO: files}) as hub:
         hub.release.set()
+        spec = f"{hub.spec}@{TOKENIZER_REPO}"
         env = {
             "LLM_ALLOWED_MODELS": f"{spec},{EMBEDDED_MODEL}",
             "LLM_PRELOAD_MODELS": spec,
             "LLM_MAX_CONCURRENT_REQUESTS": "2",
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp / "hf"),
-            "HF_HUB_DISABLE_XET": "1",
+            **hub.environment(tmp / "hf"),
         }
         with ServerProcess(env, log_path=tmp / "server.log") as process:
             process.wait_for("/health/ready", 200, timeout=300)

@@ -13,6 +13,8 @@ import pytest
 
 from tests.api.openai.conftest import MODEL, QUESTION
 
+pytestmark = pytest.mark.model
+
 FRANCE = "The capital of France is"
 GREEDY: dict[str, Any] = {"model": MODEL, "temperature": 0}
 

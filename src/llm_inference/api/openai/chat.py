@@ -15,7 +15,7 @@ from llm_inference.api.openai.logprobs import chat_logprobs
 from llm_inference.api.openai.responses import AssistantMessage, ChatChoice, ChatCompletion, FunctionCall, ToolCall
 from llm_inference.api.openai.schemas import ChatCompletionRequest
 from llm_inference.api.openai.translate import chat_input
-from llm_inference.api.tool_fields import tool_rounds
+from llm_inference.api.shared.tool_fields import tool_rounds
 from llm_inference.service import ChatInput, Outcome, Usage, complete_chat, open_chat_stream
 from llm_inference.service.choices import check_choice_count, choice_sampling, open_all, run_all
 

@@ -14,6 +14,7 @@ import msgspec
 from litestar.response import Stream
 from msgspec import UNSET, UnsetType
 
+from llm_inference.api.http.streaming import data_frame, sse_response
 from llm_inference.api.openai.errors import openai_error
 from llm_inference.api.openai.logprobs import ChatLogprobs, chat_logprobs, text_logprobs
 from llm_inference.api.openai.responses import (
@@ -26,9 +27,8 @@ from llm_inference.api.openai.responses import (
     TextChoice,
     Usage,
 )
-from llm_inference.api.schemas import ToolRound
-from llm_inference.api.streaming import data_frame, sse_response
-from llm_inference.api.tool_fields import tool_rounds
+from llm_inference.api.shared.schemas import ToolRound
+from llm_inference.api.shared.tool_fields import tool_rounds
 from llm_inference.engines.base import TokenLogprob
 from llm_inference.service import (
     Delta,

@@ -1,9 +1,9 @@
 """OpenAI's error body on /v1 paths: {"error": {"message", "type", "param", "code"}}.
 
-There is still one mapping from failures to statuses (api/errors.py); on /v1 its answer is re-shaped here.
+There is still one mapping from failures to statuses (api/http/errors.py); on /v1 its answer is re-shaped here.
 The choice is made by path, not by route, because many errors happen before any /v1 handler is chosen (an
 unknown route, a wrong method, a body too large, a refused key or rate limit in the ASGI middleware).
-This module imports nothing from api/errors.py, which calls it for the middleware's errors.
+This module imports nothing from api/http/errors.py, which calls it for the middleware's errors.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def error_body(status: int, type_: str, message: str, param: str | None = None) 
 
 
 def reshape(response: Response[Any]) -> Response[Any]:
-    """Our error response (api/errors.py's body) as OpenAI's, headers (Retry-After, Allow...) kept."""
+    """Our error response (api/http/errors.py's body) as OpenAI's, headers (Retry-After, Allow...) kept."""
     detail = response.content.error
     status, body = openai_error(response.status_code or 500, detail.type, detail.message, detail.param)
     return Response(body, status_code=status, headers=dict(response.headers), media_type="application/json")

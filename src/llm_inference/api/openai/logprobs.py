@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from llm_inference.api.schemas import TokenEntry
-from llm_inference.api.vocabulary import token_entries, token_text
+from llm_inference.api.shared.schemas import TokenEntry
+from llm_inference.api.shared.vocabulary import token_entries, token_text
 from llm_inference.engines.base import TokenLogprob
 
 

@@ -13,7 +13,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from llm_inference.api.openai.logprobs import ChatLogprobs, TextLogprobs
-from llm_inference.api.schemas import ToolRound
+from llm_inference.api.shared.schemas import ToolRound
 
 
 class Usage(msgspec.Struct):

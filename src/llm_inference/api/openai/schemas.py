@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from llm_inference.api.schemas import MaxTokens, Seed, Stop, Temperature, ToolChoice, Tools, TopK, TopP
+from llm_inference.api.shared.schemas import MaxTokens, Seed, Stop, Temperature, ToolChoice, Tools, TopK, TopP
 
 ModelId = Annotated[str, Meta(min_length=1, max_length=512, description="An allowed model id.")]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]

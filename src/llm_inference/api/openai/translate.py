@@ -13,8 +13,8 @@ from llm_inference.api.openai.schemas import (
     ContentPart,
     Message,
 )
-from llm_inference.api.tool_fields import check_message, tools_input
-from llm_inference.api.vocabulary import logit_bias_entries
+from llm_inference.api.shared.tool_fields import check_message, tools_input
+from llm_inference.api.shared.vocabulary import logit_bias_entries
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.errors import InvalidParameter, UnsupportedParameter

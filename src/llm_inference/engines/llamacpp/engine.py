@@ -119,7 +119,7 @@ class LlamaCppEngine:
         self._context_per_slot = context_per_slot
         self._kv_cells = context_per_slot * int(info.extra["slots"])
         self._embedder = Embedder(model, context_per_slot, int(info.extra["threads"]))
-        self._sequences: dict[str, Sequence] = {}
+        self._sequences: dict[str, Sequence] = {}  # in flight, by request id (tests follow one through the loop)
         self._closed = False
 
     @classmethod
@@ -283,11 +283,6 @@ class LlamaCppEngine:
                 param = f"input[{index}]" if len(texts) > 1 else "input"
                 raise ContextOverflow(len(tokens), self._context_per_slot, param)
         return [Embedding(self._embedder.embed(tokens), len(tokens)) for tokens in tokenized]
-
-    async def abort(self, request_id: str) -> None:
-        sequence = self._sequences.get(request_id)
-        if sequence is not None:
-            self._loop.cancel(sequence)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         await self.check_health()

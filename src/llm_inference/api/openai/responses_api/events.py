@@ -17,6 +17,7 @@ from collections.abc import Callable
 import msgspec
 from litestar.response import Stream
 
+from llm_inference.api.http.streaming import sse_response
 from llm_inference.api.openai.responses_api.bodies import (
     ContentPartAdded,
     ContentPartDone,
@@ -45,7 +46,6 @@ from llm_inference.api.openai.responses_api.output import (
     response_object,
     status_of,
 )
-from llm_inference.api.streaming import sse_response
 from llm_inference.service import (
     Delta,
     Failed,

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from llm_inference.api.schemas import FunctionName, MaxTokens, Temperature, TopP
+from llm_inference.api.shared.schemas import FunctionName, MaxTokens, Temperature, TopP
 
 ModelId = Annotated[str, Meta(min_length=1, max_length=512, description="An allowed model id; default if omitted.")]
 # Objects checked by their type in translate.py: an input item (a message, a function call or its output), a

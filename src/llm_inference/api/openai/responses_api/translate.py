@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import msgspec.inspect
 
-from llm_inference.api.errors import describe_invalid
+from llm_inference.api.http.errors import describe_invalid
 from llm_inference.api.openai.responses_api.bodies import EchoedSettings, EchoedText, EchoedTool
 from llm_inference.api.openai.responses_api.request import (
     ContentPart,
@@ -22,8 +22,8 @@ from llm_inference.api.openai.responses_api.request import (
     MessageItem,
 )
 from llm_inference.api.openai.translate import TEMPLATE_ROLES, refuse, refuse_set, text_format
-from llm_inference.api.schemas import FunctionDefinition, NamedFunction, NamedToolChoice, Tool, ToolChoice
-from llm_inference.api.tool_fields import tools_input
+from llm_inference.api.shared.schemas import FunctionDefinition, NamedFunction, NamedToolChoice, Tool, ToolChoice
+from llm_inference.api.shared.tool_fields import tools_input
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.errors import InvalidParameter
 from llm_inference.service import ChatInput, SamplingInput, Truncation
@@ -53,7 +53,7 @@ _TEXT_PARTS = {"input_text", "output_text"}
 
 def _convert(value: Any, kind: type[T], param: str) -> T:
     """`value` (an object of the body) as `kind`, or a 400 naming the field below `param` that breaks its rule,
-    worded as for the body's own fields (api/errors.py)."""
+    worded as for the body's own fields (api/http/errors.py)."""
     try:
         return msgspec.convert(value, kind, strict=True)
     except msgspec.ValidationError as exc:

@@ -11,21 +11,21 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
-from llm_inference.api.schemas import DownloadProgress, ErrorResponse, ModelCard, ModelList
+from llm_inference.api.http.errors import ErrorResponse
+from llm_inference.api.native.schemas import DownloadProgress, ModelCard, ModelList
 from llm_inference.models.registry import ModelEntry, ModelRegistry, ModelState
 
 _ACTIONS = ("load", "unload")
 
 
 def model_card(entry: ModelEntry, registry: ModelRegistry) -> ModelCard:
-    info = entry.engine.info() if entry.engine else None
-    gguf = entry.spec.is_gguf or entry.spec.source == "embedded"
+    info = entry.engine_info()
     downloading = entry.state is ModelState.DOWNLOADING
     return ModelCard(
         id=entry.spec.id,
         backend=entry.backend,
         backend_reason=entry.backend_reason,
-        format=info.model_format if info else ("gguf" if gguf else None),
+        format=info.model_format if info else ("gguf" if entry.spec.is_gguf else None),
         context_length=info.context_length if info else None,
         state=entry.state.value,
         default=entry.spec.id == registry.default_model,

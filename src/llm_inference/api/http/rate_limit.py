@@ -14,8 +14,8 @@ import asyncio
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_inference.api.auth import CALLER_KEY_ID, is_guarded
-from llm_inference.api.errors import refuse
+from llm_inference.api.http.auth import CALLER_KEY_ID, is_guarded
+from llm_inference.api.http.errors import refuse
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.errors import StateUnavailable
 from llm_inference.service.usage import UsageMeter, current_usage

@@ -6,10 +6,11 @@ from litestar import post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
-from llm_inference.api.docs import ERROR_RESPONSES
-from llm_inference.api.native import sampling_input, usage
-from llm_inference.api.schemas import BatchGenerateRequest, BatchGenerateResponse, BatchResult, ErrorDetail
-from llm_inference.api.vocabulary import token_entries
+from llm_inference.api.http.errors import ErrorDetail
+from llm_inference.api.native.docs import ERROR_RESPONSES
+from llm_inference.api.native.schemas import BatchGenerateRequest, BatchGenerateResponse, BatchResult
+from llm_inference.api.native.translate import sampling_input, usage
+from llm_inference.api.shared.vocabulary import token_entries
 from llm_inference.service import Failed, Outcome, complete_batch
 
 BATCH_DESCRIPTION = """The prompts run at once, batched by the engine, each with the request's sampling fields.

@@ -8,29 +8,29 @@ from typing import Any
 from litestar.response import Stream
 from msgspec import UNSET, UnsetType
 
-from llm_inference.api.schemas import (
+from llm_inference.api.http.errors import ErrorDetail
+from llm_inference.api.http.streaming import data_frame, sse_response
+from llm_inference.api.native.schemas import (
     AssistantMessage,
     AssistantTurn,
     ChatRequest,
     DeltaEvent,
     DoneEvent,
-    ErrorDetail,
     ErrorEvent,
     Message,
     SamplingFields,
     StreamEvent,
     SystemMessage,
     Timings,
-    TokenEntry,
     ToolCallEvent,
     ToolMessage,
     Usage,
     UserMessage,
 )
-from llm_inference.api.schemas import ToolCall as ToolCallView
-from llm_inference.api.streaming import data_frame, sse_response
-from llm_inference.api.tool_fields import tool_rounds, tools_input
-from llm_inference.api.vocabulary import logit_bias_entries, token_entries
+from llm_inference.api.shared.schemas import TokenEntry
+from llm_inference.api.shared.schemas import ToolCall as ToolCallView
+from llm_inference.api.shared.tool_fields import tool_rounds, tools_input
+from llm_inference.api.shared.vocabulary import logit_bias_entries, token_entries
 from llm_inference.engines.base import ChatMessage, ToolCall
 from llm_inference.engines.constraints import OutputConstraint, json_object_constraint, json_schema_constraint
 from llm_inference.service import (

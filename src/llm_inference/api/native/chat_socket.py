@@ -19,12 +19,12 @@ from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
-from llm_inference.api import invalid_fields
-from llm_inference.api.auth import BEARER_SUBPROTOCOL
-from llm_inference.api.errors import invalid_request
-from llm_inference.api.json_body import EMPTY_BODY, invalid_json_reason
-from llm_inference.api.native import chat_input, stream_event
-from llm_inference.api.schemas import ChatRequest, ErrorDetail, ErrorEvent, StreamEvent
+from llm_inference.api.http import invalid_fields
+from llm_inference.api.http.auth import BEARER_SUBPROTOCOL
+from llm_inference.api.http.errors import ErrorDetail, invalid_request
+from llm_inference.api.http.json_body import EMPTY_BODY, invalid_json_reason
+from llm_inference.api.native.schemas import ChatRequest, ErrorEvent, StreamEvent
+from llm_inference.api.native.translate import chat_input, stream_event
 from llm_inference.errors import ServiceError
 from llm_inference.service import InferenceService, open_chat_stream
 

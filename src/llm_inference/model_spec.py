@@ -1,4 +1,6 @@
-"""Parse model specs: the embedded default, `org/repo`, `org/repo:file.gguf[@tok-org/tok-repo]`, local paths."""
+"""What an entry of LLM_ALLOWED_MODELS says: the embedded default, `org/repo`, `org/repo:file.gguf[@tok-org/tok-repo]`
+or a local path; whether it is a GGUF file (llama.cpp's) and, for vLLM's models, their share of the GPU. Below
+settings, which checks the entries at start-up, and the models and engines that serve them."""
 
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ class ModelSpec:
 
     @property
     def is_gguf(self) -> bool:
+        """A GGUF file (the embedded model is one): llama.cpp serves it, vLLM every other model."""
         name = self.filename or (self.path.name if self.path else "")
-        return name.lower().endswith(".gguf")
+        return self.source == "embedded" or name.lower().endswith(".gguf")
 
 
 def embedded_model_path() -> Path:
@@ -76,3 +79,39 @@ def parse_spec(text: str, model_path: str | None = None) -> ModelSpec:
         filename=match["file"],
         tokenizer_repo=match["tokenizer"],
     )
+
+
+class InvalidShares(ValueError):
+    pass
+
+
+def gpu_memory_shares(
+    allowed: tuple[str, ...], model_path: str | None, max_loaded: int, utilization: float, shares: tuple[str, ...]
+) -> dict[str, float]:
+    """Each allowed model's share of the GPU (vLLM's gpu_memory_utilization: a fraction of the whole card per
+    engine). Only non-GGUF models run on vLLM; at most LLM_MAX_LOADED_MODELS of them are resident at once, so
+    the largest shares that can be resident together must fit in LLM_GPU_MEMORY_UTILIZATION. A model that
+    LLM_GPU_MEMORY_SHARES does not name gets an equal part: LLM_GPU_MEMORY_UTILIZATION / resident models."""
+    gpu_models = [text for text in allowed if not parse_spec(text, model_path).is_gguf]
+    resident = max(1, min(max_loaded, len(gpu_models)))
+    result = dict.fromkeys(allowed, utilization / resident)
+    for pair in shares:
+        model, sep, fraction = pair.rpartition("=")
+        if not sep or model not in allowed:
+            raise InvalidShares(f"model=fraction pairs naming models of LLM_ALLOWED_MODELS ({pair!r} is not)")
+        if model not in gpu_models:
+            raise InvalidShares(f"shares of vLLM models only ({model!r} is a GGUF file, served by llama.cpp)")
+        try:
+            result[model] = float(fraction)
+        except ValueError:
+            result[model] = -1.0
+        if not 0 < result[model] <= 1:
+            raise InvalidShares(f"fractions > 0 and <= 1 ({pair!r})")
+    worst = sum(sorted((result[m] for m in gpu_models), reverse=True)[:resident])
+    if worst > utilization + 1e-9:
+        raise InvalidShares(
+            f"shares whose {resident} largest (the vLLM models that can be loaded together, "
+            f"LLM_MAX_LOADED_MODELS={max_loaded}) sum to at most LLM_GPU_MEMORY_UTILIZATION={utilization:g}, "
+            f"the part of the card this service may use (they sum to {worst:g})"
+        )
+    return result

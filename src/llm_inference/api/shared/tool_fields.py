@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from llm_inference.api import schemas
-from llm_inference.api.schemas import NamedToolChoice, Tool, ToolChoice
+from llm_inference.api.shared import schemas
+from llm_inference.api.shared.schemas import NamedToolChoice, Tool, ToolChoice
 from llm_inference.errors import InvalidParameter
 from llm_inference.service import ToolRound
 from llm_inference.service.tools import ToolsInput, ToolSpec

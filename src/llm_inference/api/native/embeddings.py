@@ -6,8 +6,8 @@ from litestar import post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
-from llm_inference.api.docs import ERROR_RESPONSES
-from llm_inference.api.schemas import EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
+from llm_inference.api.native.docs import ERROR_RESPONSES
+from llm_inference.api.native.schemas import EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 from llm_inference.service.embeddings import embed
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from llm_inference.models.spec import EMBEDDED_MODEL, InvalidModelSpec, embedded_model_path, parse_spec
+from llm_inference.model_spec import EMBEDDED_MODEL, InvalidModelSpec, embedded_model_path, parse_spec
 
 
 def test_embedded_model_is_found_in_the_installed_wheel() -> None:
     spec = parse_spec(EMBEDDED_MODEL)
-    assert spec.source == "embedded" and spec.id == EMBEDDED_MODEL
+    assert spec.source == "embedded" and spec.id == EMBEDDED_MODEL and spec.is_gguf
     path = embedded_model_path()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 90_000_000
 

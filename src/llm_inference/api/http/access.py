@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from litestar.types import Middleware
 
-from llm_inference.api.auth import api_key_middleware
-from llm_inference.api.rate_limit import CallerPolicy, rate_limit_middleware
+from llm_inference.api.http.auth import api_key_middleware
+from llm_inference.api.http.rate_limit import CallerPolicy, rate_limit_middleware
 from llm_inference.auth_keys import ApiKeys
 from llm_inference.settings import Settings
 from llm_inference.state.limits import Limits

@@ -10,8 +10,9 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
-from llm_inference.api.native import message_view
-from llm_inference.api.schemas import CreateSessionRequest, ErrorResponse, SessionView
+from llm_inference.api.http.errors import ErrorResponse
+from llm_inference.api.native.schemas import CreateSessionRequest, SessionView
+from llm_inference.api.native.translate import message_view
 from llm_inference.errors import InvalidParameter
 from llm_inference.service import Session, start_session
 

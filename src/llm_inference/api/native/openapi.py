@@ -14,8 +14,10 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 
-from llm_inference.api import schemas
-from llm_inference.api.auth import is_exempt
+from llm_inference.api import health
+from llm_inference.api.http import errors
+from llm_inference.api.http.auth import is_exempt
+from llm_inference.api.native import schemas
 from llm_inference.models.registry import ModelEntry
 from llm_inference.settings import Settings
 
@@ -52,10 +54,12 @@ SSE_EVENT = {
 
 
 def _structs() -> list[type[msgspec.Struct]]:
+    """The documented Structs: the /api schemas, the error body and the probes' (those they name come along)."""
     return [
         t
-        for _, t in inspect.getmembers(schemas, inspect.isclass)
-        if issubclass(t, msgspec.Struct) and t.__module__ == schemas.__name__
+        for module in (schemas, errors, health)
+        for _, t in inspect.getmembers(module, inspect.isclass)
+        if issubclass(t, msgspec.Struct) and t.__module__ == module.__name__
     ]
 
 
@@ -211,7 +215,7 @@ def _responses(document: dict[str, Any], settings: Settings, auth: bool, limited
 
 def _optional_bodies(document: dict[str, Any]) -> None:
     # A handler's `data: T | None = None` reads as a required body of T or null; what it means is a body
-    # that may be left out (json_body.py lets such a route through without one).
+    # that may be left out (api/http/json_body.py lets such a route through without one).
     body = document["paths"]["/api/sessions"]["post"]["requestBody"]
     body["required"] = False
     schema = body["content"]["application/json"]["schema"]
@@ -244,9 +248,10 @@ def _bound_token_ids_once_loaded(app: Litestar, token_id: dict[str, Any]) -> Non
     registry = app.state.service.registry
 
     def on_loaded(entry: ModelEntry) -> None:
-        if entry.spec.id != registry.default_model or entry.engine is None:
+        vocab_size = entry.vocab_size()
+        if entry.spec.id != registry.default_model or vocab_size is None:
             return
-        token_id["maximum"] = entry.engine.vocab_size() - 1
+        token_id["maximum"] = vocab_size - 1
         # Litestar renders the document on its first request and keeps that; render it anew with the bound.
         plugin: object = app.plugins.get("OpenAPIPlugin")
         if hasattr(plugin, "_openapi_schema"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar.openapi.datastructures import ResponseSpec
 
-from llm_inference.api.schemas import ErrorResponse
+from llm_inference.api.http.errors import ErrorResponse
 
 ERROR_RESPONSES = {
     400: ResponseSpec(ErrorResponse, description="Malformed JSON, or the prompt does not fit the context"),

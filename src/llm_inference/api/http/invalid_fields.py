@@ -3,7 +3,7 @@
 msgspec (and so Litestar) stops at the first invalid value, so a client with three wrong fields would fix one
 per round trip. When a body fails, each field is converted on its own, the way Litestar converts the whole
 body (not strict), and each failure is reported in msgspec's own detail format, located at its full path, for
-api/errors.py to word.
+api/http/errors.py to word.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import msgspec
 import msgspec.inspect as mi
 
-from llm_inference.api import field_rules
+from llm_inference.api.http import field_rules
 
 
 def failures(annotation: Any, info: mi.Type, value: Any) -> list[str]:

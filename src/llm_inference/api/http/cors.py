@@ -11,7 +11,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-from llm_inference.api.errors import send_error
+from llm_inference.api.http.errors import send_error
 
 ALLOWED_METHODS = "GET, POST"
 ALLOWED_HEADERS = "authorization, content-type"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from llm_inference.api.errors import refuse
+from llm_inference.api.http.errors import refuse
 from llm_inference.auth_keys import ApiKeys
 
 # The scope["state"] key under which the caller's key id (never the key) is left for the rate limiter.

@@ -21,13 +21,31 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Message, Receive, Scope, Send
 
-from llm_inference.api import field_rules
-from llm_inference.api.json_body import InvalidJsonBody, body_type
+from llm_inference.api.http import field_rules
+from llm_inference.api.http.json_body import InvalidJsonBody, body_type
 from llm_inference.api.openai import errors as openai_errors
-from llm_inference.api.schemas import ErrorDetail, ErrorResponse, FieldError
 from llm_inference.errors import RetryLater, ServiceError
 
 log = logging.getLogger(__name__)
+
+
+# The one error body of every path but OpenAI's (/v1), whose shape api/openai/errors.py gives it.
+class FieldError(msgspec.Struct):
+    param: str
+    message: str
+
+
+class ErrorDetail(msgspec.Struct):
+    type: str
+    message: str
+    param: str | None = None
+    # Every invalid field, when a request has more than one (`message` then names them all, `param` the first).
+    errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorDetail
+
 
 _HTTP_TYPES = {
     400: "bad_request",
@@ -41,7 +59,7 @@ _HTTP_TYPES = {
 }
 # msgspec reports where a value failed as "... - at `$.messages[0].role`", and which field is missing or
 # unknown as "Object missing required field `prompt`" / "Object contains unknown field `x`". Only the field and
-# the kind of failure are read from its text; the rule in the message is ours (api/field_rules.py).
+# the kind of failure are read from its text; the rule in the message is ours (api/http/field_rules.py).
 _FIELD_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
 _MISSING_FIELD = re.compile(r"missing required field `(?P<name>[^`]+)`")
 _UNKNOWN_FIELD = re.compile(r"unknown field `(?P<name>[^`]+)`")

@@ -6,9 +6,9 @@ from litestar import Controller, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
-from llm_inference.api.docs import ERROR_RESPONSES
-from llm_inference.api.native import chat_messages
-from llm_inference.api.schemas import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
+from llm_inference.api.native.docs import ERROR_RESPONSES
+from llm_inference.api.native.schemas import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
+from llm_inference.api.native.translate import chat_messages
 from llm_inference.service import detokenize, tokenize
 
 

@@ -10,7 +10,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
-from llm_inference.api import field_rules, invalid_fields
+from llm_inference.api.http import field_rules, invalid_fields
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 EMPTY_BODY = "the body is empty: send a JSON object"
@@ -93,7 +93,7 @@ class JsonBodyRequest(Request[Any, Any, Any]):
         if expected is None:
             return value
         if found := invalid_fields.failures(body_annotation(self.route_handler), expected, value):
-            # The shape of Litestar's own validation errors, one item per invalid field; api/errors.py words
+            # The shape of Litestar's own validation errors, one item per invalid field; api/http/errors.py words
             # each field's rule. A body valid field by field but not as a whole is left to Litestar.
             raise ValidationException("the body is invalid", extra=[{"message": detail} for detail in found])
         return value

@@ -7,9 +7,9 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from llm_inference.api.docs import ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
-from llm_inference.api.native import event_stream, logprobs_view, sampling_input, timings, usage
-from llm_inference.api.schemas import GenerateRequest, GenerateResponse
+from llm_inference.api.native.docs import ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
+from llm_inference.api.native.schemas import GenerateRequest, GenerateResponse
+from llm_inference.api.native.translate import event_stream, logprobs_view, sampling_input, timings, usage
 from llm_inference.service import complete, open_stream, prepare
 
 

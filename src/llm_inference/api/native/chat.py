@@ -7,10 +7,17 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from llm_inference.api.docs import CHAT_ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
-from llm_inference.api.native import assistant_message, chat_input, event_stream, logprobs_view, timings, usage
-from llm_inference.api.schemas import ChatRequest, ChatResponse
-from llm_inference.api.tool_fields import tool_rounds
+from llm_inference.api.native.docs import CHAT_ERROR_RESPONSES, STREAM_DESCRIPTION, STREAM_FLAG_DESCRIPTION
+from llm_inference.api.native.schemas import ChatRequest, ChatResponse
+from llm_inference.api.native.translate import (
+    assistant_message,
+    chat_input,
+    event_stream,
+    logprobs_view,
+    timings,
+    usage,
+)
+from llm_inference.api.shared.tool_fields import tool_rounds
 from llm_inference.service import complete_chat, open_chat_stream
 
 

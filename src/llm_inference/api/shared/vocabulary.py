@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from llm_inference.api.schemas import TokenEntry, TopLogprob
+from llm_inference.api.shared.schemas import TokenEntry, TopLogprob
 from llm_inference.engines.base import TokenLogprob
 from llm_inference.errors import InvalidParameter
 
