@@ -3,7 +3,8 @@
     python scripts/chart_config_schema.py          # rewrite the schema's `config`
     python scripts/chart_config_schema.py --check  # exit 1 if it is out of date (tests/helm run this)
 
-Each LLM_* setting gets its type, bounds and allowed values, so `helm install` rejects what start-up would.
+Each LLM_* setting gets its type, bounds and allowed values, so `helm install` rejects what start-up would; the
+properties follow the settings' sections (settings.SECTIONS), and each one's description names its section.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from llm_inference.settings import Settings, env_name
+from llm_inference.settings import Settings, env_name, section_of
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "helm" / "llm-inference" / "values.schema.json"
 
@@ -59,7 +60,10 @@ def config_schema() -> dict[str, Any]:
         "type": "object",
         "description": "LLM_* settings rendered into the ConfigMap; null leaves the service's default",
         "additionalProperties": False,
-        "properties": {env_name(f): _value_schema(settings_schema[f]) for f in config_fields()},
+        "properties": {
+            env_name(f): {"description": f"{section_of(f).title} settings", **_value_schema(settings_schema[f])}
+            for f in config_fields()
+        },
     }
 
 

@@ -1,9 +1,10 @@
-"""Regenerate the table of every setting in docs/configuration.md from Settings, the service's own definition.
+"""Regenerate the tables of every setting in docs/configuration.md from Settings, the service's own definition.
 
     python scripts/docs_config_table.py          # rewrite the table
     python scripts/docs_config_table.py --check  # exit 1 if it is out of date (`make docs` and tests/test_settings.py)
 
-Names, defaults and what each variable accepts come from Settings (the accepted values in the words start-up's
+One table per concern (settings.SECTIONS, the groups .env.example shows too). Names, defaults and what each
+variable accepts come from Settings (the accepted values in the words start-up's
 error messages use); what a setting does comes from the field's own description when Settings gives one, else
 from the comment above the variable in .env.example (which tests/test_settings.py keeps in step with Settings).
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from llm_inference.settings import Settings, _describe, env_name
+from llm_inference.settings import SECTIONS, Settings, accepts, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "configuration.md"
@@ -33,6 +34,8 @@ def env_example_comments(text: str) -> dict[str, str]:
     block: list[str] = []
     current = ""
     for line in text.splitlines():
+        if line.startswith("##"):  # a section's heading, not a variable's comment
+            continue
         if line.startswith("#"):
             block.append(line.lstrip("#").strip())
         elif match := re.match(r"^(LLM_[A-Z0-9_]+)=", line):
@@ -66,16 +69,20 @@ def cell(text: str) -> str:
 def table() -> str:
     comments = env_example_comments(ENV_EXAMPLE.read_text())
     properties = msgspec.json.schema(Settings)["$defs"]["Settings"]["properties"]
-    rows = ["| variable | default | accepts | what it does |", "|---|---|---|---|"]
-    previous = None
-    for field in msgspec.structs.fields(Settings):
-        name = env_name(field.name)
-        what = properties[field.name].get("description") or comments.get(name, "")
-        shown = "as above" if what and what == previous else cell(what)
-        previous = what
-        accepts = cell(_describe(field.type))
-        rows.append(f"| `{name}` | {shown_default(field.default)} | {accepts} | {shown} |")
-    return "\n".join(rows)
+    fields = {field.name: field for field in msgspec.structs.fields(Settings)}
+    parts = []
+    for section in SECTIONS:
+        rows = ["| variable | default | accepts | what it does |", "|---|---|---|---|"]
+        previous = None
+        for name in section.fields:
+            variable = env_name(name)
+            what = properties[name].get("description") or comments.get(variable, "")
+            shown = "as above" if what and what == previous else cell(what)
+            previous = what
+            default = shown_default(fields[name].default)
+            rows.append(f"| `{variable}` | {default} | {cell(accepts(name))} | {shown} |")
+        parts.append(f"### {section.title}\n\n{cell(section.about)}\n\n" + "\n".join(rows))
+    return "\n\n".join(parts)
 
 
 def with_table(page: str) -> str:

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from llm_inference.models.engine_config import gpu_memory_share, vllm_config
-from llm_inference.settings import SettingsError, load_settings, masked, setting_names
+from llm_inference.settings import (
+    SECTIONS,
+    Settings,
+    SettingsError,
+    env_name,
+    load_settings,
+    masked,
+    section_of,
+    setting_names,
+)
 from tests.server import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +136,24 @@ def test_env_example_lists_exactly_the_settings() -> None:
     # and each default written there is one the service accepts
     values = dict(re.findall(r"^(LLM_[A-Z0-9_]+)=(.*)$", text, flags=re.M))
     load_settings(values)
+
+
+def test_env_example_shows_the_settings_by_section() -> None:
+    # Each section of Settings is a "## title" line, a "## about" line, then its variables in declaration order.
+    shown: list[tuple[str, str, list[str]]] = []
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        if line.startswith("## ") and following.startswith("## "):
+            shown.append((line[3:], following[3:], []))
+        elif match := re.match(r"^(LLM_[A-Z0-9_]+)=", line):
+            shown[-1][2].append(match.group(1))
+    wanted = [(s.title, s.about, [env_name(f) for f in s.fields]) for s in SECTIONS]
+    assert shown == wanted
+
+
+def test_every_setting_belongs_to_one_section() -> None:
+    assert [f for s in SECTIONS for f in s.fields] == list(Settings.__struct_fields__)
+    assert section_of("max_tokens_limit").title == "Request defaults and limits"
 
 
 def test_the_docs_settings_table_is_written_from_the_settings() -> None:

@@ -8,7 +8,7 @@ import ssl
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -24,44 +24,51 @@ NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Every field is read from LLM_<FIELD NAME IN UPPER CASE>; .env.example documents each one."""
+    """Every field is read from LLM_<FIELD NAME IN UPPER CASE>; .env.example documents each one.
 
+    One flat struct, so that code reads `settings.max_tokens_limit`; the fields are declared by concern, and
+    SECTIONS below names each concern's fields (.env.example, the docs' table and the chart's schema follow it).
+    """
+
+    # --- Server: where and how it listens ---
+    inference_hostname: str = "0.0.0.0"
+    inference_port: Port = 8091
+    tls_enabled: bool = False
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
+    cors_allowed_origins: tuple[str, ...] = ("*",)
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    sse_ping_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    shutdown_grace_seconds: NonNegativeFloat = 30.0
+
+    # --- Models: what may be served, where it comes from, which backend serves it ---
     allowed_models: tuple[str, ...] = (EMBEDDED_MODEL,)
     default_model: str | None = None
     # Several models (docs/models.md "Several models"): which load at start-up, how many stay loaded, failed-load retry.
     preload_models: tuple[str, ...] = ()  # empty: the default model
     max_loaded_models: PositiveInt | None = None  # None: every allowed model may stay loaded
     model_retry_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    inference_hostname: str = "0.0.0.0"
-    inference_port: Port = 8091
-    cors_allowed_origins: tuple[str, ...] = ("*",)
-    default_temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.7
-    default_top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
-    default_max_tokens: PositiveInt = 512
-    max_tokens_limit: PositiveInt = 4096
-    max_stop_sequences: Annotated[int, msgspec.Meta(ge=0, le=64)] = 8
-    max_batch_prompts: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
-    # OpenAI's vocabulary (docs/openai.md): choices per request (n, and prompts in one /v1
-    # completions request), alternatives per token (top_logprobs), logit_bias entries.
-    max_choices: Annotated[int, msgspec.Meta(ge=1, le=128)] = 8
-    max_top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] = 20
-    max_logit_bias: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 300
-    max_concurrent_requests: PositiveInt = 10
-    max_queued_requests: Annotated[int, msgspec.Meta(ge=0)] = 32
-    request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
-    shutdown_grace_seconds: NonNegativeFloat = 30.0
     model_path: str | None = None
     backend: Literal["auto", "llamacpp", "vllm"] = "auto"
     context_length: PositiveInt | None = None
+    # In-situ quantization (docs/isq.md): each model is quantized to LLM_ISQ_TYPE while loading;
+    # unset, fp8 on vLLM and Q4_K_M on llama.cpp. Whether the backend serving a model has the type is checked at
+    # start-up. llama.cpp keeps what it quantized in LLM_ISQ_CACHE_DIR (unset: default_isq_cache_dir()).
+    enable_isq: bool = False
+    isq_type: str | None = None
+    isq_cache_dir: str | None = None
+
+    # --- llama.cpp engine ---
     threads: PositiveInt | None = None
     # llama.cpp layers offloaded to a GPU: -1 every layer, 0 none; unset: every layer when this llama.cpp build
     # can offload (the CUDA image's), else none.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] | None = None
-    # llama.cpp only: prompt tokens a decode step takes while other sequences decode (docs/cpu.md).
+    # Prompt tokens a decode step takes while other sequences decode (docs/cpu.md).
     prefill_chunk_tokens: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 2048
-    # llama.cpp only: its extra CPU weight layouts (repacked weights, AMX tiles); auto: on unless AMX is built in.
+    # Its extra CPU weight layouts (repacked weights, AMX tiles); auto: on unless AMX is built in.
     weight_repack: Literal["auto", "on", "off"] = "auto"
-    # vLLM only (llama.cpp ignores them); see .env.example.
+
+    # --- vLLM engine (llama.cpp ignores these; see .env.example) ---
     gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
     # model=fraction pairs: a vLLM model's share of the card; unlisted ones split LLM_GPU_MEMORY_UTILIZATION.
     gpu_memory_shares: tuple[str, ...] = ()
@@ -76,25 +83,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_num_batched_tokens: PositiveInt | None = None
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
-    # In-situ quantization (docs/isq.md): each model is quantized to LLM_ISQ_TYPE while loading;
-    # unset, fp8 on vLLM and Q4_K_M on llama.cpp. Whether the backend serving a model has the type is checked at
-    # start-up. llama.cpp keeps what it quantized in LLM_ISQ_CACHE_DIR (unset: default_isq_cache_dir()).
-    enable_isq: bool = False
-    isq_type: str | None = None
-    isq_cache_dir: str | None = None
-    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
-    # How tools reach the model and calls come back (docs/tool-calling.md): auto, the chat template's own format
-    # where it has one known here, else the generic constrained JSON one; or one of them for every model.
-    tool_call_format: Literal["auto", "generic", "hermes", "llama3_json", "mistral"] = "auto"
-    log_format: Literal["json", "pretty"] = "json"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"
-    # Record prompt and completion text in trace spans (never in logs or metrics).
-    trace_content: bool = False
-    tls_enabled: bool = False
-    tls_cert_path: str | None = None
-    tls_key_path: str | None = None
-    # Access control and hardening (docs/hardening.md).
+
+    # --- Request defaults and limits ---
+    default_temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.7
+    default_top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
+    default_max_tokens: PositiveInt = 512
+    max_tokens_limit: PositiveInt = 4096
+    max_stop_sequences: Annotated[int, msgspec.Meta(ge=0, le=64)] = 8
+    max_batch_prompts: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    # OpenAI's vocabulary (docs/openai.md): choices per request (n, and prompts in one /v1
+    # completions request), alternatives per token (top_logprobs), logit_bias entries.
+    max_choices: Annotated[int, msgspec.Meta(ge=1, le=128)] = 8
+    max_top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] = 20
+    max_logit_bias: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 300
+
+    # --- Admission and timeouts ---
+    max_concurrent_requests: PositiveInt = 10
+    max_queued_requests: Annotated[int, msgspec.Meta(ge=0)] = 32
+    request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+
+    # --- Access: API keys and rate limits (docs/hardening.md) ---
     api_keys: tuple[str, ...] = ()
     api_keys_file: str | None = None
     # The playground's page and files (/, /ui) carry no secret; its API calls carry the key.
@@ -111,10 +120,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # limit. A key may have its own in the key file (docs/hardening.md). Per process, or shared with LLM_STATE_URL.
     rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
     tokens_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
-    sse_ping_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
-    engine_stall_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    # The chat playground at GET / (docs/playground.md); false: / answers 404.
-    ui_enabled: bool = True
+
+    # --- Sessions and shared state ---
     # Server-side conversations (docs/api.md "Sessions"): at most this many per replica, the least recently used
     # evicted to make room; one idle this long is forgotten.
     max_sessions: PositiveInt = 1000
@@ -132,6 +139,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     state_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 0.5
     rate_limit_on_state_failure: Literal["open", "closed"] = "open"
     state_required_for_readiness: bool = False
+
+    # --- Tool calling ---
+    # How tools reach the model and calls come back (docs/tool-calling.md): auto, the chat template's own format
+    # where it has one known here, else the generic constrained JSON one; or one of them for every model.
+    tool_call_format: Literal["auto", "generic", "hermes", "llama3_json", "mistral"] = "auto"
     # Server-side tool rounds (docs/tool-calling.md "Server-side tool rounds"): calls to tools a request marks `server` are
     # POSTed to this URL (unset: such requests are refused), with the bearer token the key file holds; each
     # call bounded in time and in the size of its answer, at most max_tool_rounds rounds per request.
@@ -140,6 +152,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     tool_dispatch_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     max_tool_rounds: PositiveInt = 4
     tool_result_max_bytes: PositiveInt = 65536
+
+    # --- Telemetry: logs, metrics' and traces' service name ---
+    log_format: Literal["json", "pretty"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    service_name: Annotated[str, msgspec.Meta(min_length=1)] = "llm-inference"
+    # Record prompt and completion text in trace spans (never in logs or metrics).
+    trace_content: bool = False
+
+    # --- Playground ---
+    # The chat playground at GET / (docs/playground.md); false: / answers 404.
+    ui_enabled: bool = True
 
     @property
     def effective_default_model(self) -> str:
@@ -156,6 +179,146 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def effective_max_loaded_models(self) -> int:
         return self.max_loaded_models or len(self.allowed_models)
+
+
+class Section(NamedTuple):
+    """One concern of the settings: its title, a line on what it covers, and its fields in declaration order."""
+
+    title: str
+    about: str
+    fields: tuple[str, ...]
+
+
+# The settings by concern: .env.example's sections, the docs' tables and the chart schema's descriptions follow it.
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "Server",
+        "Where and how the service listens: address, TLS, CORS, request size, stream keep-alive, drain on SIGTERM.",
+        (
+            "inference_hostname",
+            "inference_port",
+            "tls_enabled",
+            "tls_cert_path",
+            "tls_key_path",
+            "cors_allowed_origins",
+            "max_request_bytes",
+            "sse_ping_seconds",
+            "shutdown_grace_seconds",
+        ),
+    ),
+    Section(
+        "Models",
+        "What may be served, where it comes from, which backend serves it, how many stay loaded, quantization.",
+        (
+            "allowed_models",
+            "default_model",
+            "preload_models",
+            "max_loaded_models",
+            "model_retry_seconds",
+            "model_path",
+            "backend",
+            "context_length",
+            "enable_isq",
+            "isq_type",
+            "isq_cache_dir",
+        ),
+    ),
+    Section(
+        "llama.cpp engine",
+        "Read by the llama.cpp backend only (GGUF models, and every model on a machine without a CUDA GPU).",
+        ("threads", "gpu_layers", "prefill_chunk_tokens", "weight_repack"),
+    ),
+    Section(
+        "vLLM engine",
+        "Read by the vLLM backend only (LLM_BACKEND=vllm, or auto on a CUDA GPU); llama.cpp ignores these.",
+        (
+            "gpu_memory_utilization",
+            "gpu_memory_shares",
+            "max_model_len",
+            "tensor_parallel_size",
+            "pipeline_parallel_size",
+            "distributed_executor_backend",
+            "dtype",
+            "max_num_seqs",
+            "max_num_batched_tokens",
+            "enable_prefix_caching",
+            "enforce_eager",
+        ),
+    ),
+    Section(
+        "Request defaults and limits",
+        "What a request gets when it leaves a field out, and the most it may ask for.",
+        (
+            "default_temperature",
+            "default_top_p",
+            "default_max_tokens",
+            "max_tokens_limit",
+            "max_stop_sequences",
+            "max_batch_prompts",
+            "max_choices",
+            "max_top_logprobs",
+            "max_logit_bias",
+        ),
+    ),
+    Section(
+        "Admission and timeouts",
+        "How many requests run and wait, and how long one may take.",
+        ("max_concurrent_requests", "max_queued_requests", "request_timeout_seconds", "engine_stall_seconds"),
+    ),
+    Section(
+        "Access",
+        "API keys, the paths open without one, and rate limits (docs/hardening.md).",
+        ("api_keys", "api_keys_file", "auth_exempt_paths", "rate_limit_per_minute", "tokens_per_minute"),
+    ),
+    Section(
+        "Sessions and shared state",
+        "Server-side sessions, and the Valkey or Redis store that replicas share limits and sessions through.",
+        (
+            "max_sessions",
+            "session_ttl_seconds",
+            "state_url",
+            "state_password_file",
+            "state_tls_ca_file",
+            "state_key_prefix",
+            "state_timeout_seconds",
+            "rate_limit_on_state_failure",
+            "state_required_for_readiness",
+        ),
+    ),
+    Section(
+        "Tool calling",
+        "How tools reach the model, and the server-side tool rounds.",
+        (
+            "tool_call_format",
+            "tool_dispatch_url",
+            "tool_dispatch_key_file",
+            "tool_dispatch_timeout_seconds",
+            "max_tool_rounds",
+            "tool_result_max_bytes",
+        ),
+    ),
+    Section(
+        "Telemetry",
+        "Logs, and the service's name in logs, metrics and traces (OTEL_* configures the trace export).",
+        ("log_format", "log_level", "service_name", "trace_content"),
+    ),
+    Section("Playground", "The chat page at GET /.", ("ui_enabled",)),
+)
+
+
+def _check_sections() -> None:
+    # Every field in exactly one section, the sections in the struct's order: a new field must be placed.
+    listed = [name for section in SECTIONS for name in section.fields]
+    if listed != list(Settings.__struct_fields__):
+        missing = set(Settings.__struct_fields__) - set(listed)
+        raise RuntimeError(f"SECTIONS must list every Settings field once, in declaration order (missing: {missing})")
+
+
+_check_sections()
+
+
+def section_of(field: str) -> Section:
+    return next(section for section in SECTIONS if field in section.fields)
 
 
 def default_isq_cache_dir() -> Path:
@@ -411,6 +574,19 @@ def _describe(field_type: Any) -> str:
     return " ".join(words)
 
 
+# Fields whose rule the type alone does not say well, in the words start-up's error uses.
+FIELD_RULES = {"isq_type": ISQ_TYPE_RULE}
+
+
+def accepts(field: str) -> str:
+    """What a setting accepts, as its error message says it (the docs' table shows the same words)."""
+    return FIELD_RULES.get(field) or _describe(_field_types()[field])
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
 def _parse(raw: str, field_type: Any) -> Any:
     if field_type == tuple[str, ...]:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -443,7 +619,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, l
         try:
             values[name] = _parse(raw, field_type)
         except msgspec.ValidationError:
-            errors.append((variable, raw, _describe(field_type)))
+            errors.append((variable, raw, accepts(name)))
     if not errors:
         for name, rule in _cross_field_errors(values):
             errors.append((env_name(name), str(environ.get(env_name(name), "")), rule))
