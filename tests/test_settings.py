@@ -51,6 +51,7 @@ def test_values_are_parsed() -> None:
     assert settings.default_temperature == 0.0
     assert settings.cors_allowed_origins == ("https://a.example", "https://b.example")
     assert settings.log_level == "DEBUG"
+    assert load_settings({"LLM_BASE_PATH": "/team/llm"})[0].base_path == "/team/llm"
 
 
 @pytest.mark.parametrize(
@@ -74,6 +75,10 @@ def test_values_are_parsed() -> None:
         ("LLM_ISQ_TYPE", "Q4K", "one of fp8 (vLLM) or Q4_0 | Q4_1 |"),
         ("LLM_PREFILL_CHUNK_TOKENS", "2049", "an integer >= 1 <= 2048"),
         ("LLM_WEIGHT_REPACK", "amx", "one of auto | off | on"),
+        ("LLM_BASE_PATH", "llm", "a path that starts with / and does not end with /"),
+        ("LLM_BASE_PATH", "/llm/", "a path that starts with / and does not end with /"),
+        ("LLM_BASE_PATH", "/", "unset, the service answers at /"),
+        ("LLM_BASE_PATH", "/a/../b", "(e.g. /llm or /team/llm"),
     ],
 )
 def test_bad_value_names_variable_value_and_rule(variable: str, value: str, rule: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import ssl
 import urllib.parse
 from collections.abc import Mapping
@@ -21,6 +22,12 @@ ENV_PREFIX = "LLM_"
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+# A URL path prefix: segments of unreserved characters, a leading "/" and no trailing one.
+BASE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
+BASE_PATH_RULE = (
+    "a path that starts with / and does not end with /, its parts made of letters, digits and . _ ~ - "
+    "(e.g. /llm or /team/llm; unset, the service answers at /)"
+)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -33,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # --- Server: where and how it listens ---
     inference_hostname: str = "0.0.0.0"
     inference_port: Port = 8091
+    # Every route under this prefix (/llm: /llm/health/ready, /llm/v1/...), for an ingress that forwards it.
+    base_path: Annotated[str, msgspec.Meta(pattern=BASE_PATH_PATTERN)] | None = None
     tls_enabled: bool = False
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
@@ -193,10 +202,11 @@ class Section(NamedTuple):
 SECTIONS: tuple[Section, ...] = (
     Section(
         "Server",
-        "Where and how the service listens: address, TLS, CORS, request size, stream keep-alive, drain on SIGTERM.",
+        "Where and how the service listens: address, path prefix, TLS, CORS, request size, stream keep-alive, drain.",
         (
             "inference_hostname",
             "inference_port",
+            "base_path",
             "tls_enabled",
             "tls_cert_path",
             "tls_key_path",
@@ -340,6 +350,9 @@ DEFAULTS = Settings()
 # Constraints that msgspec.Meta cannot express, as (field, check, rule) triples checked after types.
 def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
+    base_path = values.get("base_path")
+    if base_path is not None and (problem := base_path_problem(base_path)):
+        errors.append(("base_path", problem))  # the pattern lets "." and ".." through
     allowed = values.get("allowed_models", DEFAULTS.allowed_models)
     if not allowed:
         errors.append(("allowed_models", "at least one model spec, comma-separated"))
@@ -575,7 +588,15 @@ def _describe(field_type: Any) -> str:
 
 
 # Fields whose rule the type alone does not say well, in the words start-up's error uses.
-FIELD_RULES = {"isq_type": ISQ_TYPE_RULE}
+FIELD_RULES = {"isq_type": ISQ_TYPE_RULE, "base_path": BASE_PATH_RULE}
+
+
+def base_path_problem(path: str) -> str | None:
+    """None for a usable path prefix (LLM_BASE_PATH, a mount's path), else the rule it breaks."""
+    parts = path.split("/")[1:]
+    if re.fullmatch(BASE_PATH_PATTERN, path) and not any(part in (".", "..") for part in parts):
+        return None
+    return BASE_PATH_RULE
 
 
 def accepts(field: str) -> str:

@@ -12,6 +12,8 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from llm_inference.api.http.base_path import app_root
+
 UI_DIR = Path(__file__).parent.parent / "ui"
 UI_URL = "/ui"
 # No inline script or style, nothing from another origin: model output rendered as HTML cannot run anything.
@@ -33,7 +35,11 @@ class PlaygroundPage(OpenAPIRenderPlugin):
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         if not self.enabled:
             raise NotFoundException()
-        return self.page
+        # The page's links are relative ("./ui/app.js"): right at the root, and behind a proxy that strips a
+        # prefix the service does not know of. Under a known root they are made absolute, so that the page
+        # works at "/llm" as at "/llm/" (the CSP's base-uri 'none' rules out a <base> element).
+        root = app_root(request.scope)
+        return self.page.replace(b'="./', f'="{root}/'.encode()) if root else self.page
 
 
 def ui_router() -> Router:

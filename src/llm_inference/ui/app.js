@@ -3,6 +3,9 @@
 import { marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.mjs";
 
+// The service's root, from this file's own URL (<root>/ui/app.js): the API is reached under the same prefix
+// whether the service is served at /, under LLM_BASE_PATH, mounted in a host app or behind a stripping proxy.
+const ROOT = new URL("..", import.meta.url);
 const STORE = { conversation: "llm-playground.conversation", settings: "llm-playground.settings", theme: "llm-playground.theme" };
 const KEY_STORE = "llm-playground.api-key"; // sessionStorage: gone with the tab
 const $ = (id) => document.getElementById(id);
@@ -146,7 +149,7 @@ async function loadModels() {
   const wanted = load(localStorage, STORE.settings, {}).model;
   let response;
   try {
-    response = await fetch("/api/llms", { headers: headers() });
+    response = await fetch(new URL("api/llms", ROOT), { headers: headers() });
   } catch (error) {
     setStatus(`Cannot reach the server: ${error.message}`, true);
     return;
@@ -225,7 +228,7 @@ async function send() {
   setStatus("Generating…");
   let pending = false;
   try {
-    const response = await fetch("/api/chat/stream", { method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal });
+    const response = await fetch(new URL("api/chat/stream", ROOT), { method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal });
     if (!response.ok) {
       answer.error = await describeFailure(response);
     } else {
