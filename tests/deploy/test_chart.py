@@ -294,6 +294,30 @@ def test_helm_test_hook_pod_targets_the_service() -> None:
     assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_a_base_path_puts_its_prefix_in_the_probes_the_scrape_and_the_helm_test() -> None:
+    manifests = render({"config": {"LLM_BASE_PATH": "/llm"}, "serviceMonitor": {"enabled": True}})
+    validate_all(manifests)
+    container = server_container(manifests)
+    probes = {name: container[name]["httpGet"]["path"] for name in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes == {
+        "startupProbe": "/llm/health/ready",
+        "readinessProbe": "/llm/health/ready",
+        "livenessProbe": "/llm/health/live",
+    }
+    assert container_env(manifests, container)["LLM_BASE_PATH"] == "/llm"
+    assert one(manifests, "ServiceMonitor")["spec"]["endpoints"][0]["path"] == "/llm/metrics"
+    env = {e["name"]: e["value"] for e in helm_test_pod(manifests)["spec"]["containers"][0]["env"]}
+    assert env["BASE_URL"].endswith("/llm")
+    assert "/llm/api/generate" in notes({"config": {"LLM_BASE_PATH": "/llm"}})
+    # Unset, every path is at the root as before.
+    assert server_container(render())["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+
+
+@pytest.mark.parametrize("base_path", ["llm", "/llm/", "/"])
+def test_a_base_path_that_is_not_a_prefix_is_refused_by_the_schema(base_path: str) -> None:
+    assert "LLM_BASE_PATH" in schema_errors({"config": {"LLM_BASE_PATH": base_path}})
+
+
 def test_init_container_mounts_the_files_its_settings_check_reads() -> None:
     # `llm-inference fetch-model` validates every setting as start-up does, the TLS pair and the key file included.
     values = load_values(PRODUCTION_VALUES)

@@ -270,3 +270,10 @@ app.kubernetes.io/name: valkey
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: state
 {{- end }}
+
+{{/*
+The service's path prefix (config.LLM_BASE_PATH): the probes, the ServiceMonitor and NOTES follow it.
+*/}}
+{{- define "llm-inference.basePath" -}}
+{{- .Values.config.LLM_BASE_PATH | default "" -}}
+{{- end }}

@@ -104,19 +104,19 @@ containers:
     # Sized for the model's download and load: the kubelet waits this long before liveness counts.
     startupProbe:
       httpGet:
-        path: /health/ready
+        path: {{ include "llm-inference.basePath" $ }}/health/ready
         port: http
         scheme: {{ $scheme }}
       {{- toYaml $.Values.probes.startup | nindent 6 }}
     readinessProbe:
       httpGet:
-        path: /health/ready
+        path: {{ include "llm-inference.basePath" $ }}/health/ready
         port: http
         scheme: {{ $scheme }}
       {{- toYaml $.Values.probes.readiness | nindent 6 }}
     livenessProbe:
       httpGet:
-        path: /health/live
+        path: {{ include "llm-inference.basePath" $ }}/health/live
         port: http
         scheme: {{ $scheme }}
       {{- toYaml $.Values.probes.liveness | nindent 6 }}
