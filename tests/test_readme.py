@@ -47,6 +47,13 @@ PYTHON_PREAMBLE = (
 
 # Fenced blocks that are not run here, by page and the start of their first line, and why; what checks them.
 NOT_RUN = {
+    ("docs/embedding.md", "from litestar import Litestar, get"): (
+        "a host application, not a client of the server: tests/api/test_embedding.py runs this block as the host "
+        "it tests"
+    ),
+    ("docs/embedding.md", "location /llm/"): (
+        "nginx configuration; tests/test_base_path_server.py serves what it forwards (LLM_BASE_PATH=/llm)"
+    ),
     ("README.md", "make run"): "make itself: CI runs `make test`, and the server of this test is `make run`'s",
     ("docs/architecture.md", "Granian worker"): "a diagram of the layers, not a command",
     ("docs/api.md", '{"error": {"type": "context_length_exceeded"'): (
@@ -162,13 +169,19 @@ def read_examples(page: Path, text: str | None = None) -> list[Example]:
 
 BLOCKS = [block for page in PAGES for block in read_blocks(page)]
 EXAMPLES = [example for page in PAGES for example in read_examples(page)]
-PYTHON_PAGES = sorted({b.page for b in BLOCKS if b.language == "python"})
 SOCKET_EXCHANGES = [b for b in BLOCKS if is_socket_exchange(b)]
 
 
 def reason_not_run(block: Block) -> str | None:
     page = str(block.page.relative_to(ROOT))
     return next((why for (p, start), why in NOT_RUN.items() if p == page and block.first_line.startswith(start)), None)
+
+
+def is_client_python(block: Block) -> bool:
+    return block.language == "python" and not reason_not_run(block)
+
+
+PYTHON_PAGES = sorted({b.page for b in BLOCKS if is_client_python(b)})
 
 
 def shape_difference(
@@ -278,7 +291,7 @@ def test_the_shell_example_works_as_written(server: ServerProcess, example: Exam
 @pytest.mark.model
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=[str(p.relative_to(ROOT)) for p in PYTHON_PAGES])
 def test_the_python_examples_work_as_written(server: ServerProcess, page: Path) -> None:
-    blocks = [b for b in read_blocks(page) if b.language == "python"]
+    blocks = [b for b in read_blocks(page) if is_client_python(b)]
     script = PYTHON_PREAMBLE + "".join(f"\nprint('@@ {b.name}', flush=True)\n{b.text}" for b in blocks)
     script = script.replace(ADDRESS, f"127.0.0.1:{server.port}")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -7,17 +7,20 @@ links and its script's API calls resolve under it, and the SSE streams and the W
 from __future__ import annotations
 
 import re
+import sys
+import types
 import urllib.parse
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from llm_inference.app import create_app, mounted
 from tests.api.sse import joined_text, parse_events
-from tests.conftest import make_settings
+from tests.conftest import TEST_ENV, make_settings
 from tests.polling import wait_until_async
 
 pytestmark = pytest.mark.model
@@ -26,15 +29,23 @@ QUESTION = [{"role": "user", "content": "Say hello."}]
 MODEL = "smollm2-135m-instruct"
 
 
-@get("/")
-async def host_home() -> str:
-    return "the host's own page"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "embedding.md"
 
 
 def host_app() -> Litestar:
-    llm = create_app(make_settings())
-    # The host runs the service's lifespan: the model loads with the host's start-up, unloads at its shutdown.
-    return Litestar(route_handlers=[host_home, mounted(llm, "/ai")], lifespan=[llm.lifespan()])
+    """The host application docs/embedding.md shows, built by running its block as written (with the tests'
+    LLM_* settings in the environment)."""
+    [block] = re.findall(r"^```python\n(.*?)^```", PAGE.read_text(), flags=re.S | re.M)
+    # A module of its own, as the reader's file would be (Litestar reads handlers' annotations from their module).
+    module = types.ModuleType("embedding_example")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, module.__name__, module)
+        for name, value in TEST_ENV.items():
+            patch.setenv(name, value)
+        exec(compile(block, str(PAGE), "exec"), module.__dict__)
+    app = module.app
+    assert isinstance(app, Litestar)
+    return app
 
 
 @pytest.fixture(scope="module")
