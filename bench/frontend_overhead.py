@@ -1,5 +1,6 @@
 """What the service's own front end costs per streamed token: the whole Litestar app (validation, admission,
-the inference observer, the SSE writer, the HTTP metrics wrapper) around an engine that does no work.
+the inference observer, the SSE writer, the HTTP metrics wrapper, the outer ASGI wrappers of asgi.py) around an
+engine that does no work.
 
 A fake engine is the point here: it yields one-token chunks as fast as the event loop turns, so the CPU time
 the process spends per token is the front end's own, the part that limits a small model on a fast GPU
@@ -26,6 +27,8 @@ from typing import Any
 from unittest import mock
 
 import llm_inference
+from llm_inference.api.http.drain import GracefulDrain
+from llm_inference.api.http.unread_body import CloseAfterUnreadBody
 from llm_inference.app import create_app
 from llm_inference.engines.base import ChatMessage, Chunk, EngineInfo, EngineStats, FinishReason, GenerationRequest
 from llm_inference.settings import load_settings
@@ -149,9 +152,11 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         mock.patch("llm_inference.models.registry.load_engine", _idle_engine),
         mock.patch("llm_inference.models.registry.fetch", lambda spec, *_: (Path("/dev/null"), None)),
     ):
-        app = create_app(settings)
-        async with app.lifespan():
-            while not (await app.state.service.readiness())[0]:
+        litestar_app = create_app(settings)
+        # The ASGI stack Granian serves (llm_inference/asgi.py): its outer wrappers see every frame too.
+        app = CloseAfterUnreadBody(GracefulDrain(litestar_app, litestar_app.state.service, 1.0))
+        async with litestar_app.lifespan():
+            while not (await litestar_app.state.service.readiness())[0]:
                 await asyncio.sleep(0.01)
             rounds: dict[str, list[dict[str, float]]] = {path: [] for path in SURFACES}
             for path in SURFACES:

@@ -9,8 +9,9 @@
 # `wait` prints the job's progress and copies its files (results JSON, PNG, server logs, run.log) into
 # $OUT/JOB; `done` in there (with the exit status) marks a finished job. `wait` exits with the job's status
 # once it has finished, 3 while it still runs, so `wait A 540 && start B` chains jobs. Jobs:
-#   matrix-135m   SmolLM2-135M, 256x128 and 1024x256 at 1/16/64/256 streams, + the offline engine (~10.5 min)
-#   llama8b-tp1   writes the random Llama-3-8B-shaped model, then 1024x256 at 1/16/64/256 (~12 min)
+#   matrix-135m   SmolLM2-135M, the five workloads of issue 23 at 1/16/64/256 streams, 5 rounds a cell, + the
+#                 offline engine (~20 min: `run_bench.py --dry-run` prints the plan)
+#   llama8b-tp1   writes the random Llama-3-8B-shaped model, then 1024x256 at 1/16/64/256 (~13 min)
 #   llama8b-tp2   the same at tensor parallel 2 (kind nvidia-h200-x2)
 #   gguf-gpu      builds llama-cpp-python with CUDA (build_llama_cuda.sh), then the embedded GGUF on the GPU
 #                 against the same build on the CPU (gguf_on_gpu.py)

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -36,19 +37,38 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_log import compare, engine_report
+from paired import FLOOR, RESOLUTION, describe, paired_ratio, rounds_order
 
 ROOT = Path(__file__).resolve().parents[2]
 OUR_PORT, VLLM_PORT = 8091, 8092
 KV_TOLERANCE = 0.03  # KV-cache capacities further apart than this make a run invalid
-PASS_OVERHEAD_S = 3.5  # per pass: the load client's process pool and its synchronized start (2 s)
+# Per pass, beyond its load: the client's synchronized start (0.3 s, its processes kept from pass to pass), the
+# last streams' tail and the summary.
+PASS_OVERHEAD_S = 0.6
 WARMUP_REQUESTS = 32
-# Expected output tok/s of the slower server at each level on 256 in / 128 out, and start-up seconds, for
-# sizing passes and estimating the run. smollm2-135m: H200 run of 2026-11-30 (bench/results/gpu-2026-11-30);
+# Expected output tok/s of the slower server at each level on 256 in / 128 out, start-up seconds, and the
+# offline engine's tok/s on 256/128 with its start-up, for sizing passes and estimating the run. smollm2-135m:
+# H200 run of 2026-11-30 (bench/results/gpu-2026-11-30) and the H100 run of issue 23 (offline 31,669 tok/s);
 # the 8B ones are guesses (~70 tok/s one stream, ~6,000 at 256 on 1024/256), to be replaced once measured.
 RATES: dict[str, dict[str, Any]] = {
-    "smollm2-135m": {"rates": {1: 440, 16: 4800, 64: 14000, 256: 14000}, "startup": 190, "offline": 100},
-    "llama3-8b-tp1": {"rates": {1: 84, 16: 1200, 64: 3600, 256: 7200}, "startup": 270, "offline": 150},
-    "llama3-8b-tp2": {"rates": {1: 130, 16: 1900, 64: 5400, 256: 10000}, "startup": 300, "offline": 170},
+    "smollm2-135m": {
+        "rates": {1: 440, 16: 4800, 64: 14000, 256: 14000},
+        "startup": 190,
+        "offline_rate": 26000,
+        "offline_startup": 60,
+    },
+    "llama3-8b-tp1": {
+        "rates": {1: 84, 16: 1200, 64: 3600, 256: 7200},
+        "startup": 270,
+        "offline_rate": 9000,
+        "offline_startup": 90,
+    },
+    "llama3-8b-tp2": {
+        "rates": {1: 130, 16: 1900, 64: 5400, 256: 10000},
+        "startup": 300,
+        "offline_rate": 12000,
+        "offline_startup": 110,
+    },
 }
 
 
@@ -69,22 +89,68 @@ class Workload:
         return cls(int(prompt), int(output))
 
 
-def expected_rate(rates: dict[int, float], level: int, workload: Workload) -> float:
-    """Output tok/s expected at a level and shape: a request costs its output tokens plus its prompt at one
-    eighth of a decoded token each (prefill runs in large batches), relative to 256/128."""
-    known = sorted(rates)
-    nearest = min(known, key=lambda k: abs(math.log2(k) - math.log2(level)))
-    work_rate = rates[nearest] * (128 + 256 / 8) / 128
+def shaped_rate(rate_256x128: float, workload: Workload) -> float:
+    """Output tok/s of a shape from that of 256/128: a request costs its output tokens plus its prompt at one
+    eighth of a decoded token each (prefill runs in large batches)."""
+    work_rate = rate_256x128 * (128 + 256 / 8) / 128
     return work_rate * workload.output_tokens / (workload.output_tokens + workload.input_tokens / 8)
 
 
+def expected_rate(rates: dict[int, float], level: int, workload: Workload) -> float:
+    """Output tok/s expected at a level and shape (the nearest level measured)."""
+    nearest = min(rates, key=lambda k: abs(math.log2(k) - math.log2(level)))
+    return shaped_rate(rates[nearest], workload)
+
+
 def requests_per_pass(
-    level: int, workload: Workload, rates: dict[int, float], pass_seconds: float, min_waves: int = 2
+    level: int, workload: Workload, rates: dict[int, float], pass_seconds: float, min_waves: int = 1
 ) -> int:
-    """About pass_seconds of load, in whole waves of `level` requests, at least min_waves (twice that at c=1)."""
+    """About pass_seconds of load, in whole waves of `level` requests, at least min_waves (4 requests at c=1)."""
     wanted = pass_seconds * expected_rate(rates, level, workload) / workload.output_tokens
-    waves = max(min_waves * (2 if level == 1 else 1), math.ceil(wanted / level))
+    waves = max(4 if level == 1 else min_waves, math.ceil(wanted / level))
     return waves * level
+
+
+def offline_prompts(workload: Workload, args: argparse.Namespace) -> int:
+    """Prompts for one timed offline run: about --offline-seconds of generation, and at least three batches of
+    max_num_seqs (a run of one batch, as the 256 prompts of 1900x64 in issue 23, is mostly its ramp and tail)."""
+    rate = shaped_rate(RATES[args.rates]["offline_rate"], workload)
+    wanted = math.ceil(args.offline_seconds * rate / workload.output_tokens)
+    return max(3 * args.max_num_seqs, wanted)
+
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """`0-7` or `0,2,4-6` -> the set of core numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+def split_cpus(available: frozenset[int]) -> tuple[frozenset[int], frozenset[int]] | None:
+    """Servers on the lower half of the cores, the load client on the upper half (16 cores: 0-7 and 8-15);
+    nothing pinned below 4 cores."""
+    if len(available) < 4:
+        return None
+    ordered = sorted(available)
+    half = len(ordered) // 2
+    return frozenset(ordered[:half]), frozenset(ordered[half:])
+
+
+def cpu_text(cpus: frozenset[int] | None) -> str:
+    if not cpus:
+        return "any"
+    ordered, runs = sorted(cpus), []
+    start = previous = ordered[0]
+    for cpu in [*ordered[1:], None]:
+        if cpu is not None and cpu == previous + 1:
+            previous = cpu
+            continue
+        runs.append(f"{start}-{previous}" if previous > start else str(start))
+        if cpu is not None:
+            start = previous = cpu
+    return ",".join(runs)
 
 
 def auto_max_model_len(workloads: list[Workload]) -> int:
@@ -130,12 +196,22 @@ def start_ours(model_dir: str, log: Path, args: argparse.Namespace) -> subproces
         "LLM_MAX_QUEUED_REQUESTS": "1024",
         "LLM_LOG_FORMAT": "json",
     }
-    return launch([sys.executable, "-m", "llm_inference", "serve"], log, env)
+    return launch([sys.executable, "-m", "llm_inference", "serve"], log, args.server_cpus, env)
 
 
-def launch(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A server in its own session (stop() ends its whole group), its output in `log`."""
-    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+def launch(
+    command: list[str], log: Path, cpus: frozenset[int] | None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A server in its own session (stop() ends its whole group), its output in `log`, pinned to `cpus` (its
+    processes, the engine core included, inherit the affinity)."""
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+    )
 
 
 def start_vllm(model_dir: str, log: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -160,7 +236,7 @@ def start_vllm(model_dir: str, log: Path, args: argparse.Namespace) -> subproces
         "--max-num-seqs",
         str(args.max_num_seqs),
     ]
-    return launch(command, log)
+    return launch(command, log, args.server_cpus)
 
 
 @dataclass
@@ -266,11 +342,9 @@ def frontend_pid(name: str, process: subprocess.Popen[bytes]) -> int:
 
 
 def profile_frontend(
-    py_spy: str, name: str, server: Server, level: int, prompts: list[str], workload: Workload, args: Any
+    py_spy: str, name: str, server: Server, level: int, prompts: list[str], workload: Workload, args: Any, pool: Any
 ) -> None:
     """An extra, uncounted pass with py-spy sampling the front end: it must not skew the measured cells."""
-    from load_client import run_requests
-
     output = Path(args.out).with_name(f"{name}-{workload.name}-c{level}.pyspy.txt")
     pid = str(frontend_pid(name, server.process))
     sampler = subprocess.Popen(
@@ -278,17 +352,18 @@ def profile_frontend(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    run_requests(server.api, server.url, prompts, level, workload.output_tokens, args.processes, model=server.model)
+    pool.run(server.api, server.url, prompts, level, workload.output_tokens, model=server.model)
     sampler.wait()
 
 
 def run_offline(
-    args: argparse.Namespace, prompts: dict[str, Any], max_num_batched_tokens: int | None
+    args: argparse.Namespace, workloads: dict[str, Any], max_num_batched_tokens: int | None
 ) -> dict[str, Any]:
-    """offline_limit.py in its own process (its GPU memory is freed when it exits), the servers' settings."""
+    """offline_limit.py in its own process (its GPU memory is freed when it exits), the servers' settings and
+    cores."""
     out = Path(args.out)
     prompts_file, result_file = out.with_name("offline-prompts.json"), out.with_name("offline.json")
-    prompts_file.write_text(json.dumps(prompts))
+    prompts_file.write_text(json.dumps(workloads))
     command = [
         sys.executable,
         str(Path(__file__).with_name("offline_limit.py")),
@@ -309,8 +384,16 @@ def run_offline(
     ]
     if max_num_batched_tokens:
         command += ["--max-num-batched-tokens", str(max_num_batched_tokens)]
+    cpus = args.server_cpus
     with out.with_name("offline.log").open("wb") as log:
-        run = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=900, check=False)
+        run = subprocess.run(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+            check=False,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
     prompts_file.unlink()
     if run.returncode != 0:
         return {"error": f"offline_limit.py exited with {run.returncode}; see offline.log"}
@@ -319,32 +402,67 @@ def run_offline(
 
 
 def plan(args: argparse.Namespace) -> dict[str, Any]:
-    """Requests per pass of every cell and the run's expected duration."""
+    """Requests per pass and passes of every cell, the offline runs' sizes, and the run's expected duration."""
     preset = RATES[args.rates]
-    cells, load_seconds = [], 0.0
-    for workload in args.workloads:
-        for level in args.levels:
+    cells, load_seconds, prompt_tokens = [], 0.0, 0
+    for w_index, workload in enumerate(args.workloads):
+        for l_index, level in enumerate(args.levels):
             requests = requests_per_pass(level, workload, preset["rates"], args.pass_seconds, args.min_waves)
             seconds = requests * workload.output_tokens / expected_rate(preset["rates"], level, workload)
-            # A B B A: four passes (six with ours_api: it adds a pass on each side)
-            passes = 2 * len(args.servers)
-            load_seconds += passes * (seconds + PASS_OVERHEAD_S)
-            cells.append({"workload": workload.name, "level": level, "requests": requests, "pass_s": round(seconds, 1)})
+            order = rounds_order(args.servers, args.rounds, w_index * len(args.levels) + l_index)
+            load_seconds += len(order) * (seconds + PASS_OVERHEAD_S)
+            prompt_tokens += args.rounds * requests * workload.input_tokens
+            cells.append(
+                {
+                    "workload": workload.name,
+                    "level": level,
+                    "requests": requests,
+                    "pass_s": round(seconds, 1),
+                    "rounds": args.rounds,
+                    "order": order,
+                }
+            )
+    offline: dict[str, Any] = {}
+    offline_seconds = 0.0
+    if not args.no_offline:
+        offline_seconds = preset["offline_startup"]
+        for workload in args.workloads:
+            prompts = offline_prompts(workload, args)
+            seconds = prompts * workload.output_tokens / shaped_rate(preset["offline_rate"], workload)
+            offline[workload.name] = {"prompts": prompts, "repeats": args.offline_repeats, "run_s": round(seconds, 1)}
+            offline_seconds += args.offline_repeats * seconds + 2  # + its warm-up
     startup = preset["startup"]
-    offline = 0 if args.no_offline else preset["offline"]
     return {
         "cells": cells,
+        "offline": offline,
+        "prompt_tokens": prompt_tokens,
+        "server_cpus": cpu_text(args.server_cpus),
+        "client_cpus": cpu_text(args.client_cpus),
         "load_seconds": round(load_seconds),
         "startup_seconds": startup,
-        "offline_seconds": offline,
-        "total_seconds": round(load_seconds + startup + offline),
+        "offline_seconds": round(offline_seconds),
+        "total_seconds": round(load_seconds + startup + offline_seconds),
     }
 
 
 def print_plan(estimate: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"rates preset {args.rates}; max_model_len {args.max_model_len}; servers {','.join(args.servers)}")
+    print(
+        f"cores: servers {estimate['server_cpus']}, load client ({args.processes} processes) {estimate['client_cpus']}"
+    )
+    print(
+        f"each cell: {args.rounds} rounds, the order alternating (t-interval on the rounds' log ratios, met: lower"
+        f" end >= {FLOOR} and median >= 1.0, resolved: within ±{RESOLUTION:.0%})"
+    )
     for cell in estimate["cells"]:
-        print(f"  {cell['workload']:>9} c={cell['level']:<4} {cell['requests']:>5} requests/pass, ~{cell['pass_s']} s")
+        order = " ".join("A" if name == args.servers[0] else "B" for name in cell["order"][:8])
+        print(
+            f"  {cell['workload']:>9} c={cell['level']:<4} {cell['requests']:>5} requests/pass, ~{cell['pass_s']} s,"
+            f" {len(cell['order'])} passes ({order} …)"
+        )
+    for name, run in estimate["offline"].items():
+        print(f"  offline {name:>9}: {run['prompts']} prompts, ~{run['run_s']} s, x{run['repeats']}")
+    print(f"prompts to make: {estimate['prompt_tokens'] / 1e6:.1f} M tokens (while the first server starts)")
     print(
         f"estimate: load ~{estimate['load_seconds'] / 60:.1f} min + server start-ups ~{estimate['startup_seconds']} s"
         f" + offline ~{estimate['offline_seconds']} s = ~{estimate['total_seconds'] / 60:.1f} min",
@@ -371,12 +489,58 @@ def pass_summary(run: list[dict[str, Any]], level: int) -> dict[str, Any]:
     return {key: full.get(key) for key in keys}
 
 
+# The figures compared per cell, each pass's own: (key in a pass summary, higher is better).
+COMPARED = (("output_tokens_per_s", True), ("ttft_p50_ms", False), ("ttft_p99_ms", False))
+
+
+def compare_cell(passes: dict[str, list[dict[str, Any]]], baseline: str = "vllm_serve") -> dict[str, Any]:
+    """Each other server against the baseline on every compared figure, pass i of one with pass i of the other."""
+    comparisons: dict[str, Any] = {}
+    if baseline not in passes:
+        return comparisons
+    for name, own in passes.items():
+        if name == baseline:
+            continue
+        comparisons[name] = {
+            key: paired_ratio([p.get(key) for p in own], [p.get(key) for p in passes[baseline]], higher)
+            for key, higher in COMPARED
+        }
+    return comparisons
+
+
+def run_cell(
+    run_pass: Any, names: list[str], rounds: int, cell: int, level: int, prompt_sets: list[list[str]]
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """A cell's passes in their order (paired.rounds_order), round j on prompt set j for every server;
+    run_pass(name, prompts) -> the pass's per-request records."""
+    runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
+    for name in rounds_order(names, rounds, cell):
+        runs[name].append(run_pass(name, prompt_sets[len(runs[name])]))
+    return runs
+
+
+def cell_result(runs: dict[str, list[list[dict[str, Any]]]], level: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per server its summary over all passes (tok/s also the median of the passes') with `passes`; the
+    comparisons with their intervals."""
+    from load_client import summarize
+
+    results: dict[str, Any] = {}
+    for name, server_runs in runs.items():
+        result = summarize(server_runs, level)
+        result["passes"] = [pass_summary(run, level) for run in server_runs]
+        rates = [p["output_tokens_per_s"] for p in result["passes"] if p.get("output_tokens_per_s")]
+        result["median_pass_output_tokens_per_s"] = statistics.median(rates) if rates else None
+        results[name] = result
+    return results, compare_cell({name: r["passes"] for name, r in results.items()})
+
+
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×" if a and b else "—"
 
 
 def table(report: dict[str, Any]) -> str:
-    """Per workload: each server's combined figures and its two passes, the ratios, the offline limit."""
+    """Per workload: each server's combined figures and its passes, the ratios with their intervals, the
+    offline limit."""
     labels = {"ours": "ours", "ours_api": "ours /api", "vllm_serve": "vllm serve"}
     lines = []
     validity = "VALID" if report["valid"] else "INVALID"
@@ -385,13 +549,19 @@ def table(report: dict[str, Any]) -> str:
         f" engine settings differing: {sorted(report['engine_config']['differing']) or 'none'};"
         f" not in a log: {report['engine_config'].get('unverified') or 'none'}"
     )
+    if summary := report.get("summary"):
+        lines.append(
+            f"cells met (tok/s, lower end of the 95% interval >= {FLOOR}, median >= 1.0): {summary['met']} of"
+            f" {summary['cells']}; resolved to ±{RESOLUTION:.0%}: {summary['resolved']}"
+        )
+    comparisons = report.get("comparisons", {})
     for workload, servers in report["results"].items():
         offline = report.get("offline", {}).get("workloads", {}).get(workload, {}).get("output_tokens_per_s")
         lines += [
             "",
             f"### {workload} (input x output tokens); offline engine: {offline or '—'} tok/s",
             "",
-            "| c | server | tok/s | passes | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors |",
+            "| c | server | tok/s (all passes) | passes | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors |",
             "|---|---|---|---|---|---|---|",
         ]
         levels = [r["concurrency"] for r in next(iter(servers.values()))]
@@ -404,23 +574,33 @@ def table(report: dict[str, Any]) -> str:
                     f"{r.get('ttft_p50_ms')} / {r.get('ttft_p99_ms')} | {r.get('itl_p50_ms')} / "
                     f"{r.get('itl_p99_ms')} | {r['errors']} |"
                 )
-            if "ours" in servers and "vllm_serve" in servers:
-                ours, theirs = servers["ours"][index], servers["vllm_serve"][index]
+            for name, figures in comparisons.get(workload, {}).get(str(level), {}).items():
                 lines.append(
-                    f"| {level} | **ours / vllm serve** | **{ratio(ours.get('output_tokens_per_s'), theirs.get('output_tokens_per_s'))}** | "
-                    f"| {ratio(ours.get('ttft_p50_ms'), theirs.get('ttft_p50_ms'))} / "
-                    f"{ratio(ours.get('ttft_p99_ms'), theirs.get('ttft_p99_ms'))} | "
-                    f"{ratio(ours.get('itl_p50_ms'), theirs.get('itl_p50_ms'))} / "
-                    f"{ratio(ours.get('itl_p99_ms'), theirs.get('itl_p99_ms'))} | |"
+                    f"| {level} | **{labels.get(name, name)} / vllm serve** |"
+                    f" **{describe(figures['output_tokens_per_s'])}** | |"
+                    f" {describe(figures['ttft_p50_ms'])} / {describe(figures['ttft_p99_ms'])} | | |"
                 )
         if offline:
-            top = levels[-1]  # the largest level, whose prompts the offline engine ran
+            top = levels[-1]
             shares = ", ".join(
                 f"{labels.get(name, name)} {ratio(rows[-1].get('output_tokens_per_s'), offline)}"
                 for name, rows in servers.items()
             )
             lines.append(f"\nAt c={top}, share of the offline engine's tok/s: {shares}")
+    lines.append(
+        "\nRatios: median of the rounds' ratios [95% t-interval on their logs] (bench/gpu/paired.py); TTFT: lower"
+        " is better."
+    )
     return "\n".join(lines)
+
+
+def summarize_comparisons(comparisons: dict[str, dict[str, dict[str, Any]]], name: str = "ours") -> dict[str, int]:
+    cells = [c[name]["output_tokens_per_s"] for levels in comparisons.values() for c in levels.values() if name in c]
+    return {
+        "cells": len(cells),
+        "met": sum(c["met"] for c in cells),
+        "resolved": sum(c["resolved"] for c in cells),
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -428,20 +608,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--model-name", default="SmolLM2-135M-Instruct (bf16, converted from the embedded GGUF)")
     parser.add_argument("--out", required=True, help="results JSON path (logs are written beside it)")
-    parser.add_argument("--workloads", default="256x128,1024x256", help="INPUTxOUTPUT tokens, comma-separated")
+    parser.add_argument(
+        "--workloads", default="256x128,1024x256,4096x256,1900x64,128x512", help="INPUTxOUTPUT tokens, comma-separated"
+    )
     parser.add_argument("--levels", default="1,16,64,256")
     parser.add_argument("--rates", choices=sorted(RATES), default="smollm2-135m", help="expected rates preset")
-    parser.add_argument("--pass-seconds", type=float, default=6.0, help="aimed duration of one pass")
-    parser.add_argument("--min-waves", type=int, default=2, help="least requests per pass, in multiples of the level")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per cell: one pass of each server each")
+    parser.add_argument("--pass-seconds", type=float, default=2.0, help="aimed duration of one pass")
+    parser.add_argument("--min-waves", type=int, default=1, help="least requests per pass, in multiples of the level")
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.4, help="each server's share")
     parser.add_argument("--max-model-len", type=int, help="default: a power of two fitting the longest workload")
     parser.add_argument("--max-num-seqs", type=int, default=256)
     parser.add_argument("--processes", type=int, default=8, help="load client processes")
+    parser.add_argument("--server-cpus", help="cores of the servers and the offline engine (default: lower half)")
+    parser.add_argument("--client-cpus", help="cores of the load client and this script (default: upper half)")
     parser.add_argument(
         "--servers", default="vllm_serve,ours", help="in start order; ours_api is ours over /api/generate/stream"
     )
     parser.add_argument("--no-offline", action="store_true", help="skip vLLM's offline engine")
+    parser.add_argument("--offline-seconds", type=float, default=6.0, help="aimed duration of one offline run")
+    parser.add_argument("--offline-repeats", type=int, default=2, help="timed offline runs per workload (median)")
     parser.add_argument(
         "--ignore-config-diff", action="store_true", help="measure even when the engine configurations differ"
     )
@@ -456,9 +643,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.workloads = [Workload.parse(w) for w in args.workloads.split(",")]
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2: an interval needs two pairs")
     args.levels = sorted(int(x) for x in args.levels.split(","))
     args.servers = args.servers.split(",")
     args.max_model_len = args.max_model_len or auto_max_model_len(args.workloads)
+    split = split_cpus(frozenset(os.sched_getaffinity(0)))
+    args.server_cpus = parse_cpus(args.server_cpus) if args.server_cpus else (split[0] if split else None)
+    args.client_cpus = parse_cpus(args.client_cpus) if args.client_cpus else (split[1] if split else None)
+    if args.server_cpus and args.client_cpus and args.server_cpus & args.client_cpus:
+        parser.error(f"--server-cpus and --client-cpus share cores {cpu_text(args.server_cpus & args.client_cpus)}")
     config = Path(args.model_dir, "config.json")
     positions = json.loads(config.read_text()).get("max_position_embeddings") if config.exists() else None
     if positions and args.max_model_len > positions:
@@ -475,25 +669,18 @@ def main() -> None:
     print_plan(estimate, args)
     if args.dry_run:
         return
-    from load_client import run_requests, summarize
+    from load_client import ClientPool
 
+    if args.client_cpus:  # this script (prompts, summaries) beside the client, off the servers' cores
+        os.sched_setaffinity(0, args.client_cpus)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     requests = {(c["workload"], c["level"]): c["requests"] for c in estimate["cells"]}
-    started_prompts = time.monotonic()
-    maker = PromptMaker(args.model_dir)
-    warmup = maker.make(WARMUP_REQUESTS, 256, seed=0)
-    prompts: dict[tuple[str, int], list[list[str]]] = {}
-    for w_index, workload in enumerate(args.workloads):
-        for level in args.levels:  # two prompt sets per cell: one for each pass on a server
-            count = requests[(workload.name, level)]
-            seeds = [1_000_000 * (w_index + 1) + 1000 * rep + level for rep in (1, 2)]
-            prompts[(workload.name, level)] = [maker.make(count, workload.input_tokens, seed) for seed in seeds]
-    print(f"prompts made in {time.monotonic() - started_prompts:.0f} s", flush=True)
     names = args.servers
     servers: dict[str, Server] = {}
     startup: dict[str, float] = {}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {w.name: {n: [] for n in names} for w in args.workloads}
+    comparisons: dict[str, dict[str, Any]] = {w.name: {} for w in args.workloads}
     bench_serve: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
@@ -513,103 +700,130 @@ def main() -> None:
             "gpu_memory_utilization": args.gpu_memory_utilization,
             "max_num_seqs": args.max_num_seqs,
             "tensor_parallel_size": args.tensor_parallel_size,
-            "prefix_caching": "default (on) in both, new prompts for every pass",
+            "prefix_caching": "default (on) in both, new prompts for every round",
         },
-        "client": {"processes": args.processes, "ignore_eos": True, "temperature": 0},
-        "method": "servers started one after the other and all kept up; both driven over /v1/completions; each "
-        "cell (workload x concurrency) runs A B B A over the servers, the first alternating from cell to cell, "
-        "each pass with new prompts; a server's figures combine its two passes (`passes` has each); the "
-        "offline engine ran alone afterwards on the largest level's prompts",
+        "client": {
+            "processes": args.processes,
+            "ignore_eos": True,
+            "temperature": 0,
+            "cpus": cpu_text(args.client_cpus),
+        },
+        "server_cpus": cpu_text(args.server_cpus),
+        "method": f"servers started one after the other and all kept up, pinned to cores the load client does not "
+        f"use; both driven over /v1/completions; each cell (workload x concurrency) runs {args.rounds} rounds of one "
+        "pass per server, the order alternating (A B B A A B ...; the first server alternating from cell to cell), "
+        "each round on new prompts shared by the servers. Per cell and figure: the median of the rounds' ratios "
+        "and a 95% Student-t interval on the mean of their logs (bench/gpu/paired.py); met: lower end >= "
+        f"{FLOOR} and median >= 1.0 (TTFT: upper end <= 1/{FLOOR}, median <= 1.0). The offline engine ran alone "
+        f"afterwards, {args.offline_repeats} timed runs of about {args.offline_seconds} s per workload (median).",
         "estimate": estimate,
     }
     try:
-        for name in names:  # one after the other: each profiles the GPU's memory alone
-            if name == "ours_api":
-                servers[name] = Server(**{**servers["ours"].__dict__, "api": "ours"})
-                continue
-            started = time.monotonic()
-            server = servers[name] = start_server(name, args.model_dir, out.with_name(f"{name}.log"), args)
-            wait_until(server.url + server.ready, server.process, server.log)
-            startup[name] = round(time.monotonic() - started, 1)
-            print(f"{name} ready after {startup[name]} s", flush=True)
-            run_requests(server.api, server.url, warmup, 16, 64, args.processes, model=server.model)
-        report["startup_seconds"] = startup
-        checked = check_engines({n: s for n, s in servers.items() if n != "ours_api"})
-        report.update(
-            engines=checked["engines"],
-            kv_cache_tokens=checked["kv_cache_tokens"],
-            kv_valid=checked["kv_valid"],
-            engine_config=checked["config"],
-        )
-        differing = checked["config"]["differing"]
-        print(f"KV cache tokens: {checked['kv_cache_tokens']} (within {KV_TOLERANCE:.0%}: {checked['kv_valid']})")
-        for key, values in checked["config"]["only_in_some_logs"].items():
-            print(f"warning: {key} found in only some logs: {values}")
-        for name, missing in checked["config"]["unverified"].items():
-            print(f"warning: {name}'s log does not show {missing}: the run cannot be marked valid")
-        if differing:
-            print("engine configurations differ:\n" + "\n".join(f"  {k}: {v}" for k, v in differing.items()))
-            if not args.ignore_config_diff:
-                report["aborted"] = "engine configurations differ (see engine_config.differing)"
-                out.write_text(json.dumps(report, indent=2))
-                raise SystemExit(2)
-        cell = 0
-        for workload in args.workloads:
-            for level in args.levels:
-                # A B B A (the first server alternating from cell to cell), each pass with its own prompts:
-                # neither server gains from going first or second, and no pass reuses a cached prompt.
-                order = names if cell % 2 == 0 else names[::-1]
-                cell += 1
-                runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
-                for name in [*order, *order[::-1]]:
-                    server = servers[name]
-                    batch = prompts[(workload.name, level)][len(runs[name])]
-                    runs[name].append(
-                        run_requests(
-                            server.api,
-                            server.url,
-                            batch,
-                            level,
-                            workload.output_tokens,
-                            args.processes,
-                            model=server.model,
+        with ClientPool(args.processes, args.client_cpus) as pool:
+            maker: PromptMaker | None = None
+            prompts: dict[tuple[str, int], list[list[str]]] = {}
+            warmup: list[str] = []
+            for name in names:  # one after the other: each profiles the GPU's memory alone
+                if name == "ours_api":
+                    servers[name] = Server(**{**servers["ours"].__dict__, "api": "ours"})
+                    continue
+                started = time.monotonic()
+                server = servers[name] = start_server(name, args.model_dir, out.with_name(f"{name}.log"), args)
+                if maker is None:  # the prompts are made on the client's cores while the first server starts
+                    maker = PromptMaker(args.model_dir)
+                    warmup = maker.make(WARMUP_REQUESTS, 256, seed=0)
+                    for w_index, workload in enumerate(args.workloads):
+                        for level in args.levels:  # one prompt set per round, the same for every server
+                            count = requests[(workload.name, level)]
+                            seeds = [
+                                1_000_000 * (w_index + 1) + 1000 * rep + level for rep in range(1, args.rounds + 1)
+                            ]
+                            prompts[(workload.name, level)] = [
+                                maker.make(count, workload.input_tokens, seed) for seed in seeds
+                            ]
+                    print(f"prompts made in {time.monotonic() - started:.0f} s", flush=True)
+                wait_until(server.url + server.ready, server.process, server.log)
+                startup[name] = round(time.monotonic() - started, 1)
+                print(f"{name} ready after {startup[name]} s", flush=True)
+                pool.run(server.api, server.url, warmup, 16, 64, model=server.model)
+            report["startup_seconds"] = startup
+            checked = check_engines({n: s for n, s in servers.items() if n != "ours_api"})
+            report.update(
+                engines=checked["engines"],
+                kv_cache_tokens=checked["kv_cache_tokens"],
+                kv_valid=checked["kv_valid"],
+                engine_config=checked["config"],
+            )
+            differing = checked["config"]["differing"]
+            print(f"KV cache tokens: {checked['kv_cache_tokens']} (within {KV_TOLERANCE:.0%}: {checked['kv_valid']})")
+            for key, values in checked["config"]["only_in_some_logs"].items():
+                print(f"warning: {key} found in only some logs: {values}")
+            for name, missing in checked["config"]["unverified"].items():
+                print(f"warning: {name}'s log does not show {missing}: the run cannot be marked valid")
+            if differing:
+                print("engine configurations differ:\n" + "\n".join(f"  {k}: {v}" for k, v in differing.items()))
+                if not args.ignore_config_diff:
+                    report["aborted"] = "engine configurations differ (see engine_config.differing)"
+                    out.write_text(json.dumps(report, indent=2))
+                    raise SystemExit(2)
+            cell = 0
+            for workload in args.workloads:
+                for level in args.levels:
+
+                    def run_pass(name: str, batch: list[str], level: int = level, workload: Workload = workload) -> Any:
+                        server = servers[name]
+                        return pool.run(
+                            server.api, server.url, batch, level, workload.output_tokens, model=server.model
                         )
-                    )
-                for name in names:
-                    result = summarize(runs[name], level)
-                    result["passes"] = [pass_summary(run, level) for run in runs[name]]
-                    results[workload.name][name].append(result)
-                    print(f"{name:>11} {workload.name} c={level:<4} {json.dumps(result)}", flush=True)
-        if args.vllm_bench_serve:
-            for name, server in servers.items():
-                if server.api == "openai":
-                    bench_serve[name] = vllm_bench_serve(
-                        server, args.model_dir, args.vllm_bench_serve, args.workloads[0], out, name
-                    )
-                    print(f"vllm bench serve -> {name}: {json.dumps(bench_serve[name])}", flush=True)
-        if args.py_spy:
-            workload = args.workloads[0]
-            for level in (int(x) for x in args.profile_levels.split(",")):
-                extra = maker.make(requests.get((workload.name, level), 1024), workload.input_tokens, 9999 + level)
+
+                    runs = run_cell(run_pass, names, args.rounds, cell, level, prompts[(workload.name, level)])
+                    cell += 1
+                    per_server, compared = cell_result(runs, level)
+                    for name in names:
+                        results[workload.name][name].append(per_server[name])
+                        print(f"{name:>11} {workload.name} c={level:<4} {json.dumps(per_server[name])}", flush=True)
+                    comparisons[workload.name][str(level)] = compared
+                    for name, figures in compared.items():
+                        print(
+                            f"{name:>11} / vllm_serve {workload.name} c={level}: tok/s"
+                            f" {describe(figures['output_tokens_per_s'])}, TTFT p50"
+                            f" {describe(figures['ttft_p50_ms'])}",
+                            flush=True,
+                        )
+            if args.vllm_bench_serve:
                 for name, server in servers.items():
-                    if name != "ours_api":
-                        profile_frontend(args.py_spy, name, server, level, extra, workload, args)
+                    if server.api == "openai":
+                        bench_serve[name] = vllm_bench_serve(
+                            server, args.model_dir, args.vllm_bench_serve, args.workloads[0], out, name
+                        )
+                        print(f"vllm bench serve -> {name}: {json.dumps(bench_serve[name])}", flush=True)
+            if args.py_spy and maker is not None:
+                workload = args.workloads[0]
+                for level in (int(x) for x in args.profile_levels.split(",")):
+                    count = requests.get((workload.name, level), 1024)
+                    extra = maker.make(count, workload.input_tokens, 9999 + level)
+                    for name, server in servers.items():
+                        if name != "ours_api":
+                            profile_frontend(args.py_spy, name, server, level, extra, workload, args, pool)
     finally:
         for name, server in servers.items():
             if name != "ours_api":
                 stop(server.process)
-    if not args.no_offline:
-        top = max(args.levels)
-        offline_prompts = {
+    if not args.no_offline and maker is not None:
+        offline_workloads = {
             w.name: {
+                "input_tokens": w.input_tokens,
                 "output_tokens": w.output_tokens,
-                "prompts": prompts[(w.name, top)][0],
-                "warmup": maker.make(16, w.input_tokens, seed=77),
+                "prompts": estimate["offline"][w.name]["prompts"],
+                "repeats": args.offline_repeats,
+                "seed": 7_000_000 + index,
             }
-            for w in args.workloads
+            for index, w in enumerate(args.workloads)
         }
         batched = report["engines"].get("vllm_serve", {}).get("effective", {}).get("max_num_batched_tokens")
-        report["offline"] = run_offline(args, offline_prompts, int(batched) if batched else None)
+        report["offline"] = run_offline(
+            args, {"vocabulary": maker.vocabulary, "workloads": offline_workloads}, int(batched) if batched else None
+        )
         print(f"offline engine: {json.dumps(report['offline'])}", flush=True)
     try:
         device = subprocess.run(
@@ -626,6 +840,8 @@ def main() -> None:
         and not report["engine_config"]["differing"]
         and not report["engine_config"]["unverified"],
         results=results,
+        comparisons=comparisons,
+        summary=summarize_comparisons(comparisons),
         vllm_bench_serve=bench_serve,
     )
     out.write_text(json.dumps(report, indent=2))

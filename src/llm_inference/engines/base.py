@@ -49,7 +49,7 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as Chunk: one per token when asked
 class TokenLogprob:
     """One token's log probability and, when asked, the most likely tokens at its position (most likely first).
 
@@ -70,7 +70,9 @@ class GenerationRequest:
     prompt_token_ids: tuple[int, ...] | None = None  # pre-tokenized prompt, when the caller has it
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets every field through object.__setattr__ (1.7 us for a Chunk,
+# against 0.4 us), and one is built for every streamed token. Treat it as immutable all the same.
+@dataclass(slots=True)
 class Chunk:
     """One step of a generation: a text delta and, on the last chunk, the finish reason."""
 

@@ -267,10 +267,11 @@ class VllmEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         await self.check_health()
         prompt = list(request.prompt_token_ids) if request.prompt_token_ids else await self.tokenize(request.prompt)
-        room = self._info.context_length - len(prompt)
+        prompt_tokens = len(prompt)
+        room = self._info.context_length - prompt_tokens
         sampling = request.sampling
         if room <= 0 or (sampling.max_tokens == 0 and sampling.prompt_logprobs is None):
-            yield Chunk("", len(prompt), 0, FinishReason.LENGTH)
+            yield Chunk("", prompt_tokens, 0, FinishReason.LENGTH)
             return
         params = vllm_sampling(sampling, room)
         outputs = self._llm.generate(tokens_input(prompt), params, request.request_id)
@@ -289,7 +290,7 @@ class VllmEngine:
                     if not output.finished:
                         continue
                     finished = True
-                    yield Chunk("", len(prompt), 0, FinishReason.LENGTH, prompt_logprobs=prompt_logprobs)
+                    yield Chunk("", prompt_tokens, 0, FinishReason.LENGTH, prompt_logprobs=prompt_logprobs)
                     return
                 generated += len(completion.token_ids)
                 finish = None
@@ -309,8 +310,15 @@ class VllmEngine:
                         self._token_logprob(token, position, sampling.logprobs)
                         for token, position in zip(token_ids, completion.logprobs, strict=False)
                     )
+                # vLLM's text, detokenized once in its output processor: several tokens' when this consumer fell
+                # behind (its per-request collector joins the outputs waiting for it), with their logprobs.
                 yield Chunk(
-                    completion.text, len(prompt), generated, finish, logprobs=logprobs, prompt_logprobs=prompt_logprobs
+                    completion.text,
+                    prompt_tokens,
+                    generated,
+                    finish,
+                    logprobs=logprobs,
+                    prompt_logprobs=prompt_logprobs,
                 )
                 prompt_logprobs = None
                 if finished:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
 from llm_inference.errors import InvalidParameter
-from llm_inference.service.generation import GenerationStream, StreamItem
+from llm_inference.service.generation import Delta, GenerationStream, StreamItem
 from llm_inference.service.prepare import SamplingInput
 from llm_inference.settings import Settings
 
@@ -59,8 +59,11 @@ async def open_all(openers: Sequence[Awaitable[GenerationStream]]) -> ChoiceStre
 
 
 class ChoiceStreams:
-    """Several generation streams read as one: (choice index, item) pairs in the order the items arrive, each
-    stream's own order kept. Closing it closes every stream (their generations end, their slots free)."""
+    """Several generation streams read as one: batches of (choice index, item) pairs, in the order the items
+    arrive, each stream's own order kept. A batch holds every item that had arrived when it was read, a choice's
+    consecutive deltas joined into one (text and log probabilities together): a client that falls behind gets
+    one event per choice for all it missed, not one per token. Closing it closes every stream (their
+    generations end, their slots free)."""
 
     def __init__(self, streams: list[GenerationStream]) -> None:
         self.streams = streams
@@ -74,20 +77,33 @@ class ChoiceStreams:
         finally:
             self._queue.put_nowait((index, None))  # this stream has ended
 
-    async def _pairs(self) -> AsyncIterator[tuple[int, StreamItem]]:
+    async def _batches(self) -> AsyncIterator[list[tuple[int, StreamItem]]]:
         self._readers = [asyncio.create_task(self._read(i, s)) for i, s in enumerate(self.streams)]
         open_streams = len(self.streams)
+        queue = self._queue
         while open_streams:
-            index, item = await self._queue.get()
-            if item is None:
-                open_streams -= 1
-            else:
-                yield index, item
+            arrived = [await queue.get()]
+            while not queue.empty():
+                arrived.append(queue.get_nowait())
+            batch: list[tuple[int, StreamItem]] = []
+            last: dict[int, int] = {}  # choice index -> where its latest item is in the batch
+            for index, item in arrived:
+                if item is None:
+                    open_streams -= 1
+                    continue
+                at = last.get(index)
+                if at is not None and isinstance(item, Delta) and isinstance(previous := batch[at][1], Delta):
+                    batch[at] = (index, Delta(previous.text + item.text, previous.logprobs + item.logprobs))
+                else:
+                    last[index] = len(batch)
+                    batch.append((index, item))
+            if batch:
+                yield batch
         for reader in self._readers:
             await reader  # a reader that failed raises here, as a single stream's failure would
 
-    def __aiter__(self) -> AsyncIterator[tuple[int, StreamItem]]:
-        return self._pairs()
+    def __aiter__(self) -> AsyncIterator[list[tuple[int, StreamItem]]]:
+        return self._batches()
 
     async def aclose(self) -> None:
         for reader in self._readers:

@@ -78,7 +78,7 @@ class Outcome:
     prompt_logprobs: tuple[TokenLogprob, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as engines.base.Chunk: one per streamed token
 class Delta:
     """New text of a streamed generation, and its tokens' log probabilities when the request asked."""
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 # A cancellation this close to LLM_REQUEST_TIMEOUT_SECONDS is the timeout firing, not the client leaving.
 TIMEOUT_TOLERANCE_SECONDS = 0.05
+# The output-token counter is added to in steps of this many tokens and at the request's end: a scrape may miss
+# fewer than this many tokens of each request in flight. Its locked increment on every token cost 0.4 us.
+COUNT_EVERY_TOKENS = 16
 
 
 class InferenceObserver:
@@ -72,6 +75,7 @@ class _Generation:
         self.prefilled = False
         self.prompt_tokens = len(prepared.request.prompt_token_ids or ())
         self.completion_tokens = 0
+        self.counted_tokens = 0  # of completion_tokens, those added to the generation_tokens counter
         self.done = False
         self.finish_reason: str | None = None
         self.backend = prepared.engine.info().backend
@@ -130,18 +134,23 @@ class _Generation:
                 metrics.queue_time.labels(*self.labels).observe(chunk.queued_seconds)
             if chunk.constraint_compile_seconds is not None:
                 metrics.constraint_compile.labels(*self.labels).observe(chunk.constraint_compile_seconds)
-        new_tokens = chunk.completion_tokens - self.completion_tokens
-        if new_tokens > 0:
+        tokens = chunk.completion_tokens
+        if tokens > self.completion_tokens:
             if self.first_token_at is None:
                 self._first_token()
-            self.generation_tokens.inc(new_tokens)
-            self.completion_tokens = chunk.completion_tokens
+            self.completion_tokens = tokens
+            if tokens - self.counted_tokens >= COUNT_EVERY_TOKENS:
+                self._count_tokens()
         if self.text is not None:
             self.text.append(chunk.text)
         if chunk.finish_reason is FinishReason.CANCELLED:
             self._end("cancelled", error_type="cancelled")
         elif chunk.finish_reason is not None:
             self._end(chunk.finish_reason.value, error_type=None)
+
+    def _count_tokens(self) -> None:
+        self.generation_tokens.inc(self.completion_tokens - self.counted_tokens)
+        self.counted_tokens = self.completion_tokens
 
     def _first_token(self) -> None:
         self.first_token_at = time.perf_counter()
@@ -164,6 +173,7 @@ class _Generation:
             return
         self.done = True
         self.finish_reason = finish_reason
+        self._count_tokens()
         now = time.perf_counter()
         metrics, labels, operation = self.observer.metrics, self.labels, self.prepared.operation
         metrics.request_duration.labels(*labels, operation, error_type or "").observe(now - self.started)

@@ -51,22 +51,40 @@ def _body(data: bytes, more: bool = True) -> Message:
 
 
 class _Writer:
-    """Writes frames to one response; a lock keeps the ping and the event frames from interleaving."""
+    """Writes frames to one response. The event frames come from one task and a ping from another: `busy` (a
+    write in progress) keeps the ping out, and an event frame waits for a ping being written. No lock: its
+    `async with` cost a fifth of a microsecond per streamed frame, for a ping every LLM_SSE_PING_SECONDS."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._lock = asyncio.Lock()
         self._clock = asyncio.get_running_loop().time
         self.last_write = self._clock()
+        self.busy = False
+        self._ping: asyncio.Future[None] | None = None  # done when the ping being written is
 
     async def write(self, data: bytes, more: bool = True) -> None:
-        async with self._lock:
-            await self._send(_body(data, more))
+        while self._ping is not None:
+            await asyncio.shield(self._ping)  # shielded: a cancelled writer must not cancel the ping's future
+        self.busy = True
+        try:
+            await self._send({"type": "http.response.body", "body": data, "more_body": more})
+        finally:
+            self.busy = False
         self.last_write = self._clock()
 
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
+    async def ping(self) -> None:
+        """A ping comment, unless a frame is being written (that write is news enough)."""
+        if self.busy or self._ping is not None:
+            return
+        self._ping = asyncio.get_running_loop().create_future()
+        self.busy = True
+        try:
+            await self._send(_body(PING_FRAME))
+            self.last_write = self._clock()
+        finally:
+            self.busy = False
+            self._ping.set_result(None)
+            self._ping = None
 
 
 async def _write_events(
@@ -123,7 +141,7 @@ class _SSEResponse:
             while True:
                 due = writer.last_write + self._ping_seconds - loop.time()
                 if due <= 0 and not writer.busy:
-                    await writer.write(PING_FRAME)
+                    await writer.ping()
                     continue
                 # Overdue while a frame is being written (a slow reader): that write is news enough.
                 await asyncio.wait(

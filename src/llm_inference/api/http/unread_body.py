@@ -17,6 +17,7 @@ destroy the response before the client has read it).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from litestar.enums import ScopeType
@@ -73,13 +74,14 @@ class CloseAfterUnreadBody:
                 body_read = True
             return message
 
-        async def closing_send(message: Message) -> None:
+        # A plain function handing back send's awaitable: no coroutine of its own for every streamed frame.
+        def closing_send(message: Message) -> Awaitable[None]:
             # HTTP/2 has no Connection header (RFC 9113 8.2.2): there only the drain below is needed.
             if message["type"] == "http.response.start" and not body_read and http1:
                 headers: Any = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
                 headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
         await self.app(scope, tracking_receive, closing_send)
         # A client that asked for 100-continue and got a final answer instead does not send the body at all.

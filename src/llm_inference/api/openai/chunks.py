@@ -260,17 +260,19 @@ class _Choices:
         self.prompt_tokens, self.completion_tokens = prompt_tokens, 0
         self.unfinished = len(encoders)
 
-    def __call__(self, pair: tuple[int, StreamItem]) -> bytes:
-        index, item = pair
-        frames = self.encoders[index](item)
-        if isinstance(item, Finished | Failed):
-            self.unfinished -= 1
-            if isinstance(item, Finished):
-                self.completion_tokens += item.usage.completion_tokens
-            if self.include_usage and not self.unfinished:
-                frames += self.last.usage(
-                    Usage(self.prompt_tokens, self.completion_tokens, self.prompt_tokens + self.completion_tokens)
-                )
+    def __call__(self, batch: list[tuple[int, StreamItem]]) -> bytes:
+        """A batch's frames (ChoiceStreams: what had arrived, one delta per choice), written together."""
+        frames = b""
+        for index, item in batch:
+            frames += self.encoders[index](item)
+            if isinstance(item, Finished | Failed):
+                self.unfinished -= 1
+                if isinstance(item, Finished):
+                    self.completion_tokens += item.usage.completion_tokens
+                if self.include_usage and not self.unfinished:
+                    frames += self.last.usage(
+                        Usage(self.prompt_tokens, self.completion_tokens, self.prompt_tokens + self.completion_tokens)
+                    )
         return frames
 
 
