@@ -60,6 +60,7 @@ def generate(server: ServerProcess, prompt: str, max_tokens: int, timeout: float
     return httpx.post(server.url + "/api/generate", json=body, timeout=timeout)
 
 
+@pytest.mark.model
 def test_the_embedded_model_at_ready_with_default_settings_holds_a_small_pool(tmp_path: Path) -> None:
     with serve(tmp_path) as server:
         server.wait_for("/health/ready", 200, timeout=300)
@@ -71,6 +72,7 @@ def test_the_embedded_model_at_ready_with_default_settings_holds_a_small_pool(tm
         assert worker_rss(server) <= 400 * MIB  # issue 24's target (it was 2.0 GB with a stream per slot)
 
 
+@pytest.mark.model
 def test_a_model_trained_on_a_128k_context_starts_with_defaults_inside_4_gib(tmp_path: Path) -> None:
     long_model = tmp_path / "smollm2-128k.gguf"
     shutil.copy(embedded_model_path(), long_model)
@@ -84,6 +86,7 @@ def test_a_model_trained_on_a_128k_context_starts_with_defaults_inside_4_gib(tmp
         assert tree_rss(server) < 4 * GIB
 
 
+@pytest.mark.model
 def test_requests_beyond_the_pool_wait_for_cells_and_one_larger_than_it_is_refused(tmp_path: Path) -> None:
     with serve(tmp_path, LLM_KV_CACHE_TOKENS="512", LLM_MAX_CONCURRENT_REQUESTS="4") as server:
         server.wait_for("/health/ready", 200, timeout=300)
@@ -115,6 +118,7 @@ def test_requests_beyond_the_pool_wait_for_cells_and_one_larger_than_it_is_refus
         assert "llama_decode returned" not in server.logs()
 
 
+@pytest.mark.model
 def test_the_kv_cache_type_is_a_setting(tmp_path: Path) -> None:
     with serve(tmp_path, LLM_KV_CACHE_TYPE="q8_0", LLM_KV_CACHE_TOKENS="1024") as server:
         server.wait_for("/health/ready", 200, timeout=300)
@@ -129,6 +133,7 @@ def test_the_kv_cache_type_is_a_setting(tmp_path: Path) -> None:
     ("env", "named"),
     [
         ({"LLM_KV_CACHE_TYPE": "q3"}, "LLM_KV_CACHE_TYPE='q3' is invalid: expected one of bf16 | f16 | f32"),
+        ({"LLM_KV_CACHE_LAYOUT": "paged"}, "LLM_KV_CACHE_LAYOUT='paged' is invalid: expected one of per-slot | pool"),
         ({"LLM_KV_CACHE_TOKENS": "100"}, "LLM_KV_CACHE_TOKENS='100' is invalid: expected an integer >= 256"),
         ({"LLM_KV_CACHE_MEMORY_FRACTION": "0"}, "LLM_KV_CACHE_MEMORY_FRACTION='0' is invalid"),
         (
@@ -142,6 +147,7 @@ def test_bad_values_stop_start_up_naming_the_variable(env: dict[str, str], named
     assert result.returncode == 2 and named in result.stderr, result.stderr
 
 
+@pytest.mark.model
 def test_a_pool_larger_than_the_memory_limit_is_refused_naming_the_variables(tmp_path: Path) -> None:
     # A billion cells of 23 KB: more than any machine's memory, so refused wherever this runs.
     with serve(tmp_path, LLM_KV_CACHE_TOKENS="1000000000") as server:
