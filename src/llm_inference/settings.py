@@ -68,6 +68,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     isq_cache_dir: str | None = None
 
     # --- llama.cpp engine ---
+    # The KV cache (docs/cpu.md "KV memory"). pool: one pool all sequences share, of
+    # LLM_KV_CACHE_TOKENS (unset: 8192, or LLM_CONTEXT_LENGTH if larger, cut to what fits); per-slot: a whole context
+    # per concurrent request, greedy outputs independent of batch neighbours. Either within
+    # LLM_KV_CACHE_MEMORY_FRACTION of the memory limit (the cgroup's, else physical memory).
+    kv_cache_layout: Literal["pool", "per-slot"] = "pool"
+    kv_cache_tokens: Annotated[int, msgspec.Meta(ge=256)] | None = None
+    kv_cache_type: Literal["f16", "bf16", "f32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"] = "f16"
+    kv_cache_memory_fraction: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
     threads: PositiveInt | None = None
     # llama.cpp layers offloaded to a GPU: -1 every layer, 0 none; unset: every layer when this llama.cpp build
     # can offload (the CUDA image's), else none.
@@ -236,7 +244,16 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "llama.cpp engine",
         "Read by the llama.cpp backend only (GGUF models, and every model on a machine without a CUDA GPU).",
-        ("threads", "gpu_layers", "prefill_chunk_tokens", "weight_repack"),
+        (
+            "kv_cache_layout",
+            "kv_cache_tokens",
+            "kv_cache_type",
+            "kv_cache_memory_fraction",
+            "threads",
+            "gpu_layers",
+            "prefill_chunk_tokens",
+            "weight_repack",
+        ),
     ),
     Section(
         "vLLM engine",
@@ -365,6 +382,9 @@ def _cross_field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     if default and default not in allowed:
         errors.append(("default_model", f"one of LLM_ALLOWED_MODELS ({', '.join(allowed)})"))
     errors.extend(_multi_model_errors(values, allowed))
+    pool, context = values.get("kv_cache_tokens"), values.get("context_length")
+    if pool is not None and context is not None and context > pool:
+        errors.append(("context_length", f"an integer <= LLM_KV_CACHE_TOKENS ({pool}), the pool a sequence lives in"))
     limit = values.get("max_tokens_limit", DEFAULTS.max_tokens_limit)
     if values.get("default_max_tokens", DEFAULTS.default_max_tokens) > limit:
         errors.append(("default_max_tokens", f"an integer <= LLM_MAX_TOKENS_LIMIT ({limit})"))

@@ -376,7 +376,12 @@ async def test_a_follower_whose_source_is_cancelled_reads_the_prompt_itself(engi
 
 async def test_a_failed_copy_fails_only_the_follower(engine, monkeypatch) -> None:
     prompt = await engine.tokenize(f"{SHARED_PROMPT} (failing copy)")
-    monkeypatch.setattr(llama_cpp, "llama_state_seq_set_data", lambda *args: 0)
+    monkeypatch.setattr(llama_cpp, "llama_state_seq_set_data", lambda *args: 0)  # between per-slot streams
+
+    def refuse(*args: object) -> None:  # in the pool
+        raise RuntimeError("no cells shared")
+
+    monkeypatch.setattr(llama_cpp, "llama_memory_seq_cp", refuse)
     first, second = await asyncio.gather(
         run(engine, request(prompt, max_tokens=4)), run(engine, request(prompt, max_tokens=4)), return_exceptions=True
     )

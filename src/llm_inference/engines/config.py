@@ -51,6 +51,12 @@ class LlamaCppConfig:
     slots: int  # sequences decoded at once (LLM_MAX_CONCURRENT_REQUESTS)
     context_length: int | None  # per sequence; None: the model's training context
     threads: int | None  # None: every core
+    # The KV cache (docs/cpu.md "KV memory"): pool | per-slot, the pool's tokens (None: a default cut to the memory
+    # limit), its element type, and the share of the memory limit it may take.
+    kv_cache_layout: str = "pool"
+    kv_cache_tokens: int | None = None
+    kv_cache_type: str = "f16"
+    kv_memory_fraction: float = 0.5
     prefill_chunk: int = 2048  # prompt tokens per step while other sequences decode (LLM_PREFILL_CHUNK_TOKENS)
     weight_repack: str = "auto"  # llama.cpp's extra CPU buffer types: auto | on | off (LLM_WEIGHT_REPACK)
     gpu_layers: int | None = None  # layers offloaded to the GPU, -1 all; None: all when the build can offload, else 0

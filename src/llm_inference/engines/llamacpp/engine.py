@@ -1,4 +1,5 @@
-"""llama.cpp engine: one model, one context with a slot per concurrent request, one decode thread.
+"""llama.cpp engine: one model, one context with a slot per concurrent request (their KV cells in one shared pool,
+or a stream each: kv_memory.py), one decode thread.
 
 All decoding happens on the DecodeLoop's own thread (llama.cpp contexts are not thread-safe, and hopping
 between pool threads costs throughput). Tokenizing only reads the vocabulary, so it runs beside it.
@@ -32,6 +33,15 @@ from llm_inference.engines.config import LlamaCppConfig
 from llm_inference.engines.llamacpp.chat_tokens import ChatTokens
 from llm_inference.engines.llamacpp.embedding import Embedder
 from llm_inference.engines.llamacpp.grammar import compile_grammar
+from llm_inference.engines.llamacpp.kv_memory import (
+    KV_CACHE_TYPES,
+    MIB,
+    UNQUANTIZED,
+    KvCacheDoesNotFit,
+    bytes_per_token,
+    memory_limit,
+    plan_kv,
+)
 from llm_inference.engines.llamacpp.quantize import file_type_name, observe_native_line, quantized_model
 from llm_inference.engines.llamacpp.scheduler import DecodeLoop, Sequence
 from llm_inference.errors import ContextOverflow, EngineDead, InvalidParameter
@@ -90,6 +100,36 @@ def usable_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return cpus
 
 
+def kv_bytes_per_token(model: LlamaModel, cache_type: str) -> int:
+    """One token's KV cells in bytes, from the model's dimensions (its GGUF may state K and V head sizes apart)."""
+    raw = model.model
+    n_head = llama_cpp.llama_model_n_head(raw)
+    n_head_kv = llama_cpp.llama_model_n_head_kv(raw) or n_head
+    metadata = model.metadata()
+    arch = metadata.get("general.architecture", "llama")
+    head_dim = llama_cpp.llama_model_n_embd(raw) // max(1, n_head)
+    head_k = int(metadata.get(f"{arch}.attention.key_length", head_dim))
+    head_v = int(metadata.get(f"{arch}.attention.value_length", head_dim))
+    return bytes_per_token(llama_cpp.llama_model_n_layer(raw), n_head_kv, head_k, head_v, cache_type)
+
+
+def flash_attention(layout: str, cache_type: str) -> int:
+    """llama.cpp's flash attention setting for a KV layout and type.
+
+    A quantized V cache is read only inside flash attention. Per-slot streams exist for outputs that do not
+    depend on batch neighbours, and the CPU flash-attention kernel breaks that with an f16/f32 cache: a lone
+    decoding sequence whose stream spans 512 cells or more takes a path that splits the KV range into one chunk
+    per thread and merges them, while the same token beside others takes the single-pass path, and the two round
+    differently (logits differed from the first step for a 412-token prompt; bit-identical with flash attention
+    off, or with a q8_0 cache, which only the single-pass path reads). The pool keeps llama.cpp's choice.
+    """
+    if cache_type not in UNQUANTIZED:
+        return int(llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED)
+    if layout == "per-slot":
+        return int(llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    return int(llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO)
+
+
 def use_extra_buffers(weight_repack: str) -> bool:
     """Whether llama.cpp may put weights in its extra CPU buffer types (llama-server's --repack / --no-repack).
 
@@ -113,11 +153,12 @@ class LlamaCppEngine:
         chat: ChatTokens,
         info: EngineInfo,
         context_per_slot: int,
+        kv_cells: int,
     ) -> None:
         self._model, self._ctx, self._loop = model, ctx, loop
         self._chat, self._info = chat, info
-        self._context_per_slot = context_per_slot
-        self._kv_cells = context_per_slot * int(info.extra["slots"])
+        self._context_per_slot = context_per_slot  # the most one sequence may hold
+        self._kv_cells = kv_cells
         self._embedder = Embedder(model, context_per_slot, int(info.extra["threads"]))
         self._sequences: dict[str, Sequence] = {}  # in flight, by request id (tests follow one through the loop)
         self._closed = False
@@ -140,25 +181,52 @@ class LlamaCppEngine:
         model_params.n_gpu_layers = gpu_layers
         model = LlamaModel(path_model=str(model_path), params=model_params, verbose=False)
         slots = config.slots
-        context_per_slot = min(config.context_length or model.n_ctx_train(), model.n_ctx_train())
+        try:
+            plan = plan_kv(
+                layout=config.kv_cache_layout,
+                slots=slots,
+                trained_context=model.n_ctx_train(),
+                context_length=config.context_length,
+                pool_tokens=config.kv_cache_tokens,
+                cache_type=config.kv_cache_type,
+                per_token=kv_bytes_per_token(model, config.kv_cache_type),
+                weights_bytes=model_path.stat().st_size,
+                memory_fraction=config.kv_memory_fraction,
+                limit=memory_limit(),
+            )
+        except KvCacheDoesNotFit:
+            model.close()  # type: ignore[no-untyped-call]
+            raise
+        pooled = plan.layout == "pool"
+        context_per_slot = plan.context_length
         params = llama_cpp.llama_context_default_params()
-        # One KV stream per slot, each a full context. Not one unified pool: there a sequence's attention
-        # spans a window that depends on its neighbours, which changed a greedy output under concurrency.
-        params.n_ctx = context_per_slot * slots
+        # pool: one pool of cells shared by every sequence (llama.cpp's unified KV cache), so memory follows a
+        # token budget rather than slots x the whole context; the decode loop admits a sequence only when the
+        # pool has room for all it may write (DecodeLoop._make_room). per-slot: a stream of a whole context per
+        # slot, where a sequence's attention never depends on its neighbours (docs/cpu.md "KV memory").
+        params.n_ctx = plan.cells
         params.n_seq_max = slots
-        params.kv_unified = False
+        params.kv_unified = pooled
+        params.type_k = params.type_v = KV_CACHE_TYPES[config.kv_cache_type][0]
+        params.flash_attn_type = flash_attention(plan.layout, config.kv_cache_type)
         params.n_batch, params.n_ubatch = BATCH_SIZE, UBATCH_SIZE
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not ctx:
-            raise RuntimeError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
+            model.close()  # type: ignore[no-untyped-call]
+            raise RuntimeError(
+                f"llama.cpp could not create a context of {params.n_ctx} tokens with a "
+                f"LLM_KV_CACHE_TYPE={config.kv_cache_type} KV cache (its log above says why)"
+            )
+        kv_cells = int(llama_cpp.llama_n_ctx(ctx))
         chat = ChatTokens.of(model, tokenizer_path)
         loop = DecodeLoop(
             model,
             ctx,
             slots=slots,
             context_per_slot=context_per_slot,
+            pool_tokens=kv_cells if pooled else None,
             batch_size=BATCH_SIZE,
             stop_tokens=chat.stop_tokens,
             marker_tokens=chat.marker_tokens(model),
@@ -173,6 +241,9 @@ class LlamaCppEngine:
             extra={
                 "threads": str(threads),
                 "slots": str(slots),
+                "kv_cache_layout": plan.layout,
+                "kv_cache_tokens": str(kv_cells),
+                "kv_cache_type": config.kv_cache_type,
                 "gpu_layers": str(gpu_layers),
                 "weight_repack": "on" if model_params.use_extra_bufts else "off",
             },
@@ -184,13 +255,20 @@ class LlamaCppEngine:
                 "path": str(model_path),
                 "context_length": context_per_slot,
                 "slots": slots,
+                "kv_cache_layout": plan.layout,
+                "kv_cache_tokens": kv_cells,
+                "kv_cache_type": config.kv_cache_type,
+                "kv_cache_bytes": kv_cells * plan.bytes_per_token,
+                "kv_cache_mib": round(kv_cells * plan.bytes_per_token / MIB, 1),
+                "memory_limit_mib": round(plan.limit.bytes / MIB),
+                "memory_limit_source": plan.limit.source,
                 "threads": threads,
                 "gpu_layers": gpu_layers,
                 "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
                 "weight_repack": model_params.use_extra_bufts,
             },
         )
-        return cls(model, ctx, loop, chat, info, context_per_slot)
+        return cls(model, ctx, loop, chat, info, context_per_slot, kv_cells)
 
     def info(self) -> EngineInfo:
         return self._info

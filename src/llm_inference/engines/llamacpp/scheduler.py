@@ -1,5 +1,11 @@
 """The batched decode loop: one thread owns a llama.cpp context with several sequences (slots) in its KV cache.
 
+The KV cache is either one pool of cells every slot draws from (llama.cpp's unified KV cache) or a stream per
+slot (kv_memory.py). In a pool, a waiting request is admitted, first come first served, when a slot is free and
+the pool has room for all its sequence may write (prompt + max_new_tokens), idle slots' cached prefixes evicted
+least recently used first; otherwise it waits at the head of the queue until running sequences finish, so a
+decode never runs out of cells and no answer is cut short for want of them.
+
 Each step it admits waiting requests into free slots, then builds one batch holding the next token of every
 decoding sequence plus as much pending prompt as fits (chunked prefill, so a long prompt never stalls the
 others' next token), runs a single llama_decode, and samples one token for every sequence that has logits.
@@ -34,7 +40,7 @@ from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
 from llm_inference.engines.llamacpp.logits import LogprobReader, TokenBytes
 from llm_inference.engines.llamacpp.sampler import build_constrained_sampler, build_sampler, free_sampler, sample
 from llm_inference.engines.text import IncrementalText, StopMatcher
-from llm_inference.errors import EngineFailure
+from llm_inference.errors import ContextOverflow, EngineFailure
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,8 @@ class Sequence:
 class Slot:
     cached: list[int] = field(default_factory=list)  # tokens whose KV cells this slot still holds
     sequence: Sequence | None = None
+    reserved: int = 0  # pool cells its sequence may come to hold: prompt + max_new_tokens
+    last_used: int = 0  # admission count when it was last seated: idle prefixes are evicted oldest first
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -132,6 +140,7 @@ class DecodeLoop(threading.Thread):
         context_per_slot: int,
         batch_size: int,
         prefill_chunk: int,
+        pool_tokens: int | None = None,
         stop_tokens: frozenset[int] = frozenset(),
         marker_tokens: frozenset[int] = frozenset(),
     ) -> None:
@@ -150,6 +159,8 @@ class DecodeLoop(threading.Thread):
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._slots = [Slot() for _ in range(slots)]
         self._context_per_slot = context_per_slot
+        # The cells of the pool every slot shares; None with a KV stream per slot (each holds a whole context).
+        self._pool_tokens = pool_tokens
         self._batch_size = batch_size
         self._prefill_chunk = prefill_chunk
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
@@ -160,7 +171,8 @@ class DecodeLoop(threading.Thread):
         self._followers: list[Sequence] = []  # sequences waiting to copy a running sequence's cells, oldest first
         # Copying cells between KV streams: serialized (DecodeLoop._copy_cells), or, for models with sliding-window
         # attention, whose serialized state leaves out the cells outside the window, whole streams.
-        self._whole_stream_copies = llama_cpp.llama_model_n_swa(model.model) > 0
+        # In a pool, cells are shared instead (llama_memory_seq_cp adds a sequence to cells it does not copy).
+        self._whole_stream_copies = pool_tokens is None and llama_cpp.llama_model_n_swa(model.model) > 0
         self._waiting: collections.deque[Sequence] = collections.deque()
         # What this step produced for the event loops: handed over in one wake-up per loop and step, not one
         # per token (each cross-thread call writes to the loop's self-pipe).
@@ -313,36 +325,85 @@ class DecodeLoop(threading.Thread):
             for sequence in cancelled:
                 free_grammar(sequence.grammar)
 
+    @property
+    def reserved_kv_cells(self) -> int:
+        """Pool cells promised to running sequences (each its prompt + max_new_tokens) or held by idle prefixes."""
+        return sum(slot.reserved if slot.sequence is not None else len(slot.cached) for slot in self._slots)
+
     def _admit(self) -> None:
         while True:
             free = [i for i, slot in enumerate(self._slots) if slot.sequence is None]
             with self._wake:
                 if not free or not self._waiting:
                     return
-                sequence = self._waiting.popleft()
+                sequence = self._waiting[0]
+            if self._pool_tokens is not None and self._need(sequence) > self._pool_tokens:
+                # The engine clips every request to the context, itself within the pool: never expected.
+                with self._wake:
+                    self._waiting.popleft()
+                self._post(sequence, ContextOverflow(len(sequence.prompt), self._pool_tokens))
+                free_grammar(sequence.grammar)
+                continue
+            reuse, slot_index = self._choose_slot(sequence, free)
+            if not self._make_room(sequence, slot_index):
+                return  # first come, first served: nobody overtakes the head of the queue
+            with self._wake:
+                self._waiting.popleft()
             try:
-                self._seat(sequence, free)
+                self._seat(sequence, slot_index, reuse)
             except Exception as exc:  # fails this request; its slot (if it got one) is freed for the next
                 self._fail_one(sequence, "admission", exc)
 
-    def _seat(self, sequence: Sequence, free: list[int]) -> None:
-        params = sequence.request.sampling
+    @staticmethod
+    def _need(sequence: Sequence) -> int:
+        return len(sequence.prompt) + sequence.max_new_tokens
+
+    def _choose_slot(self, sequence: Sequence, free: list[int]) -> tuple[int, int]:
+        """(prompt tokens its cache gives, free slot) for `sequence`."""
         prompt = sequence.prompt
-        if params.prompt_logprobs is not None:
+        if sequence.request.sampling.prompt_logprobs is not None:
             # Every prompt row's logits are needed, and cells that are reused or copied have none: the prompt is
             # computed whole, in the free slot whose cache is the least worth keeping.
-            reuse, slot_index = 0, min(free, key=lambda i: len(self._slots[i].cached))
-        else:
-            # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
-            reuse, slot_index = max((_common_prefix(self._slots[i].cached, prompt), i) for i in free)
-            reuse = min(reuse, len(prompt) - 1)  # the last prompt token must be decoded for logits
+            return 0, min(free, key=lambda i: (len(self._slots[i].cached), self._slots[i].last_used))
+        # Prefer the free slot whose cached tokens share the longest prefix with this prompt.
+        reuse, slot_index = max((_common_prefix(self._slots[i].cached, prompt), i) for i in free)
+        return min(reuse, len(prompt) - 1), slot_index  # the last prompt token must be decoded for logits
+
+    def _make_room(self, sequence: Sequence, slot_index: int) -> bool:
+        """Whether the pool has cells for all `sequence` may write in `slot_index`, evicting idle slots' cached
+        prefixes (least recently used first) if that makes room; False, evicting nothing, if even that would not.
+        Shared cells (n choices, copied prefixes) count once per slot here, so the sum only overstates the cells
+        llama.cpp holds: a decode never finds the pool full."""
+        if self._pool_tokens is None:
+            return True
+        need = self._need(sequence)
+        running = sum(slot.reserved for slot in self._slots if slot.sequence is not None)
+        if running + need > self._pool_tokens:
+            return False
+        idle = sorted(
+            (i for i, slot in enumerate(self._slots) if slot.sequence is None and slot.cached and i != slot_index),
+            key=lambda i: self._slots[i].last_used,
+        )
+        held = sum(len(self._slots[i].cached) for i in idle)
+        for i in idle:
+            if running + need + held <= self._pool_tokens:
+                break
+            held -= len(self._slots[i].cached)
+            llama_cpp.llama_memory_seq_rm(self._memory, i, -1, -1)
+            self._slots[i].cached = []
+        return True
+
+    def _seat(self, sequence: Sequence, slot_index: int, reuse: int) -> None:
+        params = sequence.request.sampling
+        prompt = sequence.prompt
         slot = self._slots[slot_index]
         # The slot is the sequence's before any call that can fail, so that a failure frees it whole.
         slot.sequence, sequence.slot = sequence, slot_index
+        slot.reserved = self._need(sequence)
         llama_cpp.llama_memory_seq_rm(self._memory, slot_index, reuse, -1)
         slot.cached, sequence.n_past = prompt[:reuse], reuse
         self._admissions += 1
-        sequence.admitted = self._admissions
+        sequence.admitted = slot.last_used = self._admissions
         sequence.started_at = time.monotonic()
         # vLLM's repetition penalty counts the prompt's tokens too (sampler._add_penalties).
         penalized = prompt if params.repetition_penalty != 1 else ()
@@ -434,7 +495,7 @@ class DecodeLoop(threading.Thread):
         source = follower.source
         assert source is not None
         try:
-            self._copy_cells(source.slot, follower.slot, follower.share)
+            self._copy_cells(source.slot, follower.slot, follower.n_past, follower.share)
         except Exception as exc:  # this sequence fails alone; the source is untouched
             self._fail_one(follower, "copying a shared prefix", exc)
             return False
@@ -448,8 +509,11 @@ class DecodeLoop(threading.Thread):
         follower.source = None
         self._followers.remove(follower)
 
-    def _copy_cells(self, source: int, target: int, keep: int) -> None:
-        """Give KV stream `target` the cells of `source` below position `keep`.
+    def _copy_cells(self, source: int, target: int, start: int, keep: int) -> None:
+        """Give sequence `target`, which holds positions below `start`, the cells of `source` from `start` to
+        `keep`.
+
+        In a pool, llama_memory_seq_cp adds `target` to those cells: nothing is copied and nothing more is held.
 
         Between streams llama.cpp's llama_memory_seq_cp copies only whole streams (its seq_cp asserts p0, p1 <= 0
         across streams, and the copy, done at the next decode, moves every cell of every layer: a whole context's
@@ -458,6 +522,9 @@ class DecodeLoop(threading.Thread):
         1 ms for 120 tokens here. The state leaves out cells outside a sliding window, which a shorter prefix
         may need, so models with one copy whole streams.
         """
+        if self._pool_tokens is not None:
+            llama_cpp.llama_memory_seq_cp(self._memory, source, target, start, keep)
+            return
         if self._whole_stream_copies:
             llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
         else:
@@ -611,7 +678,7 @@ class DecodeLoop(threading.Thread):
 
     def _release(self, slot_index: int, *, keep_cache: bool) -> None:
         slot = self._slots[slot_index]
-        sequence, slot.sequence = slot.sequence, None
+        sequence, slot.sequence, slot.reserved = slot.sequence, None, 0
         if not keep_cache:
             llama_cpp.llama_memory_seq_rm(self._memory, slot_index, -1, -1)
             slot.cached = []
