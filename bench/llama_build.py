@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -20,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
@@ -30,13 +31,6 @@ VARIANTS = {
     # What scripts/install.sh builds: llama.cpp's "common" library left out too (llama-cpp-python never loads it).
     "no-mtmd-no-common": f"-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE={ROOT / 'scripts/llama-cpp-no-common.cmake'}",
 }
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def build_once(lock_part: Path, cmake_args: str, jobs: int) -> dict[str, float]:

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import Dialect, RequestResult, percentile, run_requests
+from bench.machine import cpu_model
 from bench.servers import RunningServer, ServerSpec, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -169,16 +170,6 @@ def summarize(results: list[RequestResult], wall: float) -> dict[str, Any]:
         "wall_seconds": wall,
         "sample_output": good[0].text if good else "",
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def gpu_model() -> str:

@@ -19,7 +19,6 @@ import asyncio
 import datetime
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -31,6 +30,7 @@ import httpx
 
 from bench.cpu.run import server_specs
 from bench.loadgen import WORDS
+from bench.machine import cpu_model
 from bench.servers import RunningServer, free_port
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -153,7 +153,7 @@ def main() -> None:
     result = {
         "date": stamp,
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cpus": os.cpu_count(),
             "load_average_at_start": load_at_start,
             "load_average_at_end": os.getloadavg(),
