@@ -47,6 +47,8 @@ def server_specs(
             "LLM_THREADS": str(threads),
             "LLM_MAX_CONCURRENT_REQUESTS": str(slots),
             "LLM_CONTEXT_LENGTH": str(context_per_slot),
+            # The same KV cells in all as llama-server's -c below (our pool's default is 8,192 tokens).
+            "LLM_KV_CACHE_TOKENS": str(context_per_slot * slots),
             "LLM_LOG_LEVEL": "WARNING",
         },
     )
