@@ -1,5 +1,5 @@
 """Rewrite one integer of a GGUF file's metadata in place (a test model with another trained context, say).
-A few lines of the format (github.com/ggml-org/ggml docs/gguf.md), so no gguf package is needed."""
+A few lines of the format (the GGUF specification in the ggml repository), so no gguf package is needed."""
 
 from __future__ import annotations
 

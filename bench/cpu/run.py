@@ -106,8 +106,13 @@ def server_specs(
         "/v1/models",
     )
     # llama_cpp.server has no ignore_eos: ban SmolLM2's end tokens (<|endoftext|> 0, <|im_end|> 2) instead.
+    # This service with a KV stream per slot instead of the shared pool (docs/cpu.md "KV memory"): the same cells.
+    ours_per_slot = ServerSpec(
+        "llm-inference+per-slot", ours.command, ours.ready_path, {**ours.env, "LLM_KV_CACHE_LAYOUT": "per-slot"}
+    )
     specs = [
         (ours, OURS),
+        (ours_per_slot, OURS),
         (peer, OPENAI),
         (peer_defaults, OPENAI),
         (python_server, Dialect(OPENAI.path, eos_token_ids=(0, 2))),
