@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request, asgi
 from litestar.datastructures import State
@@ -41,11 +41,11 @@ from llm_inference.models.registry import ModelRegistry
 from llm_inference.service import InferenceService, Sessions
 from llm_inference.settings import Settings, base_path_problem
 from llm_inference.state.limits import Limits, LocalLimits
-from llm_inference.state.session_store import SharedSessions
-from llm_inference.state.shared_limits import SharedLimits
-from llm_inference.state.store import StateStore, StoreConfig
 from llm_inference.telemetry.instrument import Telemetry
 from llm_inference.telemetry.metrics import metrics_endpoint
+
+if TYPE_CHECKING:
+    from llm_inference.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ def _state(settings: Settings, telemetry: Telemetry) -> tuple[StateStore | None,
     """Where limits and sessions live, chosen once: this process, or the shared store (LLM_STATE_URL)."""
     if settings.state_url is None:
         return None, LocalLimits(), None
+    # Imported only here: redis-py costs the worker ~20 MiB of memory, which a single replica does not need.
+    from llm_inference.state.session_store import SharedSessions
+    from llm_inference.state.shared_limits import SharedLimits
+    from llm_inference.state.store import StateStore, StoreConfig
+
     store = StateStore(StoreConfig.from_settings(settings), observer=telemetry.state)
     limits = SharedLimits(store, fail_open=settings.rate_limit_on_state_failure == "open")
     return store, limits, SharedSessions(store, settings.max_sessions, settings.session_ttl_seconds)

@@ -11,11 +11,13 @@ import logging
 import os
 from collections.abc import Mapping
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+# The SDK is imported where a tracer is made: with tracing off (no endpoint) the worker does without its memory.
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,6 @@ BATCH_VARIABLES = (
 )
 
 
-class _NoExporter(SpanExporter):
-    def export(self, spans: object) -> None:  # type: ignore[override]
-        return None
-
-
 def batch_settings_problem() -> str | None:
     """What is wrong with the OTEL_BSP_* values, if anything. The SDK reads and checks them only when its batch
     span processor is built, in the server's worker, where a bad one ends the worker with a traceback; the CLI
@@ -45,6 +42,12 @@ def batch_settings_problem() -> str | None:
     given = {name: os.environ[name] for name in BATCH_VARIABLES if name in os.environ}
     if not given:
         return None
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+    class _NoExporter(SpanExporter):
+        def export(self, spans: object) -> None:  # type: ignore[override]
+            return None
+
     try:
         BatchSpanProcessor(_NoExporter()).shutdown()  # type: ignore[no-untyped-call]  # the SDK's own typing
     except ValueError as exc:
@@ -89,6 +92,10 @@ def tracer_provider(service_name: str, environ: Mapping[str, str] | None = None)
             extra={"protocol": protocol, "expected": "grpc | http/protobuf"},
         )
         return None
+    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, OTELResourceDetector, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     # LLM_SERVICE_NAME names the service unless OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES say otherwise.
     resource = Resource.create({SERVICE_NAME: service_name, SERVICE_VERSION: version("llm-inference")}).merge(
         OTELResourceDetector().detect()
