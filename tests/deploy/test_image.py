@@ -342,6 +342,17 @@ def test_ready_within_the_bound_and_the_processes_run_as_the_images_user(served:
     report("processes", names)
 
 
+def test_the_worker_holds_at_most_400_mib_at_ready(served: Container) -> None:
+    """Issue 24's target, in the image as it ships (service.lock) with default settings: llama.cpp's KV cache is
+    one pool of 8,192 tokens (180 MiB for this model), not a whole context per concurrent request (2.0 GB)."""
+    metrics = httpx.get(served.url + "/metrics", timeout=10).text
+    found = re.search(r"^process_resident_memory_bytes (\S+)$", metrics, flags=re.M)
+    assert found, metrics[:2000]
+    rss = float(found.group(1))
+    report("worker resident memory at ready (MiB)", round(rss / 2**20, 1))
+    assert rss <= 400 * 2**20
+
+
 def test_a_generation_on_both_surfaces(served: Container) -> None:
     native = httpx.post(
         served.url + "/api/generate",
