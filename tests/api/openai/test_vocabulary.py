@@ -146,7 +146,9 @@ def test_n_choices_share_one_prompt_and_a_seed_makes_them_differ_reproducibly(cl
     assert texts == [c.message.content for c in again.choices]
     assert len(set(texts)) > 1, texts  # seed + index per choice: not three copies of one draw
     single = client.chat.completions.create(**{**fields, "n": 1}, temperature=1.0, seed=11)
-    assert texts[0] == single.choices[0].message.content
+    # Not asserted: choice 0 equal to this lone run. With the default KV pool a sampled answer may turn at a
+    # near-tie when its batch neighbours differ (docs/cpu.md "Batching and exact outputs"; CI saw "... It" against
+    # "... This" at the twelfth token); the engine's tests check the choices against lone runs.
     assert seeded.usage is not None and single.usage is not None
     assert seeded.usage.prompt_tokens == single.usage.prompt_tokens  # the prompt counts once
     assert seeded.usage.completion_tokens > single.usage.completion_tokens  # every choice's answer counts
