@@ -513,11 +513,18 @@ def _state_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     return errors
 
 
-def valid_state_url(url: str) -> bool:
+def _split_url(url: str) -> urllib.parse.SplitResult | None:
+    """The URL's parts, or None when it does not parse or its port is not a number in range."""
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
     except ValueError:
+        return None
+    return parts
+
+
+def valid_state_url(url: str) -> bool:
+    if (parts := _split_url(url)) is None:
         return False
     database = parts.path.lstrip("/")
     return (
@@ -556,10 +563,7 @@ def read_secret_file(path: str) -> str:
 
 
 def valid_http_url(url: str) -> bool:
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
-    except ValueError:
+    if (parts := _split_url(url)) is None:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
