@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -15,3 +16,13 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def machine(load_at_start: tuple[float, float, float]) -> dict[str, object]:
+    """A result's "machine": the CPU, its cores, and the load averages at the run's start and now (its end)."""
+    return {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
+    }

@@ -30,7 +30,7 @@ import httpx
 
 from bench.cpu.run import server_specs
 from bench.loadgen import WORDS
-from bench.machine import cpu_model
+from bench.machine import machine
 from bench.servers import RunningServer, free_port
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -152,12 +152,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "date": stamp,
-        "machine": {
-            "cpu": cpu_model(),
-            "cpus": os.cpu_count(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": machine(load_at_start),
         "settings": {**vars(args), "out": str(out), "turns": TURNS, "answer_tokens": ANSWER_TOKENS},
         "summary": summary,
         "rounds": runs,

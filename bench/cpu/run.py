@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import OPENAI, OURS, Dialect, make_prompts, run_level
-from bench.machine import cpu_model
+from bench.machine import machine
 from bench.servers import RunningServer, ServerSpec, free_port
 from llm_inference.model_spec import embedded_model_path
 
@@ -256,12 +256,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     result = {
         "date": stamp,
-        "machine": {
-            "cpu": cpu_model(),
-            "cpus": os.cpu_count(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": machine(load_at_start),
         "settings": vars(args),
         "median": table,
         "spread": spread,
