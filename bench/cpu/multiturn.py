@@ -6,8 +6,11 @@ message, then each turn sends the whole history so far, in which the earlier ans
 300 tokens (so both servers see the same prompts whatever the model wrote), and turn 5's prompt is about 1,500
 tokens. A server that keeps a conversation's KV cells reads only the new turn; one that does not reads the
 whole history again. Conversations differ from their first words, so nothing is shared between them. The
-servers run one after the other, round by round in alternating order; each figure is the median over the
-rounds with its spread (lowest and highest round). Our prefix-cache hit rate over the run comes from /metrics.
+servers run one after the other, round by round in alternating order (A B, B A, A B, …); each figure is the
+median over the rounds with its spread (lowest and highest round). Ours against llama-server, per level and
+turn: the median of the rounds' ratios of TTFT p50 with a 95% Student-t interval on their logs and its verdict
+(bench/paired.py; lower is better), in the JSON under `comparisons`. Our prefix-cache hit rate over the run
+comes from /metrics.
 
     make bench-multiturn                  # or: .venv/bin/python -m bench.cpu.multiturn --llama-server PATH
 """
@@ -31,6 +34,7 @@ import httpx
 from bench.cpu.run import server_specs
 from bench.loadgen import WORDS
 from bench.machine import machine
+from bench.paired import METHOD, compare_rounds, comparison_lines
 from bench.servers import RunningServer, free_port
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -40,6 +44,9 @@ ANSWER_TOKENS = 16
 SERVERS = ("llm-inference", "llama-server")
 CONTEXT_PER_SLOT = 2048
 MODEL = "smollm2-135m-instruct"
+# The figures compared with llama-server, each round's own: TTFT p50 of every turn (lower is better).
+COMPARED = {f"turn{turn}_ttft_p50_ms": False for turn in range(1, TURNS + 1)}
+LABELS = {f"turn{turn}_ttft_p50_ms": f"turn {turn}" for turn in range(1, TURNS + 1)}
 
 
 def conversation(seed: int) -> list[dict[str, str]]:
@@ -147,6 +154,8 @@ def main() -> None:
                 server.stop()
     summary = summarize(runs, levels)
     print_summary(summary, levels)
+    compared = comparisons(runs, levels)
+    print_comparisons(compared)
     stamp = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"multiturn-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +164,8 @@ def main() -> None:
         "machine": machine(load_at_start),
         "settings": {**vars(args), "out": str(out), "turns": TURNS, "answer_tokens": ANSWER_TOKENS},
         "summary": summary,
+        "comparisons": compared,
+        "method": METHOD,
         "rounds": runs,
     }
     out.write_text(json.dumps(result, indent=2, default=str))
@@ -193,11 +204,28 @@ def print_summary(summary: dict[str, Any], levels: list[int]) -> None:
             print(f"{name:14} {level:>4} {row['turn5_ttft_p50_ms']:10.0f} ms ({low:6.0f}-{high:6.0f})   {turns}")
         if "prefix_cache_hit_rate" in by_level:
             print(f"{name:14} prefix-cache hit rate over the run: {by_level['prefix_cache_hit_rate']:.1%}")
-    if set(SERVERS) <= set(summary):
-        ours, peer = (summary[name] for name in SERVERS)
-        for level in map(str, levels):
-            ratio = ours[level]["turn5_ttft_p50_ms"] / peer[level]["turn5_ttft_p50_ms"]
-            print(f"turn-5 TTFT p50, ours / llama-server, {level} conversation(s): {ratio:.2f}x (target <= 1.0x)")
+
+
+def comparisons(runs: dict[str, list[dict[str, Any]]], levels: list[int]) -> dict[str, Any]:
+    """Ours against llama-server, per level (conversations at once) and turn: the paired ratio of each round's
+    TTFT p50 (bench/paired.py), round i of one with round i of the other. Empty when llama-server did not run."""
+    paired_runs = {
+        name: [
+            {
+                level: {f"turn{t + 1}_ttft_p50_ms": ms for t, ms in enumerate(figures[level]["turn_ttft_p50_ms"])}
+                for level in map(str, levels)
+            }
+            for figures in rounds
+        ]
+        for name, rounds in runs.items()
+    }
+    return compare_rounds(paired_runs, SERVERS[1], COMPARED, [str(level) for level in levels])
+
+
+def print_comparisons(compared: dict[str, Any]) -> None:
+    note = "TTFT p50 by turn, lower is better"
+    for line in comparison_lines(compared, SERVERS[1], LABELS, level_label="conv", note=note):
+        print(line)
 
 
 def plot(summary: dict[str, Any], levels: list[int], path: Path) -> None:

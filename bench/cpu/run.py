@@ -2,8 +2,12 @@
 
 Same model (the embedded SmolLM2-135M-Instruct Q4_1), same prompts (~100 tokens), 128 output tokens with EOS
 ignored, temperature 0, same load client. The servers' runs are interleaved round by round (the machines
-drift) and each figure is the median over the rounds, shown with its spread (lowest and highest pass).
-Prints a table, writes bench/results/cpu-<date>[-<tag>].json and a PNG plot of throughput against concurrency.
+drift): each round runs one pass of every server, the order rotating (A B, B A, A B, … for two servers), and
+each figure is the median over the rounds, shown with its spread (lowest and highest pass). Each
+`llm-inference*` server is then compared with llama-server round by round (bench/paired.py): per level and
+figure the median of the rounds' ratios ours / llama-server with a 95% Student-t interval on their logs, and
+whether it meets its target. Prints both tables, writes bench/results/cpu-<date>[-<tag>].json (the ratios under
+`comparisons`) and a PNG plot of throughput against concurrency.
 
     make bench-cpu                        # or: .venv/bin/python -m bench.cpu.run --rounds 3
     # before/after in one interleaved run: another checkout's service as one more server
@@ -20,16 +24,34 @@ import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.loadgen import OPENAI, OURS, Dialect, make_prompts, run_level
 from bench.machine import machine
+from bench.paired import METHOD, compare_rounds, comparison_lines
 from bench.servers import RunningServer, ServerSpec, free_port
 from llm_inference.model_spec import embedded_model_path
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 DEFAULT_SERVERS = ("llm-inference", "llama-server", "llama_cpp.server")
 METRICS = ("output_tokens_per_second", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")
+# Which way is better, per metric, for the ratios against llama-server.
+HIGHER_IS_BETTER = {
+    "output_tokens_per_second": True,
+    "ttft_p50_ms": False,
+    "ttft_p99_ms": False,
+    "itl_p50_ms": False,
+    "itl_p99_ms": False,
+}
+LABELS = {
+    "output_tokens_per_second": "tok/s",
+    "ttft_p50_ms": "TTFT p50",
+    "ttft_p99_ms": "TTFT p99",
+    "itl_p50_ms": "ITL p50",
+    "itl_p99_ms": "ITL p99",
+}
+PEER = "llama-server"
+T = TypeVar("T")
 
 
 def server_specs(
@@ -143,6 +165,13 @@ async def measure(
     return figures
 
 
+def round_order(specs: list[T], round_index: int) -> list[T]:
+    """The servers' order in a round: rotated each round so no server always runs first (or last) in a drift;
+    for two servers that is A B, B A, A B, …, so round i's two passes pair up either way round."""
+    shift = round_index % len(specs)
+    return specs[shift:] + specs[:shift]
+
+
 Table = dict[str, dict[int, dict[str, float]]]
 
 
@@ -178,18 +207,22 @@ def print_table(table: Table, spread: dict[str, Any], levels: list[int]) -> None
                 f"{row['ttft_p50_ms']:8.0f}ms {row['ttft_p99_ms']:8.0f}ms {row['itl_p50_ms']:6.1f}ms "
                 f"{row['itl_p99_ms']:6.0f}ms ({itl[0]:4.0f}-{itl[1]:4.0f})"
             )
-    if "llama-server" not in table:
-        return
-    peer = table["llama-server"]
-    print("\nratios against llama-server (medians of the passes):")
-    for name in (n for n in table if n.startswith("llm-inference")):
-        for level in levels:
-            mine, theirs = table[name][level], peer[level]
-            tps = mine["output_tokens_per_second"] / theirs["output_tokens_per_second"]
-            print(
-                f"  {name:22} c={level:<3} tok/s {tps:.2f}x   TTFT p50 {mine['ttft_p50_ms'] / theirs['ttft_p50_ms']:.2f}x"
-                f"   ITL p99 {mine['itl_p99_ms'] / theirs['itl_p99_ms']:.2f}x"
-            )
+
+
+def comparisons(runs: dict[str, list[dict[int, dict[str, float]]]], levels: list[int]) -> dict[str, Any]:
+    """Each `llm-inference*` server against llama-server, per level (a string, as in the JSON) and metric: the
+    paired ratio over the rounds (bench/paired.py), round i of one with round i of the other. Empty when
+    llama-server did not run."""
+    paired_runs = {
+        name: [{str(level): {m: passes[level][m] for m in METRICS} for level in levels} for passes in rounds]
+        for name, rounds in runs.items()
+    }
+    return compare_rounds(paired_runs, PEER, HIGHER_IS_BETTER, [str(level) for level in levels])
+
+
+def print_comparisons(compared: dict[str, Any]) -> None:
+    for line in comparison_lines(compared, PEER, LABELS, note="TTFT and ITL: lower is better"):
+        print(line)
 
 
 def plot(table: Table, levels: list[int], path: Path) -> None:
@@ -235,8 +268,7 @@ def main() -> None:
     load_at_start = os.getloadavg()  # other work on the machine: the figures are only as calm as it was
     log_dir = RESULTS / "logs"
     for round_index in range(args.rounds):
-        # Rotate the order each round so no server always runs first (or last) in a drift.
-        order = specs[round_index % len(specs) :] + specs[: round_index % len(specs)]
+        order = round_order(specs, round_index)
         print(f"round {round_index + 1}/{args.rounds}", flush=True)
         for spec, dialect in order:
             server = RunningServer(spec, free_port(), log_dir)
@@ -251,6 +283,8 @@ def main() -> None:
                 server.stop()
     table, spread = median_table(runs, levels), spread_table(runs, levels)
     print_table(table, spread, levels)
+    compared = comparisons(runs, levels)
+    print_comparisons(compared)
     stamp = datetime.date.today().isoformat()
     name = f"cpu-{stamp}-{args.tag}" if args.tag else f"cpu-{stamp}"
     RESULTS.mkdir(exist_ok=True)
@@ -261,6 +295,8 @@ def main() -> None:
         "median": table,
         "spread": spread,
         "rounds": runs,
+        "comparisons": compared,
+        "method": METHOD,
         "note": "extra CPU buffer types (repacked weights) off except in llama-server+repack and where "
         "LLM_WEIGHT_REPACK turns them on; llama.cpp has no repacked layout for Q4_1, so here they change nothing",
     }

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the project's root: bench.paired
 from engine_log import compare, engine_report
-from paired import FLOOR, RESOLUTION, describe, paired_ratio, rounds_order
+
+from bench.paired import FLOOR, RESOLUTION, describe, paired_ratio, rounds_order
 
 ROOT = Path(__file__).resolve().parents[2]
 OUR_PORT, VLLM_PORT = 8091, 8092
@@ -511,7 +513,7 @@ def compare_cell(passes: dict[str, list[dict[str, Any]]], baseline: str = "vllm_
 def run_cell(
     run_pass: Any, names: list[str], rounds: int, cell: int, level: int, prompt_sets: list[list[str]]
 ) -> dict[str, list[list[dict[str, Any]]]]:
-    """A cell's passes in their order (paired.rounds_order), round j on prompt set j for every server;
+    """A cell's passes in their order (bench.paired.rounds_order), round j on prompt set j for every server;
     run_pass(name, prompts) -> the pass's per-request records."""
     runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
     for name in rounds_order(names, rounds, cell):
@@ -588,7 +590,7 @@ def table(report: dict[str, Any]) -> str:
             )
             lines.append(f"\nAt c={top}, share of the offline engine's tok/s: {shares}")
     lines.append(
-        "\nRatios: median of the rounds' ratios [95% t-interval on their logs] (bench/gpu/paired.py); TTFT: lower"
+        "\nRatios: median of the rounds' ratios [95% t-interval on their logs] (bench/paired.py); TTFT: lower"
         " is better."
     )
     return "\n".join(lines)
@@ -713,7 +715,7 @@ def main() -> None:
         f"use; both driven over /v1/completions; each cell (workload x concurrency) runs {args.rounds} rounds of one "
         "pass per server, the order alternating (A B B A A B ...; the first server alternating from cell to cell), "
         "each round on new prompts shared by the servers. Per cell and figure: the median of the rounds' ratios "
-        "and a 95% Student-t interval on the mean of their logs (bench/gpu/paired.py); met: lower end >= "
+        "and a 95% Student-t interval on the mean of their logs (bench/paired.py); met: lower end >= "
         f"{FLOOR} and median >= 1.0 (TTFT: upper end <= 1/{FLOOR}, median <= 1.0). The offline engine ran alone "
         f"afterwards, {args.offline_repeats} timed runs of about {args.offline_seconds} s per workload (median).",
         "estimate": estimate,

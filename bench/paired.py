@@ -1,5 +1,6 @@
 """Paired comparison of two servers over alternating passes: a ratio (ours / theirs) with its 95% confidence
 interval, and whether a cell meets its target. Pure functions, no third-party imports (tests run them here).
+Used by the GPU benchmark (bench/gpu/run_bench.py) and the CPU ones (bench/cpu/run.py, bench/cpu/multiturn.py).
 
 Method: a cell's passes run in rounds, one pass of each server, back to back, the order alternating from round
 to round (A B, B A, A B, …, so A B B A A B …), each round on prompts of its own, the same for both servers.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 FLOOR = 0.97  # the least lower end of a met cell's interval
@@ -116,3 +117,68 @@ def describe(comparison: dict[str, Any]) -> str:
     low, high = comparison["ci95"]
     verdict = "met" if comparison["met"] else ("not met" if comparison["resolved"] else "not met, unresolved")
     return f"{comparison['median']:.2f}× [{low:.2f}, {high:.2f}] {verdict}"
+
+
+# The method in one line, for a result file beside its `comparisons`.
+METHOD = (
+    "paired ratio ours/theirs over rounds (one pass of each server per round, back to back, order alternating): "
+    "d_i = ln(ours_i / theirs_i), 95% CI = exp(mean(d) ± t(0.975, n-1) · sd(d) / √n), shown beside the median of "
+    f"the rounds' ratios; met: lower end ≥ {FLOOR} and median ≥ 1.0 (lower is better: upper end ≤ 1/{FLOOR} and "
+    f"median ≤ 1.0); resolved: the interval within ±{RESOLUTION:.0%}; a round missing a figure is left out"
+)
+
+# Per server, its rounds in order; per round, level -> figure name -> the pass's figure (None: no figure).
+Rounds = Sequence[Mapping[str, Mapping[str, float | None]]]
+
+
+def compare_rounds(
+    runs: Mapping[str, Rounds],
+    baseline: str,
+    higher_is_better: Mapping[str, bool],
+    levels: Sequence[str],
+    prefix: str = "llm-inference",
+) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """For every server whose name starts with `prefix`, against `baseline`: per level and figure, the paired
+    ratio over the rounds (round i of one ran next to round i of the other). Empty when the baseline did not
+    run."""
+    if baseline not in runs:
+        return {}
+    theirs = runs[baseline]
+    return {
+        name: {
+            level: {
+                figure: paired_ratio(
+                    [r[level].get(figure) for r in ours], [r[level].get(figure) for r in theirs], higher
+                )
+                for figure, higher in higher_is_better.items()
+            }
+            for level in levels
+        }
+        for name, ours in runs.items()
+        if name.startswith(prefix) and name != baseline
+    }
+
+
+def comparison_lines(
+    comparisons: Mapping[str, Mapping[str, Mapping[str, dict[str, Any]]]],
+    baseline: str,
+    labels: Mapping[str, str],
+    level_label: str = "c",
+    note: str = "",
+) -> list[str]:
+    """compare_rounds' result as a table, a row per server, level and figure (`labels`: figure -> its name in
+    the table, in the table's order): describe()'s `1.03x [0.99, 1.07] met`. `note` follows each server's heading."""
+    lines: list[str] = []
+    for name, by_level in comparisons.items():
+        heading = f"{name} / {baseline}: median of the rounds' ratios [95% t-interval on their logs], verdict"
+        lines += ["", heading + (f"; {note}" if note else "")]
+        for level, figures in by_level.items():
+            for figure, label in labels.items():
+                lines.append(f"  {level_label}={level:<4} {label:12} {describe(figures[figure])}")
+    pairs = [c["pairs"] for by_level in comparisons.values() for f in by_level.values() for c in f.values()]
+    if pairs and min(pairs) < 2:
+        lines.append(
+            "\nwhere fewer than 2 rounds pair up (fewer than 2 rounds run, or a round left out for a missing figure) "
+            "the interval cannot be computed: Student's t needs at least two; run --rounds 2 or more"
+        )
+    return lines
