@@ -20,6 +20,7 @@ from litestar.types import Receive, Scope, Send
 
 from llm_inference.api.health import live, ready
 from llm_inference.api.http.access import access_middleware, is_limited
+from llm_inference.api.http.arrivals import count_arrivals
 from llm_inference.api.http.base_path import app_root, under_prefix
 from llm_inference.api.http.cors import cors
 from llm_inference.api.http.errors import exception_handlers
@@ -168,7 +169,8 @@ def create_app(settings: Settings) -> Litestar:
         ],
         state=State({"service": service, "telemetry": telemetry}),
         lifespan=[lifespan],
-        middleware=access_middleware(settings, keys, limits),
+        # Arrivals first: a request counts as on its way to an engine from the moment the app sees it.
+        middleware=[count_arrivals, *access_middleware(settings, keys, limits)],
         guards=[require_json_body],
         request_class=JsonBodyRequest,
         # One mapping from failures to statuses; on /v1 paths the body takes OpenAI's shape.

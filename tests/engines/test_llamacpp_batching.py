@@ -4,6 +4,7 @@ batching changes no request's output (with the default pool a near-tie may flip:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -11,6 +12,7 @@ import uuid
 import llama_cpp
 import pytest
 
+from llm_inference.engines.arrivals import ARRIVALS
 from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
 from llm_inference.engines.llamacpp import scheduler
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
@@ -228,26 +230,29 @@ def test_a_step_with_nobody_decoding_reads_the_first_half_of_the_pending_prompts
 
 @pytest.mark.model
 async def test_requests_arriving_together_at_an_idle_engine_start_in_one_step(engine, monkeypatch) -> None:
-    # The second request comes a moment after the first. The decode thread, woken by the first, waits until
-    # requests stop arriving (here a pause of 50 ms, so that a loaded machine cannot split the pair) and reads
-    # both prompts in its first step: the short one is less than half of the pending prompt tokens, so the long
-    # one joins it. Without the gathering the first step would hold the short prompt alone.
-    monkeypatch.setattr(scheduler, "GATHER_QUIET_SECONDS", 0.05)
-    monkeypatch.setattr(scheduler, "GATHER_MAX_SECONDS", 0.5)
+    # Both requests are on their way when the first reaches the idle engine (the server counts a request from its
+    # first middleware until its engine queues it, engines/arrivals.py); the second is still being prepared, 20 ms
+    # behind. The decode thread, woken by the first, waits for the second (the bound is raised so that a loaded
+    # machine cannot split the pair) and reads both prompts in its first step: the short one is less than half
+    # of the pending prompt tokens, so the long one joins it. Without the gathering the first step would hold
+    # the short prompt alone.
+    monkeypatch.setattr(scheduler, "GATHER_MAX_SECONDS", 5.0)
     short = await engine.tokenize("The sky is")
     long = await engine.tokenize("Write a long and detailed description of a quiet harbour town at dawn, " * 2)
     assert len(short) * 3 < len(long)
+    on_their_way = [ARRIVALS.arriving(), ARRIVALS.arriving()]
 
-    async def one(tokens: list[int], delay: float) -> Chunk:
-        await asyncio.sleep(delay)
-        req = request("", max_tokens=1)
-        req = dataclasses.replace(req, prompt_token_ids=tokens)
-        return (await run(engine, req))[1]
+    async def one(tokens: list[int], delay: float, arrival: contextlib.AbstractContextManager[object]) -> Chunk:
+        with arrival:
+            await asyncio.sleep(delay)
+            req = dataclasses.replace(request("", max_tokens=1), prompt_token_ids=tokens)
+            return (await run(engine, req))[1]
 
     before = engine.decode_steps
-    lasts = await asyncio.gather(one(short, 0), one(long, 0.001))
+    lasts = await asyncio.gather(one(short, 0, on_their_way[0]), one(long, 0.02, on_their_way[1]))
     assert [last.completion_tokens for last in lasts] == [1, 1]
     assert engine.decode_steps - before == 1
+    assert ARRIVALS.pending == 0
 
 
 @pytest.mark.model

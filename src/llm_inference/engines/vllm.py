@@ -26,6 +26,7 @@ from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
+from llm_inference.engines.arrivals import arrived
 from llm_inference.engines.base import (
     ChatMessage,
     Chunk,
@@ -275,6 +276,7 @@ class VllmEngine:
             return
         params = vllm_sampling(sampling, room)
         outputs = self._llm.generate(tokens_input(prompt), params, request.request_id)
+        arrived()  # queued in vLLM's engine: no longer holds back an idle llama.cpp engine's first step
         generated = 0
         finished = False
         prompt_logprobs: tuple[TokenLogprob, ...] | None = None

@@ -35,6 +35,7 @@ from typing import Any
 
 import llama_cpp
 
+from llm_inference.engines.arrivals import ARRIVALS, Arrivals, arrived
 from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, TokenLogprob
 from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
 from llm_inference.engines.llamacpp.logits import LogprobReader, TokenBytes
@@ -117,9 +118,12 @@ def first_half_of_prompts(pending: list[int], batch_size: int) -> int:
     return min(taken, batch_size)
 
 
-# A burst of requests is gathered before the first step (DecodeLoop._gather_burst).
-GATHER_QUIET_SECONDS = 0.005
+# A burst of requests is gathered before the first step (DecodeLoop._gather_burst): for at most this long,
+# looking again at least this often (a request that ends without reaching an engine does not wake the loop), and
+# once a burst is seen until no more came for a quiet pause.
 GATHER_MAX_SECONDS = 0.05
+GATHER_POLL_SECONDS = 0.001
+GATHER_QUIET_SECONDS = 0.005
 
 # A prompt waits for a running sequence's KV cells only for at least this many tokens it would not otherwise
 # have (its whole prompt always: DecodeLoop._follow); fewer are cheaper to compute than a step's wait.
@@ -143,8 +147,10 @@ class DecodeLoop(threading.Thread):
         pool_tokens: int | None = None,
         stop_tokens: frozenset[int] = frozenset(),
         marker_tokens: frozenset[int] = frozenset(),
+        arrivals: Arrivals = ARRIVALS,
     ) -> None:
         super().__init__(name="llamacpp-decode", daemon=True)
+        self._arrivals = arrivals
         self._model, self._ctx = model, ctx
         self._vocab = model.vocab
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
@@ -190,6 +196,9 @@ class DecodeLoop(threading.Thread):
     def submit(self, sequence: Sequence) -> None:
         with self._wake:
             self._waiting.append(sequence)
+            # Under the lock the gathering reads the count with: it never sees this request neither queued nor
+            # on its way.
+            arrived()
             self._wake.notify()
 
     def cancel(self, sequence: Sequence) -> None:
@@ -275,17 +284,32 @@ class DecodeLoop(threading.Thread):
 
     def _gather_burst(self) -> None:
         """Requests that arrive together (clients starting at once, a batch) reach this thread one by one, as
-        the event loop prepares them. Waiting until they stop arriving (a pause of GATHER_QUIET_SECONDS, at
-        most GATHER_MAX_SECONDS) lets the first step see the whole burst, so its prompts are read in few
-        steps rather than each decoding stream pausing for the prompts that arrived a moment later. Called
-        with self._wake held, only when the engine was idle: a lone request pays one quiet pause."""
+        the event loop reads and prepares them. Gathering them lets the first step see the whole burst, so its
+        prompts are read in few steps rather than each decoding stream pausing for the prompts that arrived a
+        moment later. Called with self._wake held, only when the engine was idle; submit() wakes it.
+
+        First, while the server holds requests on their way to an engine (engines/arrivals.py), wait for them.
+        Then, if that made a burst (more than one request waiting), wait until no more came for
+        GATHER_QUIET_SECONDS: clients of a burst whose requests the server has not read yet. A lone request
+        finds none on its way and starts at once. All of it within GATHER_MAX_SECONDS."""
         deadline = time.monotonic() + GATHER_MAX_SECONDS
+        quiet_from = None  # when the last request of the burst arrived, once a burst is seen
         seen = len(self._waiting)
-        while not self._stopping and time.monotonic() < deadline:
-            self._wake.wait(GATHER_QUIET_SECONDS)
-            if len(self._waiting) == seen:
+        while not self._stopping:
+            now = time.monotonic()
+            if len(self._waiting) != seen:
+                seen, quiet_from = len(self._waiting), now
+            if self._arrivals.pending > 0:
+                wait = GATHER_POLL_SECONDS
+            elif seen > 1:
+                quiet_from = now if quiet_from is None else quiet_from
+                wait = quiet_from + GATHER_QUIET_SECONDS - now
+            else:
                 return
-            seen = len(self._waiting)
+            wait = min(wait, deadline - now)
+            if wait <= 0:
+                return
+            self._wake.wait(wait)
 
     def _decode(self) -> str | None:
         """Run the step's batch; None if it went through, else why not."""
