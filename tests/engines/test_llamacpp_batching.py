@@ -217,9 +217,11 @@ async def test_ignore_eos_never_draws_an_end_token_so_every_step_streams_text(en
     ("pending", "taken"),
     [
         ([100], 100),  # one prompt: all of it
-        ([100] * 16, 800),  # a burst of equal prompts: the first half
+        ([100] * 16, 900),  # a burst of equal prompts: more than half of them (the median request is in it)
+        ([100] * 8, 500),
         ([100] * 3, 200),  # whole prompts, at least half of the tokens
-        ([1000, 10, 10], 1000),  # the first prompt alone is more than half
+        ([1000, 10, 10], 1010),  # the first prompt holds more than half the tokens, but is not more than half
+        ([1000, 10], 1010),
         ([10, 10, 1000], 1020),  # the half lies in the last prompt, which is taken whole
         ([3000], 2048),  # never more than the batch
     ],

@@ -108,12 +108,14 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def first_half_of_prompts(pending: list[int], batch_size: int) -> int:
-    """Prompt tokens a step takes while nobody decodes: whole prompts, in order, until they hold at least half
-    of the pending prompt tokens (so at least the first one), within the batch (DecodeLoop._fill_batch)."""
+    """Prompt tokens a step takes while nobody decodes: whole prompts, in order, until they are more than half
+    of the waiting prompts and hold at least half of their tokens (so at least the first one), within the batch
+    (DecodeLoop._fill_batch). More than half of the prompts, not just half: the median request of a burst
+    (of 8, the 5th) then starts streaming after the first step, not after both."""
     total, taken = sum(pending), 0
-    for remaining in pending:
+    for count, remaining in enumerate(pending, start=1):
         taken += remaining
-        if 2 * taken >= total:
+        if 2 * taken >= total and 2 * count > len(pending):
             break
     return min(taken, batch_size)
 
@@ -562,15 +564,16 @@ class DecodeLoop(threading.Thread):
 
     def _fill_batch(self) -> list[tuple[Sequence, int]]:
         """Put every decoding sequence's next token in the batch, then pending prompt: at most `prefill_chunk`
-        tokens of it while any sequence decodes; with nobody decoding, half of the pending prompt tokens
-        (whole prompts, at least one), within the batch.
+        tokens of it while any sequence decodes; with nobody decoding, whole prompts until they are more than
+        half of them and hold half of their tokens (first_half_of_prompts), within the batch.
 
         A step's time grows about linearly with its tokens on a few cores, and a decoding sequence waits for
         the whole step, so every step with prompt in it is a pause in every stream. Fewer, larger prompt steps
         mean fewer pauses per stream; that is what the tail of the inter-token gaps counts (a budget of 64
         tokens raised its 99th percentile, docs/cpu.md). With nobody decoding, a burst of prompts
         read in one step would make every request wait for all of them; read in two halves, the first half
-        starts streaming after half the time and pauses once, for the second half's step.
+        (the median request in it) starts streaming after about half the time and pauses once, for the second
+        half's step, and the last request waits as long as it would behind one step of them all.
 
         Returns (sequence, row whose logits to sample); the row is -1 when the step only advanced a
         prompt that is not complete yet.
