@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import sys
 import uuid
 
 import llama_cpp
@@ -314,3 +315,11 @@ async def test_per_slot_logprobs_of_a_long_context_do_not_depend_on_a_neighbour(
 
 async def _logprobs(engine: LlamaCppEngine, req: GenerationRequest) -> list[object]:
     return [c.logprobs async for c in engine.generate(req)]
+
+
+@pytest.mark.model
+async def test_a_running_decode_loop_makes_the_gil_change_hands_every_100_microseconds(engine) -> None:
+    # Python's 5 ms default left the decode thread waiting for the event loop's whole turn on a step's tokens
+    # before each llama_decode (scheduler.GIL_SWITCH_INTERVAL_SECONDS).
+    await run(engine, request("Hi", max_tokens=1))
+    assert sys.getswitchinterval() == pytest.approx(scheduler.GIL_SWITCH_INTERVAL_SECONDS)
