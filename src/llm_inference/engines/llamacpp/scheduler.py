@@ -134,7 +134,7 @@ MIN_SHARED_TOKENS = 16
 # How long a thread holding the GIL keeps it from one that asks for it (Python's default is 5 ms). The GIL passes
 # between the decode thread, the event loop and the tokenizer's worker thread several times a step: the event
 # loop holds it through its whole turn on a step's tokens (SSE frames, the socket) while the decode thread
-# waits for it to start the next llama_decode. Set while a decode loop runs (DecodeLoop.run). Measured at one
+# waits for it to start the next llama_decode. Set for the process when a decode loop starts. Measured at one
 # client, in paired rounds against the default (8 rounds, 2-core AMD EPYC): tok/s 1.06x [1.00, 1.12], TTFT p50
 # 0.91x [0.83, 1.00], ITL p50 0.94x [0.88, 1.01]; at 8 clients TTFT p99 0.92x [0.90, 0.94] (docs/benchmarks.md).
 GIL_SWITCH_INTERVAL_SECONDS = 0.0001
@@ -206,8 +206,8 @@ class DecodeLoop(threading.Thread):
     def submit(self, sequence: Sequence) -> None:
         with self._wake:
             self._waiting.append(sequence)
-            # Under the lock the gathering reads the count with: it never sees this request neither queued nor
-            # on its way.
+            # Counted down under the lock the gathering reads the count under: the request is always either
+            # waiting here or counted as on its way.
             arrived()
             self._wake.notify()
 
