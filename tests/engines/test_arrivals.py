@@ -11,7 +11,7 @@ import pytest
 from litestar.types import Receive, Scope, Send
 
 from llm_inference.api.http.arrivals import count_arrivals
-from llm_inference.engines.arrivals import ARRIVALS, Arrivals, arrived
+from llm_inference.engines.arrivals import ARRIVALS, Arrivals, arrived, each
 from llm_inference.engines.llamacpp import scheduler
 
 
@@ -27,6 +27,22 @@ def test_a_ticket_counts_until_its_request_arrives_and_only_once() -> None:
     assert arrivals.pending == 0
     arrived()  # outside any request: nothing to count down
     assert arrivals.pending == 0
+
+
+def test_a_request_of_several_generations_stays_on_its_way_until_each_arrived() -> None:
+    arrivals = Arrivals()
+    assert each(["alone"]) == ["alone"]  # outside a request: nothing counted
+    with arrivals.arriving():
+        each(["choice 0", "choice 1", "choice 2"])
+        assert arrivals.pending == 3
+        arrived()
+        arrived()
+        assert arrivals.pending == 1
+    assert arrivals.pending == 0  # the request ended: the third will not come
+    with arrivals.arriving():
+        arrived()
+        each(["too late", "to count"])  # its one generation arrived already: nothing more expected
+        assert arrivals.pending == 0
 
 
 async def _call(app: Any, method: str, scope_type: str = "http") -> None:

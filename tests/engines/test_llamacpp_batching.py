@@ -13,7 +13,7 @@ import uuid
 import llama_cpp
 import pytest
 
-from llm_inference.engines.arrivals import ARRIVALS
+from llm_inference.engines.arrivals import ARRIVALS, each
 from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
 from llm_inference.engines.llamacpp import scheduler
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
@@ -254,6 +254,27 @@ async def test_requests_arriving_together_at_an_idle_engine_start_in_one_step(en
     before = engine.decode_steps
     lasts = await asyncio.gather(one(short, 0, on_their_way[0]), one(long, 0.02, on_their_way[1]))
     assert [last.completion_tokens for last in lasts] == [1, 1]
+    assert engine.decode_steps - before == 1
+    assert ARRIVALS.pending == 0
+
+
+@pytest.mark.model
+async def test_the_choices_of_one_request_start_in_one_step_however_late_each_is_queued(engine, monkeypatch) -> None:
+    # A request's n choices reach the engine one by one (each prepared in a task of its own); the request stays on
+    # its way until the last is queued (arrivals.each), so the idle engine reads them in one first step: the
+    # batch a seeded request sees does not depend on how fast its choices were prepared.
+    monkeypatch.setattr(scheduler, "GATHER_MAX_SECONDS", 5.0)
+    tokens = await engine.tokenize("Name three rivers of Europe:")
+
+    async def choice(delay: float) -> Chunk:
+        await asyncio.sleep(delay)
+        req = dataclasses.replace(request("", max_tokens=1), prompt_token_ids=tokens)
+        return (await run(engine, req))[1]
+
+    before = engine.decode_steps
+    with ARRIVALS.arriving():
+        lasts = await asyncio.gather(*each([choice(0), choice(0.02), choice(0.04)]))
+    assert [last.completion_tokens for last in lasts] == [1, 1, 1]
     assert engine.decode_steps - before == 1
     assert ARRIVALS.pending == 0
 

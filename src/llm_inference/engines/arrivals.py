@@ -15,22 +15,38 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Ticket:
-    """One request's place in the count; closing it twice counts once."""
+    """One request's place in the count: one generation on its way, or several (`each`)."""
 
-    __slots__ = ("_arrivals", "_open")
+    __slots__ = ("_arrivals", "_remaining")
 
     def __init__(self, arrivals: Arrivals) -> None:
-        self._arrivals, self._open = arrivals, True
+        self._arrivals, self._remaining = arrivals, 1
+
+    def expect(self, generations: int) -> None:
+        """The request will hand `generations` generations to engines, not one."""
+        more = generations - 1 if self._remaining else 0
+        if more > 0:
+            self._remaining += more
+            self._arrivals._add(more)
+
+    def arrive_one(self) -> None:
+        if self._remaining:
+            self._remaining -= 1
+            self._arrivals._add(-1)
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._arrivals._leave()
+        """The request ended: whatever it still expected will not come."""
+        if self._remaining:
+            self._arrivals._add(-self._remaining)
+            self._remaining = 0
 
 
 class Arrivals:
@@ -45,8 +61,7 @@ class Arrivals:
     @contextlib.contextmanager
     def arriving(self) -> Iterator[Ticket]:
         """Count the request handled inside this block (and the tasks it starts) until it arrives or ends."""
-        with self._lock:
-            self._pending += 1
+        self._add(1)
         ticket = Ticket(self)
         token = _current.set(ticket)
         try:
@@ -55,9 +70,21 @@ class Arrivals:
             _current.reset(token)
             ticket.close()
 
-    def _leave(self) -> None:
+    def _add(self, count: int) -> None:
         with self._lock:
-            self._pending -= 1
+            self._pending += count
+
+
+def each(runs: Sequence[T]) -> Sequence[T]:
+    """Several generations of the calling request (the `n` choices, a batch's prompts), about to start: the
+    request stays on its way until each of them has been queued (or it ends), instead of counting down when the
+    first arrives. An idle engine then gathers all of them into its first step, not one alone and the rest a step
+    later (with a shared KV pool, which neighbours a step holds can turn a near-tie, so a seeded request would
+    not be reproducible). Returns `runs`."""
+    ticket = _current.get()
+    if ticket is not None:
+        ticket.expect(len(runs))
+    return runs
 
 
 ARRIVALS = Arrivals()
@@ -68,4 +95,4 @@ def arrived() -> None:
     """The request of the calling context has reached its engine's queue: no longer on its way."""
     ticket = _current.get()
     if ticket is not None:
-        ticket.close()
+        ticket.arrive_one()
