@@ -11,7 +11,7 @@ import pytest
 from litestar.types import Receive, Scope, Send
 
 from llm_inference.api.http.arrivals import count_arrivals
-from llm_inference.engines.arrivals import ARRIVALS, Arrivals, arrived, each
+from llm_inference.engines.arrivals import ARRIVALS, Arrivals, arrived, expect_arrivals
 from llm_inference.engines.llamacpp import scheduler
 
 
@@ -31,9 +31,10 @@ def test_a_ticket_counts_until_its_request_arrives_and_only_once() -> None:
 
 def test_a_request_of_several_generations_stays_on_its_way_until_each_arrived() -> None:
     arrivals = Arrivals()
-    assert each(["alone"]) == ["alone"]  # outside a request: nothing counted
+    expect_arrivals(3)  # outside a request: nothing counted
+    assert arrivals.pending == 0 and ARRIVALS.pending == 0
     with arrivals.arriving():
-        each(["choice 0", "choice 1", "choice 2"])
+        expect_arrivals(3)  # choices 0, 1 and 2
         assert arrivals.pending == 3
         arrived()
         arrived()
@@ -41,7 +42,7 @@ def test_a_request_of_several_generations_stays_on_its_way_until_each_arrived() 
     assert arrivals.pending == 0  # the request ended: the third will not come
     with arrivals.arriving():
         arrived()
-        each(["too late", "to count"])  # its one generation arrived already: nothing more expected
+        expect_arrivals(2)  # its one generation arrived already: nothing more expected
         assert arrivals.pending == 0
 
 

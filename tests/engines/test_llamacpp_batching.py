@@ -13,7 +13,7 @@ import uuid
 import llama_cpp
 import pytest
 
-from llm_inference.engines.arrivals import ARRIVALS, each
+from llm_inference.engines.arrivals import ARRIVALS, expect_arrivals
 from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
 from llm_inference.engines.llamacpp import scheduler
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine, usable_cpus
@@ -261,7 +261,7 @@ async def test_requests_arriving_together_at_an_idle_engine_start_in_one_step(en
 @pytest.mark.model
 async def test_the_choices_of_one_request_start_in_one_step_however_late_each_is_queued(engine, monkeypatch) -> None:
     # A request's n choices reach the engine one by one (each prepared in a task of its own); the request stays on
-    # its way until the last is queued (arrivals.each), so the idle engine reads them in one first step: the
+    # its way until the last is queued (arrivals.expect_arrivals), so the idle engine reads them in one first step: the
     # batch a seeded request sees does not depend on how fast its choices were prepared.
     monkeypatch.setattr(scheduler, "GATHER_MAX_SECONDS", 5.0)
     tokens = await engine.tokenize("Name three rivers of Europe:")
@@ -273,7 +273,8 @@ async def test_the_choices_of_one_request_start_in_one_step_however_late_each_is
 
     before = engine.decode_steps
     with ARRIVALS.arriving():
-        lasts = await asyncio.gather(*each([choice(0), choice(0.02), choice(0.04)]))
+        expect_arrivals(3)
+        lasts = await asyncio.gather(choice(0), choice(0.02), choice(0.04))
     assert [last.completion_tokens for last in lasts] == [1, 1, 1]
     assert engine.decode_steps - before == 1
     assert ARRIVALS.pending == 0

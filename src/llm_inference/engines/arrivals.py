@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TypeVar
-
-T = TypeVar("T")
 
 
 class Ticket:
-    """One request's place in the count: one generation on its way, or several (`each`)."""
+    """One request's place in the count: one generation on its way, or several (`expect_arrivals`)."""
 
     __slots__ = ("_arrivals", "_remaining")
 
@@ -75,16 +72,15 @@ class Arrivals:
             self._pending += count
 
 
-def each(runs: Sequence[T]) -> Sequence[T]:
-    """Several generations of the calling request (the `n` choices, a batch's prompts), about to start: the
-    request stays on its way until each of them has been queued (or it ends), instead of counting down when the
-    first arrives. An idle engine then gathers all of them into its first step, not one alone and the rest a step
-    later (with a shared KV pool, which neighbours a step holds can turn a near-tie, so a seeded request would
-    not be reproducible). Returns `runs`."""
+def expect_arrivals(generations: int) -> None:
+    """The calling request is about to start several generations (the `n` choices, a batch's prompts): it stays
+    on its way until each of them has been queued (or it ends), instead of counting down when the first arrives.
+    An idle engine then gathers all of them into its first step, not one alone and the rest a step later (with a
+    shared KV pool, which neighbours a step holds can turn a near-tie, so a seeded request would not be
+    reproducible)."""
     ticket = _current.get()
     if ticket is not None:
-        ticket.expect(len(runs))
-    return runs
+        ticket.expect(generations)
 
 
 ARRIVALS = Arrivals()

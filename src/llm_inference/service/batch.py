@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from llm_inference.engines.arrivals import each
+from llm_inference.engines.arrivals import expect_arrivals
 from llm_inference.errors import InvalidParameter, Overloaded, ServiceError
 from llm_inference.service.admission import Slot
 from llm_inference.service.generation import Failed, Outcome, complete
@@ -40,12 +40,11 @@ async def _run_all(service: InferenceService, asked: SamplingInput, prompts: Seq
     # Every prompt is admitted before any starts, so which ones find a slot does not depend on how fast the
     # others finish: the first ones in order, as many as there are free slots.
     slots = [_admit(service) for _ in prompts]
-    runs = each(
-        [
-            _one(service, asked, prompt, index, slot)
-            for index, (prompt, slot) in enumerate(zip(prompts, slots, strict=True))
-        ]
-    )
+    runs = [
+        _one(service, asked, prompt, index, slot)
+        for index, (prompt, slot) in enumerate(zip(prompts, slots, strict=True))
+    ]
+    expect_arrivals(len(runs))
     try:
         return list(await asyncio.gather(*runs))
     finally:

@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
-from llm_inference.engines.arrivals import each
+from llm_inference.engines.arrivals import expect_arrivals
 from llm_inference.errors import InvalidParameter
 from llm_inference.service.generation import Delta, GenerationStream, StreamItem
 from llm_inference.service.prepare import SamplingInput
@@ -36,7 +36,8 @@ def choice_sampling(asked: SamplingInput, index: int) -> SamplingInput:
 async def run_all(runs: Sequence[Awaitable[T]]) -> list[T]:
     """Every run's result, in order. The first failure fails the request: the other runs are cancelled (their
     slots and models released) before it is raised."""
-    tasks = [asyncio.ensure_future(run) for run in each(runs)]
+    expect_arrivals(len(runs))
+    tasks = [asyncio.ensure_future(run) for run in runs]
     try:
         return list(await asyncio.gather(*tasks))
     finally:
@@ -48,7 +49,8 @@ async def run_all(runs: Sequence[Awaitable[T]]) -> list[T]:
 async def open_all(openers: Sequence[Awaitable[GenerationStream]]) -> ChoiceStreams:
     """The choices' streams, opened at once; if one cannot open (overload, an engine error), the others are
     closed and its error raised, as a single stream's would be."""
-    tasks = [asyncio.ensure_future(opener) for opener in each(openers)]
+    expect_arrivals(len(openers))
+    tasks = [asyncio.ensure_future(opener) for opener in openers]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     streams = [result for result in results if isinstance(result, GenerationStream)]
     failure = next((result for result in results if isinstance(result, BaseException)), None)

@@ -36,7 +36,7 @@ from typing import Any
 
 import llama_cpp
 
-from llm_inference.engines.arrivals import ARRIVALS, Arrivals, arrived
+from llm_inference.engines.arrivals import ARRIVALS, arrived
 from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, TokenLogprob
 from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
 from llm_inference.engines.llamacpp.logits import LogprobReader, TokenBytes
@@ -157,10 +157,9 @@ class DecodeLoop(threading.Thread):
         pool_tokens: int | None = None,
         stop_tokens: frozenset[int] = frozenset(),
         marker_tokens: frozenset[int] = frozenset(),
-        arrivals: Arrivals = ARRIVALS,
     ) -> None:
         super().__init__(name="llamacpp-decode", daemon=True)
-        self._arrivals = arrivals
+        self._arrivals = ARRIVALS
         self._model, self._ctx = model, ctx
         self._vocab = model.vocab
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
