@@ -117,12 +117,32 @@ def test_streamed_echo_starts_with_the_prompt_and_its_scores(client: openai.Open
     assert text == whole
 
 
+NEAR_TIE_NATS = 0.5
+
+
+def assert_same_greedy_path(together: Any, alone: Any) -> None:
+    """Two greedy runs of one prompt agree token by token, or part where the run alone had a near-tie: with the
+    shared KV pool a prompt's scores depend slightly on its batch neighbours and cell placement (docs/cpu.md), so
+    only a choice between two almost equally likely tokens may turn."""
+    ours, theirs = together.logprobs, alone.logprobs
+    for index, (token, same) in enumerate(zip(ours.tokens, theirs.tokens, strict=False)):
+        if token != same:
+            top = theirs.top_logprobs[index]
+            assert token in top, (index, token, top, together.text, alone.text)
+            gap = abs(top[same] - top[token])
+            assert gap < NEAR_TIE_NATS, (index, token, same, gap, together.text, alone.text)
+            return
+    assert together.text == alone.text
+
+
 def test_several_prompts_are_several_choices_each_as_if_alone(client: openai.OpenAI) -> None:
     prompts = [FRANCE, "Once upon a time"]
-    both = client.completions.create(prompt=prompts, max_tokens=5, **GREEDY)
-    alone = [client.completions.create(prompt=p, max_tokens=5, **GREEDY) for p in prompts]
+    both = client.completions.create(prompt=prompts, max_tokens=5, logprobs=2, **GREEDY)
+    alone = [client.completions.create(prompt=p, max_tokens=5, logprobs=2, **GREEDY) for p in prompts]
     assert [c.index for c in both.choices] == [0, 1]
-    assert [c.text for c in both.choices] == [a.choices[0].text for a in alone]
+    for together, by_itself in zip(both.choices, (a.choices[0] for a in alone), strict=True):
+        assert_same_greedy_path(together, by_itself)
+    assert both.choices[0].text.startswith(" Paris"), both.choices[0].text
     assert both.usage is not None
     assert both.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone if a.usage)
     assert both.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone if a.usage)
@@ -130,11 +150,13 @@ def test_several_prompts_are_several_choices_each_as_if_alone(client: openai.Ope
 
 def test_token_id_prompts_equal_their_text(client: openai.OpenAI, http: httpx.Client) -> None:
     ids = tokens_of(http, FRANCE)
-    text = client.completions.create(prompt=FRANCE, max_tokens=5, **GREEDY).choices[0].text
+    by_text = client.completions.create(prompt=FRANCE, max_tokens=5, logprobs=2, **GREEDY).choices[0]
     one = client.completions.create(prompt=ids, max_tokens=5, **GREEDY)
-    two = client.completions.create(prompt=[ids, ids], max_tokens=5, **GREEDY)
-    assert one.choices[0].text == text
-    assert [c.text for c in two.choices] == [text, text]
+    two = client.completions.create(prompt=[ids, ids], max_tokens=5, logprobs=2, **GREEDY)
+    assert one.choices[0].text == by_text.text
+    assert [c.index for c in two.choices] == [0, 1]
+    for choice in two.choices:
+        assert_same_greedy_path(choice, by_text)
 
 
 def test_n_choices_share_one_prompt_and_a_seed_makes_them_differ_reproducibly(client: openai.OpenAI) -> None:
