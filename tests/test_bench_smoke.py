@@ -242,3 +242,17 @@ def test_the_multiturn_bench_pairs_each_turns_ttft_with_llama_servers(capsys: py
     one = {name: rounds[:1] for name, rounds in runs.items()}
     single = multiturn.comparisons(one, [1])
     assert single["llm-inference"]["1"]["turn5_ttft_p50_ms"]["ci95"] is None
+
+
+from bench.result_files import unused  # noqa: E402
+
+
+def test_a_second_run_of_a_day_writes_beside_the_first_instead_of_over_it(tmp_path: Path) -> None:
+    first = tmp_path / "cpu-2026-12-07.json"
+    assert unused(first) == first
+    first.write_text("{}")
+    second = unused(first)
+    assert second == tmp_path / "cpu-2026-12-07-2.json"
+    second.write_text("{}")
+    assert unused(first) == tmp_path / "cpu-2026-12-07-3.json"
+    assert first.read_text() == "{}"

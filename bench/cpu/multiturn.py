@@ -3,9 +3,9 @@ against llama-server with its prompt cache, at 1 and 8 conversations at once.
 
 Every conversation is five turns on `/v1/chat/completions` (streamed, greedy, 16 answer tokens): a system
 message, then each turn sends the whole history so far, in which the earlier answers are fixed texts of about
-300 tokens (so both servers see the same prompts whatever the model wrote), and turn 5's prompt is about 1,500
-tokens. A server that keeps a conversation's KV cells reads only the new turn; one that does not reads the
-whole history again. Conversations differ from their first words, so nothing is shared between them. The
+325 tokens (so both servers see the same prompts whatever the model wrote), and turn 5's prompt is about 1,500
+tokens (each turn adds about 355: the answer before it and a question). A server that keeps a conversation's KV
+cells reads only the new turn; one that does not reads the whole history again. Conversations differ from their first words, so nothing is shared between them. The
 servers run one after the other, round by round in alternating order (A B, B A, A B, …); each figure is the
 median over the rounds with its spread (lowest and highest round). Ours against llama-server, per level and
 turn: the median of the rounds' ratios of TTFT p50 with a 95% Student-t interval on their logs and its verdict
@@ -35,11 +35,12 @@ from bench.cpu.run import server_specs
 from bench.loadgen import WORDS
 from bench.machine import machine
 from bench.paired import METHOD, compare_rounds, comparison_lines
+from bench.result_files import unused
 from bench.servers import RunningServer, free_port
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 TURNS = 5
-ANSWER_WORDS = 230  # about 300 tokens of the embedded model's vocabulary
+ANSWER_WORDS = 305  # about 325 tokens of the embedded model's vocabulary: turn 5's prompt ~1,500 tokens
 ANSWER_TOKENS = 16
 SERVERS = ("llm-inference", "llama-server")
 CONTEXT_PER_SLOT = 2048
@@ -157,7 +158,7 @@ def main() -> None:
     compared = comparisons(runs, levels)
     print_comparisons(compared)
     stamp = datetime.date.today().isoformat()
-    out = args.out or RESULTS / f"multiturn-{stamp}.json"
+    out = args.out or unused(RESULTS / f"multiturn-{stamp}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "date": stamp,

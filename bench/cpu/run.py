@@ -7,7 +7,7 @@ each figure is the median over the rounds, shown with its spread (lowest and hig
 `llm-inference*` server is then compared with llama-server round by round (bench/paired.py): per level and
 figure the median of the rounds' ratios ours / llama-server with a 95% Student-t interval on their logs, and
 whether it meets its target. Prints both tables, writes bench/results/cpu-<date>[-<tag>].json (the ratios under
-`comparisons`) and a PNG plot of throughput against concurrency.
+`comparisons`; a later run of the same name adds -2, -3, …) and a PNG plot of throughput against concurrency.
 
     make bench-cpu                        # or: .venv/bin/python -m bench.cpu.run --rounds 3
     # before/after in one interleaved run: another checkout's service as one more server
@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from bench.loadgen import OPENAI, OURS, Dialect, make_prompts, run_level
 from bench.machine import machine
 from bench.paired import METHOD, compare_rounds, comparison_lines
+from bench.result_files import unused
 from bench.servers import RunningServer, ServerSpec, free_port
 from llm_inference.model_spec import embedded_model_path
 
@@ -286,8 +287,8 @@ def main() -> None:
     compared = comparisons(runs, levels)
     print_comparisons(compared)
     stamp = datetime.date.today().isoformat()
-    name = f"cpu-{stamp}-{args.tag}" if args.tag else f"cpu-{stamp}"
     RESULTS.mkdir(exist_ok=True)
+    out = unused(RESULTS / (f"cpu-{stamp}-{args.tag}.json" if args.tag else f"cpu-{stamp}.json"))
     result = {
         "date": stamp,
         "machine": machine(load_at_start),
@@ -300,9 +301,9 @@ def main() -> None:
         "note": "extra CPU buffer types (repacked weights) off except in llama-server+repack and where "
         "LLM_WEIGHT_REPACK turns them on; llama.cpp has no repacked layout for Q4_1, so here they change nothing",
     }
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
-    plot(table, levels, RESULTS / f"{name}.png")
-    print(f"\nwrote {RESULTS / f'{name}.json'} and .png")
+    out.write_text(json.dumps(result, indent=2, default=str))
+    plot(table, levels, out.with_suffix(".png"))
+    print(f"\nwrote {out} and .png")
 
 
 if __name__ == "__main__":
