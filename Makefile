@@ -156,6 +156,12 @@ clean:
 bench-cpu: model
 	$(BIN)/python -m bench.cpu.run --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)
 
+# One client, request by request against llama-server side by side (resolves a few percent where bench-cpu's passes
+# cannot); writes bench/results/single-stream-<date>.json/.png.
+.PHONY: bench-single-stream
+bench-single-stream: model
+	$(BIN)/python -m bench.cpu.single_stream --llama-server "$$(PATH=$(abspath $(BIN)):$$PATH bench/cpu/build_llama_server.sh)" $(BENCH_ARGS)
+
 # Multi-turn chat: TTFT of a conversation's fifth turn (~1,500 tokens of history) against llama-server's prompt cache,
 # at 1 and 8 conversations; writes bench/results/multiturn-<date>.json/.png.
 .PHONY: bench-multiturn

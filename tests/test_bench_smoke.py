@@ -256,3 +256,21 @@ def test_a_second_run_of_a_day_writes_beside_the_first_instead_of_over_it(tmp_pa
     second.write_text("{}")
     assert unused(first) == tmp_path / "cpu-2026-12-07-3.json"
     assert first.read_text() == "{}"
+
+
+from bench.cpu import single_stream  # noqa: E402
+
+
+def test_the_single_stream_bench_gives_each_block_its_median_ratio_with_the_right_direction() -> None:
+    def request(tok_s: float, ttft: float, itl: float) -> dict[str, float]:
+        return {"output_tokens_per_second": tok_s, "ttft_p50_ms": ttft, "itl_p50_ms": itl}
+
+    block = {
+        "llm-inference": [request(110, 300, 9.0), request(100, 330, 9.9), request(105, 310, 9.5)],
+        "llama-server": [request(100, 330, 10.0), request(100, 330, 9.0), request(100, 310, 9.5)],
+    }
+    ratios = single_stream.block_ratios(block)
+    # Ours / llama-server per pair, the median of the three: tok/s 1.1, 1.0, 1.05; TTFT 0.909, 1.0, 1.0.
+    assert ratios["output_tokens_per_second"] == pytest.approx(1.05)
+    assert ratios["ttft_p50_ms"] == pytest.approx(1.0)
+    assert ratios["itl_p50_ms"] == pytest.approx(1.0)
