@@ -15,10 +15,12 @@
 #   3. .carry/cpu/model.02:                             bash bench/cpu/on_device.sh start [bench-cpu args]
 #   4. (none):                                          bash bench/cpu/on_device.sh wait SECONDS
 # start and wait return when the run wrote its JSON (copied to $OUT with its plot and log) or after SECONDS.
+# BENCH_MODULE=bench.cpu.single_stream before `bash` runs the one-client bench instead (its own arguments).
 set -euo pipefail
 stash=/tmp/cpu-carry native=/tmp/cpu-native
 site=$native/site
 command=${1:?stash, start or wait}
+module=${BENCH_MODULE:-bench.cpu.run}
 shift
 mkdir -p "$stash"
 cp .carry/cpu/* "$stash"/ 2>/dev/null || true
@@ -26,12 +28,12 @@ cp .carry/cpu/* "$stash"/ 2>/dev/null || true
 wait_for_results() {
   local deadline=$((SECONDS + ${1:-540}))
   while ((SECONDS < deadline)); do
-    if ! pgrep -f "bench.cpu.run" >/dev/null; then break; fi
+    if ! pgrep -f "$module" >/dev/null; then break; fi
     sleep 5
   done
   tail -40 /tmp/bench-cpu.log
   cp /tmp/bench-cpu.log "${OUT:-/tmp}"/ 2>/dev/null || true
-  cp bench/results/cpu-*-xeon* "${OUT:-/tmp}"/ 2>/dev/null || true
+  cp bench/results/*-xeon* "${OUT:-/tmp}"/ 2>/dev/null || true
 }
 
 case $command in
@@ -49,7 +51,7 @@ case $command in
     export PYTHONPATH=$site:$PWD/src:$PWD
     lscpu | grep -i "model name"
     python3 -c "import llama_cpp, granian, litestar; print('llama_cpp', llama_cpp.__version__)"
-    setsid nohup python3 -m bench.cpu.run --llama-server "$native"/bin/llama-server --tag xeon "$@" \
+    setsid nohup python3 -m "$module" --llama-server "$native"/bin/llama-server --tag xeon "$@" \
       >/tmp/bench-cpu.log 2>&1 < /dev/null &
     sleep 20
     wait_for_results 520
