@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import json
 import os
@@ -83,9 +84,17 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tag", help="suffix of the result files: single-stream-<date>-<tag>.json")
+    parser.add_argument(
+        "--ours-env", action="append", default=[], metavar="NAME=VALUE", help="an environment variable for ours only"
+    )
     args = parser.parse_args()
     specs = [(spec, dialect) for spec, dialect in server_specs(args.llama_server, args.slots, args.threads, 512)]
     specs = [(spec, dialect) for spec, dialect in specs if spec.name in SERVERS]
+    extra = dict(pair.split("=", 1) for pair in args.ours_env)
+    specs = [
+        (dataclasses.replace(spec, env={**spec.env, **extra}) if spec.name == SERVERS[0] else spec, dialect)
+        for spec, dialect in specs
+    ]
     load_at_start = os.getloadavg()
     blocks: list[dict[str, list[dict[str, float]]]] = []
     for block in range(args.blocks):

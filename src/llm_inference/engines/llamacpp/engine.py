@@ -30,6 +30,7 @@ from llm_inference.engines.base import (
     GenerationRequest,
 )
 from llm_inference.engines.config import LlamaCppConfig
+from llm_inference.engines.llamacpp import handoff
 from llm_inference.engines.llamacpp.chat_tokens import ChatTokens
 from llm_inference.engines.llamacpp.embedding import Embedder
 from llm_inference.engines.llamacpp.grammar import compile_grammar
@@ -380,7 +381,7 @@ class LlamaCppEngine:
             request,
             prompt,
             queue.put_nowait,
-            asyncio.get_running_loop(),
+            handoff.for_running_loop(),
             max_new_tokens=min(request.sampling.max_tokens, room),
             grammar=grammar,
         )

@@ -21,7 +21,6 @@ failure in the loop's shared bookkeeping (freeing KV cells, handing results over
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import ctypes
@@ -39,6 +38,7 @@ import llama_cpp
 from llm_inference.engines.arrivals import ARRIVALS, arrived
 from llm_inference.engines.base import Chunk, FinishReason, GenerationRequest, TokenLogprob
 from llm_inference.engines.llamacpp.grammar import CompiledGrammar, free_grammar
+from llm_inference.engines.llamacpp.handoff import Handoff
 from llm_inference.engines.llamacpp.logits import LogprobReader, TokenBytes
 from llm_inference.engines.llamacpp.sampler import build_constrained_sampler, build_sampler, free_sampler, sample
 from llm_inference.engines.text import IncrementalText, StopMatcher
@@ -49,11 +49,6 @@ log = logging.getLogger(__name__)
 Emit = Callable[[Chunk | BaseException], None]  # called on the sequence's event loop, never on the decode thread
 
 
-def _deliver(items: list[tuple[Emit, Chunk | BaseException]]) -> None:
-    for emit, item in items:
-        emit(item)
-
-
 @dataclass(eq=False)
 class Sequence:
     """One request's life in the decode loop. Only the loop thread mutates it, except `cancelled`."""
@@ -61,7 +56,7 @@ class Sequence:
     request: GenerationRequest
     prompt: list[int]
     emit: Emit
-    event_loop: asyncio.AbstractEventLoop
+    handoff: Handoff  # its event loop's inbox (handoff.for_running_loop())
     max_new_tokens: int  # max_tokens, clipped to the room left in the sequence's context
     cancelled: bool = False
     slot: int = -1
@@ -340,13 +335,13 @@ class DecodeLoop(threading.Thread):
     def _flush(self) -> None:
         if not self._outbox:
             return
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Emit, Chunk | BaseException]]] = {}
+        by_loop: dict[Handoff, list[tuple[Emit, Chunk | BaseException]]] = {}
         for sequence, item in self._outbox:
-            by_loop.setdefault(sequence.event_loop, []).append((sequence.emit, item))
+            by_loop.setdefault(sequence.handoff, []).append((sequence.emit, item))
         self._outbox = []
-        for event_loop, items in by_loop.items():
+        for handoff, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting for these
-                event_loop.call_soon_threadsafe(_deliver, items)
+                handoff.post(items)
 
     def _drop_cancelled(self) -> None:
         for slot_index, slot in enumerate(self._slots):
