@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import llama_cpp
 import numpy as np
 import pytest
 
+from llm_inference.engines.arrivals import ARRIVALS, expect_arrivals
 from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
 from llm_inference.engines.constraints import json_schema_constraint
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
@@ -280,6 +282,15 @@ def counters(engine: LlamaCppEngine) -> tuple[int, int, int]:
     return engine.prompt_tokens_prefilled, engine.prefix_tokens_shared, engine.prefix_tokens_reused
 
 
+async def together(*runs: Any) -> list[Any]:
+    """Runs of one prompt submitted as the service submits a request's `n` choices: on their way to the engine
+    until each is queued (engines/arrivals.py), so the idle engine starts on all of them in one step, however
+    late a loaded machine lets the last one reach it."""
+    with ARRIVALS.arriving():
+        expect_arrivals(len(runs))
+        return list(await asyncio.gather(*runs))
+
+
 @pytest.mark.parametrize("whole_streams", [False, True], ids=["state-copy", "stream-copy"])
 async def test_n_identical_prompts_submitted_together_read_the_prompt_once(engine, lone_engine, whole_streams) -> None:
     engine._loop._whole_stream_copies = whole_streams  # the copy models with a sliding window use
@@ -288,7 +299,7 @@ async def test_n_identical_prompts_submitted_together_read_the_prompt_once(engin
         prompt = await engine.tokenize(f"{SHARED_PROMPT} ({'streams' if whole_streams else 'state'})")
         n = 4
         before = counters(engine)
-        choices = await asyncio.gather(*(run(engine, request(prompt, max_tokens=16)) for _ in range(n)))
+        choices = await together(*(run(engine, request(prompt, max_tokens=16)) for _ in range(n)))
         prefilled, shared, reused = (after - b for after, b in zip(counters(engine), before, strict=True))
     finally:
         engine._loop._whole_stream_copies = False
@@ -306,7 +317,7 @@ async def test_choices_share_the_prefill_of_one_that_scores_the_prompt(engine) -
     # it, and the others copy its cells (a choice that asks for them too would compute its own).
     prompt = await engine.tokenize(f"{SHARED_PROMPT} (scored)")
     before = counters(engine)
-    scored, *others = await asyncio.gather(
+    scored, *others = await together(
         run(engine, request(prompt, max_tokens=6, prompt_logprobs=1)),
         *(run(engine, request(prompt, max_tokens=6)) for _ in range(2)),
     )
@@ -322,7 +333,7 @@ async def test_seeded_choices_sharing_a_prompt_each_sample_as_if_alone(engine, l
     prompt = await engine.tokenize(f"{SHARED_PROMPT} (seeded)")
     seeds = (11, 12, 13)
     shared_before = engine.prefix_tokens_shared
-    choices = await asyncio.gather(
+    choices = await together(
         *(run(engine, request(prompt, max_tokens=12, temperature=1.0, seed=seed)) for seed in seeds)
     )
     assert engine.prefix_tokens_shared - shared_before >= 2 * (len(prompt) - 1)
