@@ -88,8 +88,11 @@ def main() -> None:
         "--ours-env", action="append", default=[], metavar="NAME=VALUE", help="an environment variable for ours only"
     )
     args = parser.parse_args()
-    specs = [(spec, dialect) for spec, dialect in server_specs(args.llama_server, args.slots, args.threads, 512)]
-    specs = [(spec, dialect) for spec, dialect in specs if spec.name in SERVERS]
+    specs = [
+        (spec, dialect)
+        for spec, dialect in server_specs(args.llama_server, args.slots, args.threads, 512)
+        if spec.name in SERVERS
+    ]
     extra = dict(pair.split("=", 1) for pair in args.ours_env)
     specs = [
         (dataclasses.replace(spec, env={**spec.env, **extra}) if spec.name == SERVERS[0] else spec, dialect)

@@ -12,13 +12,14 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from llm_inference.engines.arrivals import ARRIVALS, expect_arrivals
+from llm_inference.engines.arrivals import ARRIVALS
 from llm_inference.engines.base import ChatMessage, Chunk, FinishReason, GenerationRequest, SamplingParams
 from llm_inference.engines.constraints import json_schema_constraint
 from llm_inference.engines.llamacpp.engine import LlamaCppEngine
 from llm_inference.errors import EngineFailure, InvalidParameter
 from llm_inference.model_spec import embedded_model_path
 from llm_inference.models.engine_config import llamacpp_config
+from llm_inference.service.choices import run_all
 from tests.conftest import make_settings
 from tests.polling import wait_until_async
 
@@ -283,12 +284,11 @@ def counters(engine: LlamaCppEngine) -> tuple[int, int, int]:
 
 
 async def together(*runs: Any) -> list[Any]:
-    """Runs of one prompt submitted as the service submits a request's `n` choices: on their way to the engine
-    until each is queued (engines/arrivals.py), so the idle engine starts on all of them in one step, however
-    late a loaded machine lets the last one reach it."""
+    """Runs of one prompt submitted as the service submits a request's `n` choices (service/choices.run_all): on
+    their way to the engine until each is queued (engines/arrivals.py), so the idle engine starts on all of them
+    in one step, however late a loaded machine lets the last one reach it."""
     with ARRIVALS.arriving():
-        expect_arrivals(len(runs))
-        return list(await asyncio.gather(*runs))
+        return await run_all(runs)
 
 
 @pytest.mark.parametrize("whole_streams", [False, True], ids=["state-copy", "stream-copy"])
